@@ -1,0 +1,1 @@
+"""nap-dms-platform components: typed settings, the service catalog, and the resources."""

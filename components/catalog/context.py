@@ -1,0 +1,25 @@
+"""What a catalog module may read when it renders its config files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from components.catalog.spec import ServiceSpec
+
+
+@dataclass(frozen=True)
+class CatalogContext:
+    """The stack-resolved view a `files()` renderer gets: no Pulumi objects, just data."""
+
+    stack: str
+    domain: str
+    tls_mode: str
+    acme_email: str | None
+    services: Mapping[str, ServiceSpec]
+    """The enabled services of the stack, with stack overrides applied."""
+
+    def replica_names(self, service: str) -> list[str]:
+        """DNS names of each replica of `service` on the platform networks."""
+        spec = self.services[service]
+        return [f"{service}-{i}" for i in range(1, spec.replicas + 1)]

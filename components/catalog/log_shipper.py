@@ -1,0 +1,74 @@
+"""Grafana Alloy: ships every container's log stream to Loki (promtail reached end of life)."""
+
+from components.catalog.spec import BackupPolicy, Exemption, HealthCheck, HostMount, ServiceSpec, VolumeMount
+
+_CONFIG = """discovery.docker "containers" {
+  host = "unix:///var/run/docker.sock"
+}
+
+discovery.relabel "containers" {
+  targets = []
+  rule {
+    source_labels = ["__meta_docker_container_name"]
+    regex         = "/(.*)"
+    target_label  = "container"
+  }
+  rule {
+    source_labels = ["__meta_docker_container_label_napdms_service"]
+    target_label  = "service"
+  }
+}
+
+loki.source.docker "containers" {
+  host             = "unix:///var/run/docker.sock"
+  targets          = discovery.docker.containers.targets
+  relabel_rules    = discovery.relabel.containers.rules
+  forward_to       = [loki.write.loki.receiver]
+}
+
+loki.write "loki" {
+  endpoint {
+    url = "http://loki:3100/loki/api/v1/push"
+  }
+}
+"""
+
+SPEC = ServiceSpec(
+    name="log-shipper",
+    description="Grafana Alloy reading container logs through the Docker API",
+    image="docker.io/grafana/alloy",
+    tag="v1.4.3",
+    user="0:0",
+    command=[
+        "run",
+        "--server.http.listen-addr=127.0.0.1:12345",
+        "--storage.path=/var/lib/alloy/data",
+        "/etc/alloy/config.alloy",
+    ],
+    volumes=[
+        VolumeMount(
+            name="data",
+            path="/var/lib/alloy/data",
+            backup=BackupPolicy(policy="exclude", reason="read positions only; a loss re-sends recent lines"),
+        )
+    ],
+    host_mounts=[
+        HostMount(source="/var/run/docker.sock", target="/var/run/docker.sock", reason="log streams via the API")
+    ],
+    tmpfs=["/tmp"],
+    config_dir="/etc/alloy",
+    networks=["monitoring"],
+    exemptions=[
+        Exemption(rule="run-as-root", reason="the Docker socket is root:docker 0660; no capability added"),
+        Exemption(rule="host-mount", reason="only the Docker socket, read-only"),
+        Exemption(rule="docker-socket", reason="log collection through the Docker API"),
+    ],
+    health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:12345/-/ready"]),
+    memory="256m",
+    cpus=0.5,
+)
+
+
+def files(context) -> dict[str, str]:
+    """Alloy's pipeline: Docker discovery -> relabel -> Loki."""
+    return {"config.alloy": _CONFIG}

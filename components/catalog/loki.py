@@ -1,0 +1,24 @@
+"""Loki: log storage, fed by the log shipper."""
+
+from components.catalog.spec import BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
+
+SPEC = ServiceSpec(
+    name="loki",
+    description="Grafana Loki, single binary, filesystem storage",
+    image="docker.io/grafana/loki",
+    tag="2.9.10",
+    user="10001:10001",
+    command=["-config.file=/etc/loki/local-config.yaml"],
+    volumes=[
+        VolumeMount(
+            name="data",
+            path="/loki",
+            backup=BackupPolicy(policy="exclude", reason="logs are diagnostics kept 30 days, not restored"),
+        )
+    ],
+    tmpfs=["/tmp"],
+    networks=["monitoring"],
+    health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:3100/ready"], start_period="60s"),
+    memory="1g",
+    cpus=1,
+)

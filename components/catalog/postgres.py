@@ -1,0 +1,46 @@
+"""PostgreSQL: the relational store of NAP-DMS, Gitea and n8n (one role and database each)."""
+
+from components.catalog.spec import BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
+
+# Executed once by the image's entrypoint on first start (an empty data directory). Each
+# `<app>-db-password` secret file becomes a login role and a database of the same name, so
+# adding an application that needs a database is one more secret in its catalog entry.
+_APP_ROLES = """#!/bin/sh
+set -eu
+for file in /run/secrets/*-db-password; do
+  [ -e "$file" ] || continue
+  app=$(basename "$file" -db-password)
+  psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \\
+    --set app="$app" --set password="$(cat "$file")" <<'SQL'
+CREATE ROLE :"app" LOGIN PASSWORD :'password';
+CREATE DATABASE :"app" OWNER :"app";
+SQL
+done
+"""
+
+SPEC = ServiceSpec(
+    name="postgres",
+    description="PostgreSQL 16, official Debian image",
+    image="docker.io/library/postgres",
+    tag="16.4-bookworm",
+    user="999:999",
+    env={"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres-password"},
+    volumes=[VolumeMount(name="data", path="/var/lib/postgresql/data", backup=BackupPolicy(policy="daily"))],
+    tmpfs=["/var/run/postgresql", "/tmp"],
+    secrets=[
+        SecretUse(secret="postgres-password"),
+        SecretUse(secret="napdms-db-password"),
+        SecretUse(secret="gitea-db-password"),
+        SecretUse(secret="n8n-db-password"),
+    ],
+    config_dir="/docker-entrypoint-initdb.d",
+    networks=["data"],
+    health=HealthCheck(test=["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "postgres"]),
+    memory="2g",
+    cpus=2,
+)
+
+
+def files(context) -> dict[str, str]:
+    """The first-start script that creates the application roles."""
+    return {"10-app-roles.sh": _APP_ROLES}

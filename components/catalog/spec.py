@@ -1,0 +1,261 @@
+"""The typed shape of one catalog entry: everything needed to run a service hardened.
+
+A `ServiceSpec` is pure data. Hardening is not configured here (it is the default in
+`HardenedService`); what a spec may do is *declare an exception* to a default, always with a
+reason, which ends up as a container label that the policy pack and the audit read.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from components.units import Cpus, Duration, SizeMB
+
+NetworkName = Literal["edge", "app", "data", "monitoring"]
+"""The four network segments. `data` and `monitoring` are internal (no route out)."""
+
+Placement = Literal["primary", "backup", "every-host"]
+"""Where a service runs: the primary NAS (QNAP), the backup NAS (ASUSTOR), or on each host."""
+
+RuleId = Literal[
+    "run-as-root",
+    "writable-root",
+    "host-mount",
+    "docker-socket",
+    "port-all-interfaces",
+]
+"""Hardening defaults a service may be exempted from, with a reason."""
+
+_CAPABILITY = re.compile(r"^[A-Z_]+$")
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
+
+
+def check_fixed_tag(value: str) -> str:
+    """Reject tags that float (`latest`), so a redeploy never changes the image silently."""
+    if value in ("latest", "") or value.endswith("-latest"):
+        raise ValueError(f'"{value}" floats; use a released version such as "16.4"')
+    return value
+
+
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackupPolicy(_Frozen):
+    """Whether a volume is in the daily backup; excluding one needs a reason."""
+
+    policy: Literal["daily", "exclude"]
+    """`daily`: in the nightly restic run. `exclude`: deliberately not backed up."""
+    reason: Optional[str] = None
+    """Why the volume may be lost (required with `exclude`)."""
+
+    @model_validator(mode="after")
+    def _exclusion_needs_reason(self) -> "BackupPolicy":
+        if self.policy == "exclude" and not (self.reason and self.reason.strip()):
+            raise ValueError(
+                'an excluded volume needs a reason; add reason: "<why it may be lost>"'
+            )
+        return self
+
+
+class VolumeMount(_Frozen):
+    """A named Docker volume owned by the service."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    """Short name, unique within the service; the Docker volume is `<service>-<name>`."""
+    path: str = Field(pattern=r"^/")
+    """Mount point inside the container."""
+    backup: BackupPolicy
+    """Backup policy: required, so no volume is silently left out of the backup."""
+    chown: bool = False
+    """The image has this path root-owned: a one-shot init container hands it to the service user."""
+
+
+class HostMount(_Frozen):
+    """A host path bind-mounted read-only, an exception that needs a reason."""
+
+    source: str = Field(pattern=r"^/")
+    target: str = Field(pattern=r"^/")
+    reason: str = Field(min_length=8)
+
+
+class Port(_Frozen):
+    """A published port. Bound to the host's LAN address unless `all_interfaces` says why not."""
+
+    internal: int = Field(ge=1, le=65535)
+    external: int = Field(ge=1, le=65535)
+    protocol: Literal["tcp", "udp"] = "tcp"
+    all_interfaces: Optional[str] = None
+    """Reason to bind 0.0.0.0 instead of the host's address (only the proxy's 80/443)."""
+
+
+class CapAdd(_Frozen):
+    """One Linux capability added back after `drop ALL`, with the reason it is needed."""
+
+    name: str
+    reason: str = Field(min_length=8)
+
+    @field_validator("name")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        value = value.upper().removeprefix("CAP_")
+        if not _CAPABILITY.match(value):
+            raise ValueError(f'"{value}" is not a capability name; use e.g. "CHOWN"')
+        return value
+
+
+class Exemption(_Frozen):
+    """An explicit exception to a hardening default, written to a container label."""
+
+    rule: RuleId
+    reason: str = Field(min_length=8)
+
+
+class SecretUse(_Frozen):
+    """A platform secret this service reads, delivered as a file under /run/secrets."""
+
+    secret: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    """Platform-wide secret name; two services naming the same secret share it."""
+    env: Optional[str] = None
+    """Environment variable that receives the file's *path* (the image's `*_FILE` convention)."""
+    file: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    """File name under /run/secrets; defaults to the secret's name."""
+    template: Optional[str] = None
+    """File content around the value, `{secret}` marking where it goes (e.g. a config line)."""
+
+    @model_validator(mode="after")
+    def _template_has_slot(self) -> "SecretUse":
+        if self.template is not None and "{secret}" not in self.template:
+            raise ValueError("a secret template must contain {secret}")
+        return self
+
+    @property
+    def file_name(self) -> str:
+        """The file name under /run/secrets."""
+        return self.file or self.secret
+
+    @property
+    def path(self) -> str:
+        """Absolute path of the secret file inside the container."""
+        return f"/run/secrets/{self.file_name}"
+
+
+class HealthCheck(_Frozen):
+    """A Docker health check in exec form, run with binaries that exist in the image."""
+
+    test: list[str] = Field(min_length=2)
+    interval: Duration = "10s"
+    timeout: Duration = "5s"
+    retries: int = Field(default=3, ge=1, le=20)
+    start_period: Duration = "30s"
+
+    @field_validator("test")
+    @classmethod
+    def _exec_form(cls, value: list[str]) -> list[str]:
+        if value[0] not in ("CMD", "CMD-SHELL"):
+            raise ValueError('a health check starts with "CMD" or "CMD-SHELL"')
+        return value
+
+
+class PublicRoute(_Frozen):
+    """A name under the platform domain that the reverse proxy serves over TLS."""
+
+    subdomain: str = Field(pattern=r"^[a-z0-9-]+$")
+    port: int = Field(ge=1, le=65535)
+
+
+class ServiceSpec(_Frozen):
+    """One catalog entry. Stacks override only sizes, replicas, placement and image version."""
+
+    name: str
+    description: str
+    image: str
+    """Repository as pulled, e.g. `docker.io/library/postgres`."""
+    tag: str
+    """A real, fixed release tag (never `latest`)."""
+    digest: Optional[str] = Field(default=None, pattern=DIGEST_PATTERN)
+    """Optional manifest digest; when set the pull itself is pinned."""
+    user: str = Field(pattern=r"^\d+(:\d+)?$")
+    """Numeric uid[:gid] so the runtime never resolves a name to root."""
+    command: Optional[list[str]] = None
+    entrypoint: Optional[list[str]] = None
+    env: dict[str, str] = {}
+    """Non-secret environment. `{domain}` and `{stack}` are substituted."""
+    ports: list[Port] = []
+    volumes: list[VolumeMount] = []
+    host_mounts: list[HostMount] = []
+    tmpfs: list[str] = []
+    """Paths the service writes that need no persistence (root filesystem is read-only)."""
+    secrets: list[SecretUse] = []
+    config_dir: Optional[str] = None
+    """Where generated config files land (a volume, so they can be uploaded before start)."""
+    networks: list[NetworkName] = Field(min_length=1)
+    health: HealthCheck
+    cap_add: list[CapAdd] = []
+    exemptions: list[Exemption] = []
+    memory: SizeMB
+    cpus: Cpus
+    pids: int = Field(default=512, ge=16, le=65536)
+    replicas: int = Field(default=1, ge=1, le=8)
+    stateless: bool = False
+    """Holds no state of its own, so prod runs two or more replicas."""
+    placement: Placement = "primary"
+    public: Optional[PublicRoute] = None
+    depends_on: list[str] = []
+    stop_grace_s: int = Field(default=30, ge=1, le=600)
+    reads_backed_up_volumes: bool = False
+    """Mount every daily-backed-up volume of its host read-only under /source (the backup agent)."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _SERVICE_NAME.match(value):
+            raise ValueError(f'"{value}" is not a service name; use lower-case letters, digits and -')
+        return value
+
+    @field_validator("tag")
+    @classmethod
+    def _fixed_tag(cls, value: str) -> str:
+        return check_fixed_tag(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ServiceSpec":
+        names = [v.name for v in self.volumes]
+        if len(names) != len(set(names)):
+            raise ValueError(f"volume names repeat in {names}")
+        if self.user.split(":")[0] == "0" and not self.exempt("run-as-root"):
+            raise ValueError('user 0 is root; pick the image\'s service uid or add a "run-as-root" exemption')
+        files = [use.file_name for use in self.secrets]
+        if len(files) != len(set(files)):
+            raise ValueError(f"secret file names repeat in {files}")
+        mounted = {v.path for v in self.volumes} | {m.target for m in self.host_mounts}
+        if self.config_dir and self.config_dir in mounted:
+            raise ValueError(f"config_dir {self.config_dir} is also a data mount")
+        return self
+
+    def exempt(self, rule: str) -> Optional[str]:
+        """The reason this service is exempt from `rule`, or None."""
+        return next((e.reason for e in self.exemptions if e.rule == rule), None)
+
+    @property
+    def uid(self) -> int:
+        """Numeric user id the container runs as."""
+        return int(self.user.split(":")[0])
+
+    @property
+    def gid(self) -> int:
+        """Numeric group id (defaults to the uid, as Docker does for numeric users)."""
+        parts = self.user.split(":")
+        return int(parts[1]) if len(parts) > 1 else int(parts[0])
+
+    @property
+    def image_ref(self) -> str:
+        """What to pull: `repo:tag`, plus `@digest` when the catalog pins one."""
+        ref = f"{self.image}:{self.tag}"
+        return f"{ref}@{self.digest}" if self.digest else ref

@@ -1,0 +1,314 @@
+"""`HardenedService`: the only easy way to run a container here, and it is hardened by default.
+
+Defaults (CIS Docker Benchmark §5 numbers in brackets): numeric non-root user, all
+capabilities dropped [5.4] with a named add-list, read-only root [5.13] with tmpfs where the
+service writes, no-new-privileges [5.26], memory [5.11] and CPU [5.12] limits, a process limit
+through `ulimits` nproc (pulumi-docker has no pids-limit field) [5.19/5.29], a health check
+[5.27] that `up` waits on, restart policy, json-file log rotation, ports bound to the host's
+LAN address [5.14], image by digest, secrets as 0400 files owned by the service user.
+Anything else is an exemption from the catalog, with its reason, written to a label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from components.catalog.spec import SecretUse, ServiceSpec
+from components.volumes import REGENERATED, declare_volume
+
+LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+"""json-file rotation: at most 30 MB of logs per container."""
+
+TMPFS_OPTS = "rw,nosuid,nodev,size=64m,mode=1777"
+SECRETS_DIR = "/run/secrets"
+NOFILE_LIMIT = 65536
+
+
+@dataclass(frozen=True)
+class SourceVolume:
+    """Another service's volume, mounted read-only (what the backup agent reads)."""
+
+    volume: docker.Volume
+    path: str
+
+
+@dataclass(frozen=True)
+class HardenedServiceArgs:
+    """Everything one service on one host needs; built by `Platform` from the settings."""
+
+    spec: ServiceSpec
+    """The catalog entry with this stack's overrides applied."""
+    stack: str
+    host: str
+    """Host name (key of `hosts`), used in resource names and labels."""
+    name_prefix: str
+    """Prefix of Docker object names (`napdms-<stack>`), so stacks sharing a daemon never collide."""
+    provider: docker.Provider
+    networks: Mapping[str, docker.Network]
+    bind_address: str
+    init_image: pulumi.Input[str]
+    env: Mapping[str, str]
+    """Non-secret environment, placeholders already substituted."""
+    secrets: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    """Values of the platform secrets this service reads, by secret name."""
+    files: Mapping[str, str] = field(default_factory=dict)
+    """Generated config files (name -> content) for `spec.config_dir`."""
+    protect_data: bool = False
+    """Protect backed-up volumes from deletion (staging and prod)."""
+    sources: Sequence[SourceVolume] = ()
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class HardenedService(pulumi.ComponentResource):
+    """A catalog service on one host: pinned image, its volumes, and its hardened replicas."""
+
+    containers: list[docker.Container]
+    """One container per replica."""
+    volumes: dict[str, docker.Volume]
+    """The service's data volumes by catalog volume name."""
+    container_names: pulumi.Output[list[str]]
+    """Docker names of the replicas."""
+    image_digest: pulumi.Output[str]
+    """`repo@sha256:...` the containers run."""
+
+    def __init__(self, name: str, args: HardenedServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("napdms:service:HardenedService", name, None, opts)
+        spec = args.spec
+        on_host = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        docker_name = f"{args.name_prefix}-{spec.name}"
+        base_labels = {
+            "napdms.managed-by": "pulumi",
+            "napdms.stack": args.stack,
+            "napdms.service": spec.name,
+            "napdms.host": args.host,
+        }
+
+        image = docker.RemoteImage(f"{name}-image", name=spec.image_ref, keep_locally=True, opts=on_host)
+        self.image_digest = image.repo_digest
+
+        self.volumes = {
+            v.name: declare_volume(
+                f"{name}-{v.name}",
+                f"{docker_name}-{v.name}",
+                v.backup,
+                base_labels,
+                on_host,
+                protect=args.protect_data and v.backup.policy == "daily",
+            )
+            for v in spec.volumes
+        }
+        mounts = [
+            docker.ContainerVolumeArgs(volume_name=self.volumes[v.name].name, container_path=v.path)
+            for v in spec.volumes
+        ]
+        mounts += [
+            docker.ContainerVolumeArgs(host_path=m.source, container_path=m.target, read_only=True)
+            for m in spec.host_mounts
+        ]
+        mounts += [
+            docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path, read_only=True)
+            for s in args.sources
+        ]
+        # Uploads must land on a volume: copying into a read-only root filesystem fails.
+        uploads = []
+        if spec.secrets:
+            secrets_volume = declare_volume(
+                f"{name}-secrets", f"{docker_name}-secrets", REGENERATED, base_labels, on_host
+            )
+            mounts.append(docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR))
+            uploads += [_secret_upload(use, args.secrets[use.secret], spec) for use in spec.secrets]
+        if args.files:
+            config_volume = declare_volume(
+                f"{name}-config", f"{docker_name}-config", REGENERATED, base_labels, on_host
+            )
+            mounts.append(docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=spec.config_dir))
+            uploads += [_config_upload(spec, file_name, content) for file_name, content in sorted(args.files.items())]
+
+        depends_on = list(args.depends_on)
+        init_labels: dict[str, str] = {}
+        chown_volumes = [v for v in spec.volumes if v.chown]
+        if chown_volumes:
+            init = self._init_container(name, docker_name, spec, args, base_labels, chown_volumes, on_host)
+            depends_on.append(init)
+            # A re-run of the init container (new volume, new image) also renews the service.
+            init_labels["napdms.init-container"] = init.id
+
+        self.containers = []
+        for replica in range(1, spec.replicas + 1):
+            labels = {**base_labels, **_policy_labels(spec), **init_labels, "napdms.replica": str(replica)}
+            self.containers.append(
+                docker.Container(
+                    f"{name}-{replica}",
+                    name=f"{docker_name}-{replica}",
+                    hostname=f"{spec.name}-{replica}",
+                    image=image.repo_digest,
+                    user=spec.user,
+                    command=spec.command,
+                    entrypoints=spec.entrypoint,
+                    envs=_envs(args.env, spec.secrets),
+                    capabilities=docker.ContainerCapabilitiesArgs(
+                        drops=["ALL"], adds=[cap.name for cap in spec.cap_add] or None
+                    ),
+                    read_only=True,
+                    tmpfs={path: TMPFS_OPTS for path in spec.tmpfs} or None,
+                    security_opts=["no-new-privileges:true"],
+                    memory=spec.memory,
+                    memory_swap=spec.memory,
+                    cpus=_cpus(spec.cpus),
+                    ulimits=[
+                        docker.ContainerUlimitArgs(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT),
+                        docker.ContainerUlimitArgs(name="nproc", soft=spec.pids, hard=spec.pids),
+                    ],
+                    healthcheck=docker.ContainerHealthcheckArgs(
+                        tests=spec.health.test,
+                        interval=spec.health.interval,
+                        timeout=spec.health.timeout,
+                        retries=spec.health.retries,
+                        start_period=spec.health.start_period,
+                    ),
+                    wait=True,
+                    wait_timeout=_wait_timeout(spec),
+                    restart="unless-stopped",
+                    log_driver="json-file",
+                    log_opts=LOG_OPTS,
+                    networks_advanced=[
+                        docker.ContainerNetworksAdvancedArgs(
+                            name=args.networks[segment].name, aliases=[spec.name, f"{spec.name}-{replica}"]
+                        )
+                        for segment in spec.networks
+                    ],
+                    ports=[
+                        docker.ContainerPortArgs(
+                            internal=port.internal,
+                            external=port.external,
+                            protocol=port.protocol,
+                            ip="0.0.0.0" if port.all_interfaces else args.bind_address,
+                        )
+                        for port in spec.ports
+                    ]
+                    or None,
+                    volumes=mounts or None,
+                    uploads=uploads or None,
+                    labels=_label_args(labels),
+                    stop_timeout=spec.stop_grace_s,
+                    destroy_grace_seconds=spec.stop_grace_s,
+                    must_run=True,
+                    opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=depends_on)),
+                )
+            )
+        self.container_names = pulumi.Output.all(*[c.name for c in self.containers])
+        self.register_outputs({"container_names": self.container_names, "image_digest": self.image_digest})
+
+    def _init_container(
+        self,
+        name: str,
+        docker_name: str,
+        spec: ServiceSpec,
+        args: HardenedServiceArgs,
+        base_labels: Mapping[str, str],
+        chown_volumes: list,
+        on_host: pulumi.ResourceOptions,
+    ) -> docker.Container:
+        """A one-shot root container with only CAP_CHOWN that hands volume roots to the service user."""
+        labels = {
+            **base_labels,
+            "napdms.role": "init",
+            "napdms.exempt.run-as-root": "chown needs uid 0; CHOWN is its only capability, no network",
+            "napdms.exempt.no-health-check": "one-shot: exits after chown, up waits for its exit",
+            "napdms.exempt.no-restart-policy": "one-shot: must not restart after it exits",
+            "napdms.cap-add.CHOWN": "hand the volume directories to the service user",
+        }
+        return docker.Container(
+            f"{name}-init",
+            name=f"{docker_name}-init",
+            image=args.init_image,
+            user="0:0",
+            command=["chown", spec.user, *[v.path for v in chown_volumes]],
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN"]),
+            read_only=True,
+            security_opts=["no-new-privileges:true"],
+            network_mode="none",
+            memory=32,
+            memory_swap=32,
+            cpus="0.1",
+            ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=16, hard=16)],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=self.volumes[v.name].name, container_path=v.path)
+                for v in chown_volumes
+            ],
+            attach=True,
+            must_run=False,
+            restart="no",
+            log_driver="json-file",
+            log_opts=LOG_OPTS,
+            labels=_label_args(labels),
+            opts=on_host,
+        )
+
+
+def _secret_upload(use: SecretUse, value: pulumi.Output[str], spec: ServiceSpec) -> docker.ContainerUploadArgs:
+    template = use.template
+    content = value if template is None else value.apply(lambda v: template.replace("{secret}", v))
+    return docker.ContainerUploadArgs(
+        file=use.path,
+        content=pulumi.Output.secret(content),
+        permissions="0400",
+        owner=str(spec.uid),
+        group=str(spec.gid),
+    )
+
+
+def _config_upload(spec: ServiceSpec, file_name: str, content: str) -> docker.ContainerUploadArgs:
+    # Scripts an entrypoint runs must be executable; everything else is read-only for the owner.
+    return docker.ContainerUploadArgs(
+        file=f"{spec.config_dir}/{file_name}",
+        content=content,
+        permissions="0500" if file_name.endswith(".sh") else "0400",
+        owner=str(spec.uid),
+        group=str(spec.gid),
+    )
+
+
+def _envs(env: Mapping[str, str], secrets: Sequence[SecretUse]) -> Optional[list[str]]:
+    pairs = dict(env)
+    pairs.update({use.env: use.path for use in secrets if use.env})
+    return [f"{key}={value}" for key, value in sorted(pairs.items())] or None
+
+
+def _policy_labels(spec: ServiceSpec) -> dict[str, str]:
+    """Labels the policy pack and the audit read: backups, exemptions and added capabilities."""
+    labels = {f"napdms.exempt.{e.rule}": e.reason for e in spec.exemptions}
+    labels.update({f"napdms.cap-add.{cap.name}": cap.reason for cap in spec.cap_add})
+    public = next((p.all_interfaces for p in spec.ports if p.all_interfaces), None)
+    if public:
+        labels["napdms.exempt.port-all-interfaces"] = public
+    labels["napdms.backup"] = ",".join(f"{v.name}:{v.backup.policy}" for v in spec.volumes) or "none"
+    labels["napdms.pids-limit"] = f"ulimit-nproc={spec.pids}"
+    return labels
+
+
+def _label_args(labels: Mapping[str, pulumi.Input[str]]) -> list[docker.ContainerLabelArgs]:
+    return [docker.ContainerLabelArgs(label=key, value=value) for key, value in sorted(labels.items())]
+
+
+def _cpus(cpus: float) -> str:
+    return f"{cpus:g}"
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if duration.endswith(suffix) and duration[: -len(suffix)].isdigit():
+            return int(duration[: -len(suffix)]) * units[suffix]
+    raise ValueError(duration)
+
+
+def _wait_timeout(spec: ServiceSpec) -> int:
+    """Seconds `up` waits for healthy: the start period plus every allowed failed probe, doubled."""
+    health = spec.health
+    budget = _seconds(health.start_period) + health.retries * (_seconds(health.interval) + _seconds(health.timeout))
+    return int(2 * budget) + 30

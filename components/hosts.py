@@ -1,0 +1,62 @@
+"""A Docker daemon the platform deploys to, and the networks the platform keeps on it."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_docker as docker
+
+from components.catalog.spec import NetworkName
+from components.settings.model import HostSettings
+
+INTERNAL_SEGMENTS: frozenset[str] = frozenset({"data", "monitoring"})
+"""Segments with no route out of the host: databases and metrics never talk to the internet."""
+
+INIT_IMAGE = "docker.io/library/busybox:1.36.1"
+"""The one-shot init containers' image (chown of root-owned volume directories)."""
+
+
+class DockerHost(pulumi.ComponentResource):
+    """One NAS (or the local daemon): its provider, its segmented networks, its init image."""
+
+    provider: docker.Provider
+    """Every resource on this host is created through this provider."""
+    networks: dict[str, docker.Network]
+    """Network per segment, only for the segments some service on this host joins."""
+    init_image: pulumi.Output[str]
+    """Digest reference of the init containers' image on this host."""
+
+    def __init__(
+        self,
+        name: str,
+        host: HostSettings,
+        segments: list[NetworkName],
+        name_prefix: str,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        super().__init__("napdms:hosts:DockerHost", name, None, opts)
+        self.provider = docker.Provider(
+            f"{name}-docker",
+            host=host.docker_host,
+            ssh_opts=host.ssh_opts or None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        on_host = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self.networks = {
+            segment: docker.Network(
+                f"{name}-{segment}",
+                name=f"{name_prefix}-{segment}",
+                driver="bridge",
+                internal=segment in INTERNAL_SEGMENTS,
+                labels=[
+                    docker.NetworkLabelArgs(label="napdms.segment", value=segment),
+                    docker.NetworkLabelArgs(label="napdms.managed-by", value="pulumi"),
+                ],
+                opts=on_host,
+            )
+            for segment in segments
+        }
+        image = docker.RemoteImage(f"{name}-init-image", name=INIT_IMAGE, keep_locally=True, opts=on_host)
+        self.init_image = image.repo_digest
+        self.register_outputs({"init_image": self.init_image})

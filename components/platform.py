@@ -1,0 +1,152 @@
+"""`Platform`: wires the catalog, resolved by the stack's settings, into hosts and services."""
+
+from __future__ import annotations
+
+from graphlib import TopologicalSorter
+from typing import Optional
+
+import pulumi
+
+from components.catalog import generated_files
+from components.catalog.context import CatalogContext
+from components.catalog.spec import ServiceSpec
+from components.hardened_service import HardenedService, HardenedServiceArgs, SourceVolume
+from components.hosts import DockerHost
+from components.secrets import GeneratedSecret
+from components.settings.model import PlatformSettings
+
+SEGMENT_ORDER = ("edge", "app", "data", "monitoring")
+
+
+class Platform(pulumi.ComponentResource):
+    """The whole NAP-DMS platform of one stack."""
+
+    hosts: dict[str, DockerHost]
+    """Each Docker daemon of the stack, by host name."""
+    services: dict[str, dict[str, HardenedService]]
+    """service name -> host name -> the service's resources on that host."""
+    secrets: dict[str, GeneratedSecret]
+    urls: pulumi.Output[dict[str, str]]
+    """Public URL of each service the proxy serves."""
+    admin_password: pulumi.Output[str]
+    """Grafana's admin password (secret), for the operator's first login."""
+
+    def __init__(self, name: str, settings: PlatformSettings, stack: str, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("napdms:platform:Platform", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        specs = settings.effective_services()
+        placements = {service: settings.placements(service) for service in specs}
+        prefix = f"napdms-{stack}"
+
+        self.hosts = {
+            host: DockerHost(
+                host,
+                settings.hosts[host],
+                _segments_on(host, specs, placements),
+                prefix,
+                opts=child,
+            )
+            for host in settings.hosts
+        }
+        self.secrets = {
+            secret: GeneratedSecret(secret, settings.secrets.rotation.get(secret, 0), opts=child)
+            for secret in settings.secret_names()
+        }
+        context = CatalogContext(
+            stack=stack,
+            domain=settings.domain,
+            tls_mode=settings.tls.mode,
+            acme_email=settings.tls.acme_email,
+            services=specs,
+        )
+        placeholders = {
+            "{domain}": settings.domain,
+            "{stack}": stack,
+            "{backup_repository}": settings.backup.repository,
+            "{backup_at}": settings.backup.time_of_day,
+            "{timezone}": settings.backup.timezone,
+        }
+
+        self.services = {}
+        for service in _start_order(specs):
+            spec = specs[service]
+            self.services[service] = {}
+            for host in placements[service]:
+                self.services[service][host] = HardenedService(
+                    f"{host}-{service}",
+                    HardenedServiceArgs(
+                        spec=spec,
+                        stack=stack,
+                        host=host,
+                        name_prefix=prefix,
+                        provider=self.hosts[host].provider,
+                        networks=self.hosts[host].networks,
+                        bind_address=settings.hosts[host].bind_address,
+                        init_image=self.hosts[host].init_image,
+                        env={key: _substitute(value, placeholders) for key, value in spec.env.items()},
+                        secrets={use.secret: self.secrets[use.secret].value for use in spec.secrets},
+                        files=generated_files(service, context),
+                        protect_data=settings.environment != "dev",
+                        sources=self._sources(host, spec, specs) if spec.reads_backed_up_volumes else (),
+                        depends_on=[
+                            container
+                            for dependency in spec.depends_on
+                            if host in self.services.get(dependency, {})
+                            for container in self.services[dependency][host].containers
+                        ],
+                    ),
+                    opts=child,
+                )
+
+        self.urls = pulumi.Output.from_input(
+            {
+                service: f"https://{spec.public.subdomain}.{settings.domain}"
+                for service, spec in specs.items()
+                if spec.public
+            }
+        )
+        self.admin_password = (
+            self.secrets["grafana-admin-password"].value
+            if "grafana-admin-password" in self.secrets
+            else pulumi.Output.secret("")
+        )
+        self.register_outputs({"urls": self.urls, "admin_password": self.admin_password})
+
+    def _sources(self, host: str, reader: ServiceSpec, specs: dict[str, ServiceSpec]) -> list[SourceVolume]:
+        """Every daily-backed-up volume already declared on `host`, at /source/<service>/<volume>."""
+        return [
+            SourceVolume(volume=declared.volumes[volume.name], path=f"/source/{service}/{volume.name}")
+            for service, by_host in self.services.items()
+            if service != reader.name and host in by_host
+            for declared in [by_host[host]]
+            for volume in specs[service].volumes
+            if volume.backup.policy == "daily"
+        ]
+
+
+def _segments_on(host: str, specs: dict[str, ServiceSpec], placements: dict[str, list[str]]) -> list[str]:
+    used = {segment for name, spec in specs.items() if host in placements[name] for segment in spec.networks}
+    return [segment for segment in SEGMENT_ORDER if segment in used]
+
+
+def _start_order(specs: dict[str, ServiceSpec]) -> list[str]:
+    """Dependencies first; readers of other services' volumes last; otherwise catalog order."""
+    graph = {name: [d for d in spec.depends_on if d in specs] for name, spec in specs.items()}
+    readers = [name for name, spec in specs.items() if spec.reads_backed_up_volumes]
+    for reader in readers:
+        graph[reader] += [name for name in specs if name not in readers]
+    sorter = TopologicalSorter(graph)
+    sorter.prepare()
+    order: list[str] = []
+    catalog_rank = {name: rank for rank, name in enumerate(specs)}
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=catalog_rank.__getitem__)
+        order += ready
+        sorter.done(*ready)
+    return order
+
+
+def _substitute(value: str, placeholders: dict[str, str]) -> str:
+    for placeholder, replacement in placeholders.items():
+        value = value.replace(placeholder, replacement)
+    return value
