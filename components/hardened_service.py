@@ -17,7 +17,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.catalog.spec import SecretUse, ServiceSpec
+from components.catalog.spec import CONFIG_VOLUME, SECRETS_VOLUME, SecretUse, ServiceSpec
 from components.volumes import REGENERATED, declare_volume
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
@@ -117,13 +117,13 @@ class HardenedService(pulumi.ComponentResource):
         uploads = []
         if spec.secrets:
             secrets_volume = declare_volume(
-                f"{name}-secrets", f"{docker_name}-secrets", REGENERATED, base_labels, on_host
+                f"{name}-{SECRETS_VOLUME}", f"{docker_name}-{SECRETS_VOLUME}", REGENERATED, base_labels, on_host
             )
             mounts.append(docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR))
             uploads += [_secret_upload(use, args.secrets[use.secret], spec) for use in spec.secrets]
         if args.files:
             config_volume = declare_volume(
-                f"{name}-config", f"{docker_name}-config", REGENERATED, base_labels, on_host
+                f"{name}-{CONFIG_VOLUME}", f"{docker_name}-{CONFIG_VOLUME}", REGENERATED, base_labels, on_host
             )
             mounts.append(docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=spec.config_dir))
             uploads += [_config_upload(spec, file_name, content) for file_name, content in sorted(args.files.items())]

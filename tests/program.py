@@ -45,6 +45,9 @@ class Declared:
     provider: str
     parent: str
     urn: str
+    protect: bool
+    dependencies: list[str]
+    """URNs this resource waits for (`depends_on` and inputs from other resources)."""
 
     def plain(self, key: str, default: Any = None) -> Any:
         """An input with secret wrappers removed."""
@@ -102,7 +105,8 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _password(text: str, size: int = 32) -> str:
+def mock_password(text: str, size: int = 32) -> str:
+    """The value the mocks give the RandomPassword named `text`."""
     alphabet = string.ascii_letters + string.digits
     return "".join(alphabet[b % len(alphabet)] for b in hashlib.sha256(text.encode()).digest()[:size])
 
@@ -121,7 +125,7 @@ class _Mocks(pulumi_mocks.Mocks):
             state["repoDigest"] = f"{repo}@sha256:{_digest(ref)}"
             state["imageId"] = f"sha256:{_digest('id' + ref)}"
         elif args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = _password(args.name)
+            state["result"] = mock_password(args.name)
         return f"{args.name}-id", state
 
     def call(self, args: pulumi_mocks.MockCallArgs):
@@ -146,6 +150,8 @@ class _Monitor(pulumi_mocks.MockMonitor):
                     provider=request.provider,
                     parent=request.parent,
                     urn=response.urn,
+                    protect=request.protect,
+                    dependencies=list(request.dependencies),
                 )
             )
         return response

@@ -42,9 +42,14 @@ def check_fixed_tag(value: str) -> str:
 
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
+SECRETS_VOLUME = "run-secrets"
+"""Volume name suffix of a service's secret files (mounted at /run/secrets)."""
+CONFIG_VOLUME = "run-config"
+"""Volume name suffix of a service's generated config files (mounted at its config_dir)."""
+
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class BackupPolicy(_Frozen):
@@ -75,6 +80,13 @@ class VolumeMount(_Frozen):
     """Backup policy: required, so no volume is silently left out of the backup."""
     chown: bool = False
     """The image has this path root-owned: a one-shot init container hands it to the service user."""
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in (SECRETS_VOLUME, CONFIG_VOLUME):
+            raise ValueError(f'"{value}" is reserved for generated files; pick another volume name')
+        return value
 
 
 class HostMount(_Frozen):

@@ -30,7 +30,7 @@ _RESTIC_REPOSITORY = re.compile(r"^(sftp:\S+|s3:\S+|rest:\S+|/\S*)$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class HostSettings(_Strict):

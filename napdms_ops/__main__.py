@@ -1,0 +1,3 @@
+from napdms_ops.cli import app
+
+app(prog_name="napdms-ops")

@@ -1,0 +1,108 @@
+"""Every service container the program declares is hardened, in every stack."""
+
+import pytest
+
+from components.settings import load_settings
+from tests.conftest import program_of
+from tests.program import STACKS, labels_of, stack_config
+
+
+def _service_containers():
+    for stack in STACKS:
+        for container in program_of(stack).services():
+            yield pytest.param(stack, container, id=f"{stack}:{container.name}")
+
+
+CONTAINERS = list(_service_containers())
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_runs_as_numeric_non_root_user_unless_exempted(stack, container):
+    user = container.plain("user")
+    assert user and user.split(":")[0].isdigit(), f"{container.name}: user {user!r} is not numeric"
+    if user.split(":")[0] == "0":
+        assert labels_of(container).get("napdms.exempt.run-as-root"), f"{container.name} runs as root without a reason"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_drops_all_capabilities_and_justifies_each_added_one(stack, container):
+    caps = container.plain("capabilities")
+    assert caps["drops"] == ["ALL"], f"{container.name} keeps capabilities"
+    for cap in caps.get("adds", []):
+        assert labels_of(container).get(f"napdms.cap-add.{cap}"), f"{container.name} adds {cap} without a reason"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_root_filesystem_is_read_only(stack, container):
+    assert container.plain("readOnly") is True, f"{container.name} has a writable root filesystem"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_no_new_privileges(stack, container):
+    assert "no-new-privileges:true" in container.plain("securityOpts"), f"{container.name} may gain privileges"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_memory_cpu_and_process_limits_are_set(stack, container):
+    assert container.plain("memory", 0) >= 4, f"{container.name} has no memory limit"
+    assert container.plain("memorySwap") == container.plain("memory"), f"{container.name} may swap"
+    assert float(container.plain("cpus", 0)) > 0, f"{container.name} has no CPU limit"
+    nproc = [u for u in container.plain("ulimits", []) if u["name"] == "nproc"]
+    assert nproc and nproc[0]["hard"] >= 16, f"{container.name} has no process limit"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_health_check_is_real_and_up_waits_for_it(stack, container):
+    health = container.plain("healthcheck")
+    assert health["tests"][0] in ("CMD", "CMD-SHELL") and len(health["tests"]) >= 2, f"{container.name}: no check"
+    assert container.plain("wait") is True, f"{container.name}: up does not wait for healthy"
+    assert container.plain("waitTimeout") >= 60, f"{container.name}: wait timeout too short"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_restarts_and_rotates_logs(stack, container):
+    assert container.plain("restart") == "unless-stopped", f"{container.name}: no restart policy"
+    assert container.plain("logDriver") == "json-file", f"{container.name}: unexpected log driver"
+    assert container.plain("logOpts") == {"max-size": "10m", "max-file": "3"}, f"{container.name}: logs not rotated"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_image_is_referenced_by_digest(stack, container):
+    assert "@sha256:" in container.plain("image"), f"{container.name} runs a floating tag"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_ports_bind_the_lan_address_unless_exempted(stack, container):
+    settings = load_settings(stack, stack_config(stack), set())
+    address = settings.hosts[labels_of(container)["napdms.host"]].bind_address
+    for port in container.plain("ports", []):
+        if port["ip"] == "0.0.0.0":
+            assert labels_of(container).get("napdms.exempt.port-all-interfaces"), f"{container.name}: {port}"
+        else:
+            assert port["ip"] == address, f"{container.name} binds {port['ip']}, not {address}"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_joins_only_the_networks_its_catalog_entry_names(stack, container):
+    from components.catalog import CATALOG
+
+    service = labels_of(container)["napdms.service"]
+    joined = {n["name"].rsplit("-", 1)[-1] for n in container.plain("networksAdvanced")}
+    assert joined == set(CATALOG[service].networks), f"{container.name} joins {joined}"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_labels_name_service_stack_and_backup_policy(stack, container):
+    labels = labels_of(container)
+    assert labels["napdms.stack"] == stack, f"{container.name}: wrong stack label"
+    assert labels["napdms.service"], f"{container.name}: no service label"
+    assert labels["napdms.backup"], f"{container.name}: no backup label"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_secret_files_are_0400_and_owned_by_the_service_user(stack, container):
+    uid, _, gid = container.plain("user").partition(":")
+    for upload in container.plain("uploads", []):
+        if upload["file"].startswith("/run/secrets/"):
+            assert upload["permissions"] == "0400", f"{container.name}: {upload['file']} mode"
+            assert upload["owner"] == uid and upload["group"] == (gid or uid), f"{container.name}: {upload['file']} owner"
