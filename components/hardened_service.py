@@ -113,28 +113,36 @@ class HardenedService(pulumi.ComponentResource):
             docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path, read_only=True)
             for s in args.sources
         ]
-        # Uploads must land on a volume: copying into a read-only root filesystem fails.
-        uploads = []
+        # Secret and config files live on volumes the service mounts read-only. They are written
+        # by the init container: the provider uploads through `/` of the container, which Docker
+        # refuses for a read-only root filesystem, and the service must not be able to edit them.
+        seeded: list[tuple[docker.Volume, str]] = []
+        uploads: list[docker.ContainerUploadArgs] = []
         if spec.secrets:
-            secrets_volume = declare_volume(
+            volume = declare_volume(
                 f"{name}-{SECRETS_VOLUME}", f"{docker_name}-{SECRETS_VOLUME}", REGENERATED, base_labels, on_host
             )
-            mounts.append(docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR))
+            seeded.append((volume, SECRETS_DIR))
             uploads += [_secret_upload(use, args.secrets[use.secret], spec) for use in spec.secrets]
         if args.files:
-            config_volume = declare_volume(
+            volume = declare_volume(
                 f"{name}-{CONFIG_VOLUME}", f"{docker_name}-{CONFIG_VOLUME}", REGENERATED, base_labels, on_host
             )
-            mounts.append(docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=spec.config_dir))
+            seeded.append((volume, spec.config_dir))
             uploads += [_config_upload(spec, file_name, content) for file_name, content in sorted(args.files.items())]
+        mounts += [
+            docker.ContainerVolumeArgs(volume_name=volume.name, container_path=path, read_only=True)
+            for volume, path in seeded
+        ]
 
         depends_on = list(args.depends_on)
-        init_labels: dict[str, str] = {}
-        chown_volumes = [v for v in spec.volumes if v.chown]
-        if chown_volumes:
-            init = self._init_container(name, docker_name, spec, args, base_labels, chown_volumes, on_host)
+        init_labels: dict[str, pulumi.Input[str]] = {}
+        chown_paths = [v.path for v in spec.volumes if v.chown]
+        if chown_paths or seeded:
+            init = self._init_container(name, docker_name, spec, args, base_labels, seeded, uploads, on_host)
             depends_on.append(init)
-            # A re-run of the init container (new volume, new image) also renews the service.
+            # New files (a rotated secret, a changed config) replace the init container, whose
+            # new id in this label then replaces the service containers too.
             init_labels["napdms.init-container"] = init.id
 
         self.containers = []
@@ -192,12 +200,14 @@ class HardenedService(pulumi.ComponentResource):
                     ]
                     or None,
                     volumes=mounts or None,
-                    uploads=uploads or None,
                     labels=_label_args(labels),
                     stop_timeout=spec.stop_grace_s,
                     destroy_grace_seconds=spec.stop_grace_s,
                     must_run=True,
-                    opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=depends_on)),
+                    # Fixed Docker names: the old container must go before its replacement starts.
+                    opts=pulumi.ResourceOptions.merge(
+                        on_host, pulumi.ResourceOptions(depends_on=depends_on, delete_before_replace=True)
+                    ),
                 )
             )
         self.container_names = pulumi.Output.all(*[c.name for c in self.containers])
@@ -210,26 +220,31 @@ class HardenedService(pulumi.ComponentResource):
         spec: ServiceSpec,
         args: HardenedServiceArgs,
         base_labels: Mapping[str, str],
-        chown_volumes: list,
+        seeded: list[tuple[docker.Volume, str]],
+        uploads: list[docker.ContainerUploadArgs],
         on_host: pulumi.ResourceOptions,
     ) -> docker.Container:
-        """A one-shot root container with only CAP_CHOWN that hands volume roots to the service user."""
+        """One-shot root container, CHOWN and FOWNER only, no network: writes the secret and
+        config files into their volumes and hands volume roots to the service user, then exits."""
+        chown_volumes = [v for v in spec.volumes if v.chown]
         labels = {
             **base_labels,
             "napdms.role": "init",
-            "napdms.exempt.run-as-root": "chown needs uid 0; CHOWN is its only capability, no network",
-            "napdms.exempt.no-health-check": "one-shot: exits after chown, up waits for its exit",
+            "napdms.exempt.run-as-root": "sets file owners; CHOWN and FOWNER are its only capabilities",
+            "napdms.exempt.writable-root": "the provider uploads files through /, refused on a read-only root",
+            "napdms.exempt.no-health-check": "one-shot: exits when done, up waits for its exit",
             "napdms.exempt.no-restart-policy": "one-shot: must not restart after it exits",
-            "napdms.cap-add.CHOWN": "hand the volume directories to the service user",
+            "napdms.cap-add.CHOWN": "give the files and volume roots to the service user",
+            "napdms.cap-add.FOWNER": "set 0400 on files the service user owns",
         }
         return docker.Container(
             f"{name}-init",
             name=f"{docker_name}-init",
             image=args.init_image,
             user="0:0",
-            command=["chown", spec.user, *[v.path for v in chown_volumes]],
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN"]),
-            read_only=True,
+            command=["sh", "-c", _init_script(spec, [v.path for v in chown_volumes], [p for _, p in seeded])],
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN", "FOWNER"]),
+            read_only=False,
             security_opts=["no-new-privileges:true"],
             network_mode="none",
             memory=32,
@@ -239,15 +254,33 @@ class HardenedService(pulumi.ComponentResource):
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=self.volumes[v.name].name, container_path=v.path)
                 for v in chown_volumes
-            ],
+            ]
+            + [docker.ContainerVolumeArgs(volume_name=volume.name, container_path=path) for volume, path in seeded],
+            uploads=uploads or None,
             attach=True,
             must_run=False,
             restart="no",
             log_driver="json-file",
             log_opts=LOG_OPTS,
             labels=_label_args(labels),
-            opts=on_host,
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
         )
+
+
+def _init_script(spec: ServiceSpec, chown_paths: list[str], seeded_paths: list[str]) -> str:
+    """Ownership and modes, idempotent: volume roots to the service user, seeded files 0400
+    (scripts 0500), seeded directories 0500. Upload owners are set again in case a provider
+    version ignores them."""
+    owner = f"{spec.uid}:{spec.gid}"
+    steps = [f"chown {owner} {' '.join(chown_paths)}"] if chown_paths else []
+    for path in seeded_paths:
+        steps += [
+            f"find {path} -type f ! -name '*.sh' -exec chmod 0400 {{}} +",
+            f"find {path} -type f -name '*.sh' -exec chmod 0500 {{}} +",
+            f"chmod 0500 {path}",
+            f"chown -R {owner} {path}",
+        ]
+    return "set -e; " + "; ".join(steps)
 
 
 def _secret_upload(use: SecretUse, value: pulumi.Output[str], spec: ServiceSpec) -> docker.ContainerUploadArgs:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from components.catalog import CATALOG
 from components.settings import load_settings
 from tests.conftest import program_of
 from tests.program import STACKS, labels_of, stack_config
@@ -84,8 +85,6 @@ def test_ports_bind_the_lan_address_unless_exempted(stack, container):
 
 @pytest.mark.parametrize("stack,container", CONTAINERS)
 def test_joins_only_the_networks_its_catalog_entry_names(stack, container):
-    from components.catalog import CATALOG
-
     service = labels_of(container)["napdms.service"]
     joined = {n["name"].rsplit("-", 1)[-1] for n in container.plain("networksAdvanced")}
     assert joined == set(CATALOG[service].networks), f"{container.name} joins {joined}"
@@ -99,10 +98,34 @@ def test_labels_name_service_stack_and_backup_policy(stack, container):
     assert labels["napdms.backup"], f"{container.name}: no backup label"
 
 
+def _init_of(stack, container):
+    labels = labels_of(container)
+    return next(
+        c
+        for c in program_of(stack).containers()
+        if labels_of(c).get("napdms.role") == "init"
+        and (labels_of(c)["napdms.service"], labels_of(c)["napdms.host"]) == (labels["napdms.service"], labels["napdms.host"])
+    )
+
+
 @pytest.mark.parametrize("stack,container", CONTAINERS)
 def test_secret_files_are_0400_and_owned_by_the_service_user(stack, container):
-    uid, _, gid = container.plain("user").partition(":")
-    for upload in container.plain("uploads", []):
-        if upload["file"].startswith("/run/secrets/"):
-            assert upload["permissions"] == "0400", f"{container.name}: {upload['file']} mode"
-            assert upload["owner"] == uid and upload["group"] == (gid or uid), f"{container.name}: {upload['file']} owner"
+    service = CATALOG[labels_of(container)["napdms.service"]]
+    if not service.secrets:
+        return
+    uploads = {u["file"]: u for u in _init_of(stack, container).plain("uploads")}
+    for use in service.secrets:
+        upload = uploads[use.path]
+        assert upload["permissions"] == "0400", f"{container.name}: {use.path} mode {upload['permissions']}"
+        assert (upload["owner"], upload["group"]) == (str(service.uid), str(service.gid)), f"{container.name}: {use.path}"
+
+
+@pytest.mark.parametrize("stack,container", CONTAINERS)
+def test_secret_and_config_files_are_mounted_read_only(stack, container):
+    service = CATALOG[labels_of(container)["napdms.service"]]
+    seeded = {"/run/secrets"} if service.secrets else set()
+    seeded |= {service.config_dir} if service.config_dir else set()
+    mounts = {m["containerPath"]: m.get("readOnly", False) for m in container.plain("volumes", [])}
+    for path in seeded:
+        assert mounts.get(path) is True, f"{container.name}: {path} is not a read-only mount"
+    assert not container.plain("uploads"), f"{container.name} uploads onto its read-only root"

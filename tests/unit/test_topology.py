@@ -101,10 +101,26 @@ def test_backup_agent_reads_every_daily_volume_of_its_host_read_only(program):
     assert all(mounted[v] for v in daily), "backup-agent mounts a source volume writable"
 
 
-def test_init_container_chowns_root_owned_volumes_then_exits(program):
-    for init in (c for c in program.containers() if labels_of(c).get("napdms.role") == "init"):
+def _inits(program):
+    return [c for c in program.containers() if labels_of(c).get("napdms.role") == "init"]
+
+
+def test_every_service_with_files_or_root_owned_volumes_has_an_init_container(program):
+    needing = {
+        (labels_of(c)["napdms.host"], labels_of(c)["napdms.service"])
+        for c in program.services()
+        if any(m.get("containerPath") in ("/run/secrets", CATALOG[labels_of(c)["napdms.service"]].config_dir) for m in c.plain("volumes", []))
+        or any(v.chown for v in CATALOG[labels_of(c)["napdms.service"]].volumes)
+    }
+    having = {(labels_of(c)["napdms.host"], labels_of(c)["napdms.service"]) for c in _inits(program)}
+    assert needing and needing == having
+
+
+def test_init_container_seeds_files_then_exits(program):
+    for init in _inits(program):
         assert init.plain("mustRun") is False and init.plain("attach") is True, f"{init.name} is not one-shot"
-        assert init.plain("capabilities") == {"drops": ["ALL"], "adds": ["CHOWN"]}, f"{init.name} capabilities"
+        assert init.plain("restart") == "no", f"{init.name} would restart"
+        assert init.plain("capabilities") == {"drops": ["ALL"], "adds": ["CHOWN", "FOWNER"]}, f"{init.name} caps"
         assert init.plain("networkMode") == "none", f"{init.name} has a network"
         service = next(
             c for c in program.services()
