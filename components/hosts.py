@@ -13,7 +13,7 @@ from components.settings.model import HostSettings
 INTERNAL_SEGMENTS: frozenset[str] = frozenset({"data", "monitoring"})
 """Segments with no route out of the host: databases and metrics never talk to the internet."""
 
-INIT_IMAGE = "docker.io/library/busybox:1.36.1"
+INIT_IMAGE = "docker.io/library/busybox:1.37.0"
 """The one-shot init containers' image (chown of root-owned volume directories)."""
 
 

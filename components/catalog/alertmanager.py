@@ -6,9 +6,14 @@ SPEC = ServiceSpec(
     name="alertmanager",
     description="Prometheus Alertmanager",
     image="docker.io/prom/alertmanager",
-    tag="v0.27.0",
+    tag="v0.28.1",
     user="65534:65534",
-    command=["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"],
+    command=[
+        "--config.file=/etc/alertmanager/alertmanager.yml",
+        "--storage.path=/alertmanager",
+        # A single instance: no gossip port to open.
+        "--cluster.listen-address=",
+    ],
     volumes=[VolumeMount(name="data", path="/alertmanager", backup=BackupPolicy(policy="daily"))],
     tmpfs=["/tmp"],
     networks=["monitoring", "edge"],

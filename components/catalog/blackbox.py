@@ -6,7 +6,7 @@ SPEC = ServiceSpec(
     name="blackbox",
     description="Prometheus blackbox exporter (HTTP/TCP probes)",
     image="docker.io/prom/blackbox-exporter",
-    tag="v0.25.0",
+    tag="v0.27.0",
     user="65534:65534",
     networks=["monitoring", "app"],
     health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:9115/-/healthy"]),

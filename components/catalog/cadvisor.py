@@ -4,9 +4,9 @@ from components.catalog.spec import CapAdd, Exemption, HealthCheck, HostMount, S
 
 SPEC = ServiceSpec(
     name="cadvisor",
-    description="cAdvisor container metrics",
+    description="cAdvisor container metrics (v0.55.1+ speaks the API of current Docker engines)",
     image="gcr.io/cadvisor/cadvisor",
-    tag="v0.49.1",
+    tag="v0.55.1",
     user="0:0",
     command=["--docker_only=true", "--housekeeping_interval=30s"],
     host_mounts=[

@@ -6,7 +6,7 @@ SPEC = ServiceSpec(
     name="gitea",
     description="Gitea, rootless image, PostgreSQL backend, SSH on 2222",
     image="docker.io/gitea/gitea",
-    tag="1.22.3-rootless",
+    tag="1.25.3-rootless",
     user="1000:1000",
     env={
         "GITEA__database__DB_TYPE": "postgres",

@@ -6,7 +6,7 @@ SPEC = ServiceSpec(
     name="grafana",
     description="Grafana dashboards",
     image="docker.io/grafana/grafana",
-    tag="11.2.2",
+    tag="12.2.0",
     user="472:472",
     env={
         "GF_SERVER_ROOT_URL": "https://grafana.{domain}/",

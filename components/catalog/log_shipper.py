@@ -37,7 +37,7 @@ SPEC = ServiceSpec(
     name="log-shipper",
     description="Grafana Alloy reading container logs through the Docker API",
     image="docker.io/grafana/alloy",
-    tag="v1.4.3",
+    tag="v1.10.2",
     user="0:0",
     command=[
         "run",
@@ -63,7 +63,15 @@ SPEC = ServiceSpec(
         Exemption(rule="host-mount", reason="only the Docker socket, read-only"),
         Exemption(rule="docker-socket", reason="log collection through the Docker API"),
     ],
-    health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:12345/-/ready"]),
+    # The Ubuntu-based image has bash but neither curl nor wget.
+    health=HealthCheck(
+        test=[
+            "CMD",
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/12345 && printf 'GET /-/ready HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ' 200 ' <&3",
+        ]
+    ),
     memory="256m",
     cpus=0.5,
 )

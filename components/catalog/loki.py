@@ -4,9 +4,9 @@ from components.catalog.spec import BackupPolicy, HealthCheck, ServiceSpec, Volu
 
 SPEC = ServiceSpec(
     name="loki",
-    description="Grafana Loki, single binary, filesystem storage",
+    description="Grafana Loki, single binary, filesystem storage (3.6+ images ship no wget)",
     image="docker.io/grafana/loki",
-    tag="2.9.10",
+    tag="3.5.8",
     user="10001:10001",
     command=["-config.file=/etc/loki/local-config.yaml"],
     volumes=[

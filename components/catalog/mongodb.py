@@ -11,9 +11,9 @@ _PRIMARY_OR_INITIATE = (
 
 SPEC = ServiceSpec(
     name="mongodb",
-    description="MongoDB 7, official image, replica set rs0 for Rocket.Chat",
+    description="MongoDB 8, official image, replica set rs0 for Rocket.Chat",
     image="docker.io/library/mongo",
-    tag="7.0.15",
+    tag="8.0.13",
     user="999:999",
     command=["mongod", "--replSet", "rs0", "--bind_ip_all", "--oplogSize", "128"],
     volumes=[

@@ -5,8 +5,8 @@ from components.catalog.spec import BackupPolicy, HealthCheck, PublicRoute, Secr
 SPEC = ServiceSpec(
     name="n8n",
     description="n8n workflow automation, PostgreSQL backend",
-    image="docker.io/n8nio/n8n",
-    tag="1.64.3",
+    image="docker.n8n.io/n8nio/n8n",
+    tag="1.121.2",
     user="1000:1000",
     env={
         "DB_TYPE": "postgresdb",
@@ -19,7 +19,8 @@ SPEC = ServiceSpec(
         "N8N_DIAGNOSTICS_ENABLED": "false",
     },
     volumes=[VolumeMount(name="data", path="/home/node/.n8n", backup=BackupPolicy(policy="daily"))],
-    tmpfs=["/tmp"],
+    # HOME stays on the read-only root; npm and the task runner write caches there.
+    tmpfs=["/tmp", "/home/node/.cache"],
     secrets=[
         SecretUse(secret="n8n-db-password", env="DB_POSTGRESDB_PASSWORD_FILE"),
         SecretUse(secret="n8n-encryption-key", env="N8N_ENCRYPTION_KEY_FILE"),

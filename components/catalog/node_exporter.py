@@ -6,7 +6,7 @@ SPEC = ServiceSpec(
     name="node-exporter",
     description="Prometheus node exporter",
     image="docker.io/prom/node-exporter",
-    tag="v1.8.2",
+    tag="v1.9.1",
     user="65534:65534",
     command=["--path.rootfs=/host"],
     # Published on the LAN address so the QNAP's Prometheus scrapes the ASUSTOR too.

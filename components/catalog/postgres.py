@@ -20,9 +20,9 @@ done
 
 SPEC = ServiceSpec(
     name="postgres",
-    description="PostgreSQL 16, official Debian image",
+    description="PostgreSQL 17, official Debian image",
     image="docker.io/library/postgres",
-    tag="16.4-bookworm",
+    tag="17.6-bookworm",
     user="999:999",
     env={"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres-password"},
     volumes=[VolumeMount(name="data", path="/var/lib/postgresql/data", backup=BackupPolicy(policy="daily"))],
@@ -38,6 +38,8 @@ SPEC = ServiceSpec(
     health=HealthCheck(test=["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "postgres"]),
     memory="2g",
     cpus=2,
+    # SIGTERM is a smart shutdown: give open sessions time before Docker kills it.
+    stop_grace_s=60,
 )
 
 

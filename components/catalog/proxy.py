@@ -1,7 +1,7 @@
-"""Caddy: the TLS edge. Listens on 8080/8443 inside (no capability needed), published as 80/443."""
+"""Caddy: the TLS edge. Listens on 8080/8443 inside as uid 1000, published as 80/443."""
 
 from components.catalog.context import CatalogContext
-from components.catalog.spec import BackupPolicy, HealthCheck, Port, ServiceSpec, VolumeMount
+from components.catalog.spec import BackupPolicy, CapAdd, HealthCheck, Port, ServiceSpec, VolumeMount
 
 _EDGE = "the public edge: browsers and ACME reach 80/443 on every interface"
 
@@ -9,7 +9,7 @@ SPEC = ServiceSpec(
     name="proxy",
     description="Caddy reverse proxy, automatic HTTPS (ACME) and admin API on localhost",
     image="docker.io/library/caddy",
-    tag="2.8.4-alpine",
+    tag="2.10.2-alpine",
     user="1000:1000",
     command=["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"],
     ports=[
@@ -29,6 +29,12 @@ SPEC = ServiceSpec(
     tmpfs=["/tmp"],
     config_dir="/etc/caddy",
     networks=["edge", "app", "monitoring"],
+    cap_add=[
+        CapAdd(
+            name="NET_BIND_SERVICE",
+            reason="the image's caddy binary carries this file capability; exec fails without it in the bounding set",
+        )
+    ],
     health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:2019/config/"]),
     memory="256m",
     cpus=1,

@@ -10,16 +10,16 @@ _HTTP_OK = (
 SPEC = ServiceSpec(
     name="rocketchat",
     description="Rocket.Chat, MongoDB replica set backend",
-    image="docker.io/rocketchat/rocket.chat",
-    tag="6.13.1",
+    image="registry.rocket.chat/rocketchat/rocket.chat",
+    tag="7.12.1",
     user="65533:65533",
     env={
         "MONGO_URL": "mongodb://mongodb:27017/rocketchat?replicaSet=rs0",
-        "MONGO_OPLOG_URL": "mongodb://mongodb:27017/local?replicaSet=rs0",
         "ROOT_URL": "https://chat.{domain}",
         "PORT": "3000",
         "DEPLOY_METHOD": "docker",
     },
+    # HOME=/tmp in this image: Meteor and the Apps-Engine write there.
     tmpfs=["/tmp"],
     networks=["app", "data"],
     health=HealthCheck(test=["CMD", "node", "-e", _HTTP_OK], start_period="120s"),
