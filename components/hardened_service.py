@@ -25,7 +25,6 @@ LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 
 TMPFS_OPTS = "rw,nosuid,nodev,size=64m,mode=1777"
 SECRETS_DIR = "/run/secrets"
-NOFILE_LIMIT = 65536
 
 
 @dataclass(frozen=True)
@@ -167,10 +166,9 @@ class HardenedService(pulumi.ComponentResource):
                     memory=spec.memory,
                     memory_swap=spec.memory,
                     cpus=_cpus(spec.cpus),
-                    ulimits=[
-                        docker.ContainerUlimitArgs(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT),
-                        docker.ContainerUlimitArgs(name="nproc", soft=spec.pids, hard=spec.pids),
-                    ],
+                    # Only lowered limits: raising one above the daemon's own (nofile) fails at start
+                    # once every capability is dropped.
+                    ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=spec.pids, hard=spec.pids)],
                     healthcheck=docker.ContainerHealthcheckArgs(
                         tests=spec.health.test,
                         interval=spec.health.interval,

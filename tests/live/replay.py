@@ -1,0 +1,230 @@
+"""Replay what the program declares onto a real Docker engine, the way pulumi-docker would.
+
+The Pulumi CLI and its providers cannot run here, so this translates the declared
+`docker.Network`, `docker.Volume` and `docker.Container` inputs into the Docker API calls the
+provider makes: same user, capabilities, read-only root, tmpfs, limits, ulimits, health check,
+networks with aliases, volumes, and uploads copied through `/` of the created container before
+it starts. Images are swapped for local stand-ins (no registry here); nothing else changes.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import docker
+from docker.types import LogConfig, Mount, Ulimit
+
+from tests.live.standins import standin_image, upstream_repo_of
+from tests.program import Declared, Program, labels_of
+
+_NS = 1_000_000_000
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+@dataclass
+class Replay:
+    """What a replay created on the engine, so tests can inspect it and clean it up."""
+
+    client: docker.DockerClient
+    containers: dict[str, docker.models.containers.Container] = field(default_factory=dict)
+    """Declared resource name -> live container."""
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+    def remove(self) -> None:
+        """Delete every container, volume and network this replay created."""
+        for container in self.containers.values():
+            _ignore_missing(lambda: container.remove(force=True, v=False))
+        for name in self.volumes:
+            _ignore_missing(lambda: self.client.volumes.get(name).remove(force=True))
+        for name in self.networks:
+            _ignore_missing(lambda: self.client.networks.get(name).remove())
+
+
+def replay(program: Program, services: Iterable[str], client: docker.DockerClient, host: str = "local") -> Replay:
+    """Create and start, in declared order, the containers of `services` on `host` and all they
+    need (networks, volumes, init containers); wait like the provider: init containers to exit 0,
+    services to be healthy. Raises with the container's log tail on any failure."""
+    wanted = set(services)
+    chosen = [
+        c
+        for c in program.containers()
+        if labels_of(c)["napdms.host"] == host and labels_of(c)["napdms.service"] in wanted
+    ]
+    result = Replay(client)
+    needed_volumes = {m["volumeName"] for c in chosen for m in c.plain("volumes", []) if "volumeName" in m}
+    needed_networks = {n["name"] for c in chosen for n in c.plain("networksAdvanced", [])}
+    for volume in program.of_type("docker:index/volume:Volume"):
+        if volume.plain("name") in needed_volumes:
+            _remove_stale_volume(client, volume.plain("name"), chosen)
+            client.volumes.create(name=volume.plain("name"), driver=volume.plain("driver"), labels=labels_of(volume))
+            result.volumes.append(volume.plain("name"))
+    for network in program.of_type("docker:index/network:Network"):
+        if network.plain("name") in needed_networks:
+            _ignore_missing(lambda: client.networks.get(network.plain("name")).remove())
+            client.networks.create(
+                network.plain("name"),
+                driver=network.plain("driver"),
+                internal=bool(network.plain("internal")),
+                labels={i["label"]: i["value"] for i in network.plain("labels", [])},
+            )
+            result.networks.append(network.plain("name"))
+    # Init containers first (the services depend on them), then services in dependency order.
+    for declared in sorted(chosen, key=lambda c: labels_of(c).get("napdms.role") != "init"):
+        result.containers[declared.name] = _run(client, declared)
+    return result
+
+
+def _run(client: docker.DockerClient, declared: Declared) -> docker.models.containers.Container:
+    api = client.api
+    name = declared.plain("name")
+    _ignore_missing(lambda: client.containers.get(name).remove(force=True))
+    image = standin_image(upstream_repo_of(declared.plain("image")), client)
+    networks = declared.plain("networksAdvanced", [])
+    first = networks[0] if networks else None
+    ports = declared.plain("ports", [])
+    health = declared.plain("healthcheck")
+    created = api.create_container(
+        image=image,
+        name=name,
+        hostname=declared.plain("hostname"),
+        user=declared.plain("user"),
+        command=declared.plain("command"),
+        entrypoint=declared.plain("entrypoints"),
+        environment=declared.plain("envs"),
+        labels=labels_of(declared),
+        ports=[(p["internal"], p.get("protocol", "tcp")) for p in ports] or None,
+        stop_timeout=int(declared.plain("stopTimeout", 10)),
+        healthcheck=_health(health) if health else None,
+        networking_config=(
+            api.create_networking_config({first["name"]: api.create_endpoint_config(aliases=first.get("aliases"))})
+            if first
+            else None
+        ),
+        host_config=_host_config(api, declared),
+    )
+    container = client.containers.get(created["Id"])
+    for network in networks[1:]:
+        api.connect_container_to_network(container.id, network["name"], aliases=network.get("aliases"))
+    uploads = declared.plain("uploads")
+    if uploads:
+        # As the provider does: one archive extracted at `/` of the created container.
+        api.put_archive(container.id, "/", _archive(uploads))
+    container.start()
+    if declared.plain("attach"):
+        status = container.wait(timeout=60)["StatusCode"]
+        if status != 0:
+            raise RuntimeError(f"{name} exited {status}: {_tail(container)}")
+    elif declared.plain("wait"):
+        _wait_healthy(container, int(declared.plain("waitTimeout", 60)))
+    return container
+
+
+def _host_config(api: docker.APIClient, declared: Declared) -> dict:
+    caps = declared.plain("capabilities") or {}
+    memory = declared.plain("memory")
+    swap = declared.plain("memorySwap")
+    restart = declared.plain("restart", "no")
+    mounts = [
+        Mount(
+            target=m["containerPath"],
+            source=m.get("volumeName") or m["hostPath"],
+            type="volume" if "volumeName" in m else "bind",
+            read_only=bool(m.get("readOnly")),
+        )
+        for m in declared.plain("volumes", [])
+    ]
+    networks = declared.plain("networksAdvanced", [])
+    return api.create_host_config(
+        cap_drop=caps.get("drops"),
+        cap_add=caps.get("adds"),
+        read_only=bool(declared.plain("readOnly")),
+        tmpfs=declared.plain("tmpfs"),
+        security_opt=declared.plain("securityOpts"),
+        mem_limit=f"{int(memory)}m" if memory else None,
+        memswap_limit=f"{int(swap)}m" if swap else None,
+        nano_cpus=int(float(declared.plain("cpus")) * _NS) if declared.plain("cpus") else None,
+        ulimits=[Ulimit(name=u["name"], soft=int(u["soft"]), hard=int(u["hard"])) for u in declared.plain("ulimits", [])],
+        restart_policy={"Name": restart, "MaximumRetryCount": int(declared.plain("maxRetryCount", 0))}
+        if restart != "no"
+        else None,
+        log_config=LogConfig(type=declared.plain("logDriver", "json-file"), config=declared.plain("logOpts") or {}),
+        mounts=mounts or None,
+        port_bindings={
+            f"{p['internal']}/{p.get('protocol', 'tcp')}": (p["ip"], p["external"]) for p in declared.plain("ports", [])
+        }
+        or None,
+        network_mode=declared.plain("networkMode") or (networks[0]["name"] if networks else None),
+    )
+
+
+def _health(health: dict) -> dict:
+    return {
+        "test": health["tests"],
+        "interval": int(_seconds(health["interval"]) * _NS),
+        "timeout": int(_seconds(health["timeout"]) * _NS),
+        "retries": int(health["retries"]),
+        "start_period": int(_seconds(health["startPeriod"]) * _NS),
+    }
+
+
+def _seconds(duration: str) -> float:
+    for unit in ("ms", "s", "m", "h"):
+        if duration.endswith(unit) and duration[: -len(unit)].isdigit():
+            return int(duration[: -len(unit)]) * _UNITS[unit]
+    raise ValueError(f"not a duration: {duration!r}")
+
+
+def _archive(uploads: list[dict]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for upload in uploads:
+            data = upload["content"].encode()
+            info = tarfile.TarInfo(upload["file"].lstrip("/"))
+            info.size = len(data)
+            info.mode = int(upload["permissions"], 8) if upload.get("permissions") else (
+                0o744 if upload.get("executable") else 0o644
+            )
+            info.uid = int(upload.get("owner") or 0)
+            info.gid = int(upload.get("group") or 0)
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _wait_healthy(container, timeout_s: int) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        container.reload()
+        state = container.attrs["State"]
+        status = state.get("Health", {}).get("Status")
+        if status == "healthy":
+            return
+        if status == "unhealthy" or state["Status"] in ("exited", "dead"):
+            break
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"{container.name} is not healthy ({container.attrs['State'].get('Health', {}).get('Status')}, "
+        f"{container.attrs['State']['Status']}): {_tail(container)}"
+    )
+
+
+def _tail(container) -> str:
+    return container.logs(tail=30).decode(errors="replace")
+
+
+def _remove_stale_volume(client: docker.DockerClient, name: str, chosen: list[Declared]) -> None:
+    for declared in chosen:
+        _ignore_missing(lambda: client.containers.get(declared.plain("name")).remove(force=True))
+    _ignore_missing(lambda: client.volumes.get(name).remove(force=True))
+
+
+def _ignore_missing(action) -> None:
+    try:
+        action()
+    except docker.errors.NotFound:
+        pass

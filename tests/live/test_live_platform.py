@@ -1,0 +1,110 @@
+"""The dev stack's PostgreSQL, Redis and Prometheus, replayed as declared onto a real engine:
+they reach healthy while hardened, and the engine confirms every hardening setting."""
+
+import pytest
+
+from components.catalog import CATALOG
+from tests.live.engine import ensure_engine
+from tests.live.replay import replay
+from tests.program import run_program
+
+SERVICES = ("postgres", "redis", "prometheus")
+
+
+@pytest.fixture(scope="module")
+def live():
+    client = ensure_engine()
+    replayed = replay(run_program("dev"), SERVICES, client)
+    yield {name.removeprefix("local-").removesuffix("-1"): c for name, c in replayed.containers.items()}
+    replayed.remove()
+
+
+def _exec(container, *command: str) -> tuple[int, str]:
+    code, output = container.exec_run(list(command), demux=False)
+    return code, output.decode(errors="replace").strip()
+
+
+def _status_field(container, field: str) -> str:
+    _, status = _exec(container, "cat", "/proc/1/status")
+    return next(line.split(":", 1)[1].split() for line in status.splitlines() if line.startswith(f"{field}:"))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_is_healthy(live, service):
+    live[service].reload()
+    assert live[service].attrs["State"]["Health"]["Status"] == "healthy", f"{service} is not healthy"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_main_process_is_not_root(live, service):
+    real, effective, _, _ = _status_field(live[service], "Uid")
+    assert (real, effective) == (str(CATALOG[service].uid),) * 2, f"{service} runs as uid {effective}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_main_process_has_no_capabilities(live, service):
+    for field in ("CapEff", "CapPrm", "CapBnd"):
+        assert _status_field(live[service], field) == ["0000000000000000"], f"{service} {field}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_root_filesystem_is_read_only(live, service):
+    code, output = _exec(live[service], "sh", "-c", "echo x > /probe")
+    assert code != 0 and "Read-only file system" in output, f"{service} could write to /"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_new_privileges_flag_is_set(live, service):
+    assert _status_field(live[service], "NoNewPrivs") == ["1"], f"{service} may gain privileges"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_engine_enforces_the_declared_limits(live, service):
+    host_config = live[service].attrs["HostConfig"]
+    assert host_config["Memory"] == 512 * 2**20 if service != "redis" else 128 * 2**20, f"{service} memory"
+    assert host_config["MemorySwap"] == host_config["Memory"], f"{service} may swap"
+    assert host_config["NanoCpus"] > 0, f"{service} has no CPU limit"
+    nproc = {u["Name"]: u["Hard"] for u in host_config["Ulimits"]}["nproc"]
+    assert nproc == CATALOG[service].pids, f"{service} process limit"
+    assert host_config["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
+
+
+def test_postgres_secret_file_is_0400_owned_by_postgres_on_a_read_only_mount(live):
+    _, stat = _exec(live["postgres"], "stat", "-c", "%a %u %g", "/run/secrets/postgres-password")
+    assert stat == "400 999 999"
+    code, _ = _exec(live["postgres"], "sh", "-c", "echo x > /run/secrets/postgres-password")
+    assert code != 0, "the service can rewrite its own secret"
+
+
+def test_postgres_created_a_role_per_application_from_the_secret_files(live):
+    for app in ("napdms", "gitea", "n8n"):
+        code, output = _exec(
+            live["postgres"],
+            "sh",
+            "-c",
+            f'PGPASSWORD="$(cat /run/secrets/{app}-db-password)" '
+            # Through the network alias, as the applications connect (loopback is trusted upstream).
+            f"psql -h postgres -U {app} -d {app} -Atc 'select current_user'",
+        )
+        assert (code, output) == (0, app), f"{app} cannot log in: {output}"
+
+
+def test_postgres_rejects_a_wrong_password(live):
+    code, _ = _exec(live["postgres"], "sh", "-c", "PGPASSWORD=wrong psql -h postgres -U napdms -d napdms -c 'select 1'")
+    assert code != 0
+
+
+def test_redis_requires_the_password_from_its_secret_file(live):
+    assert _exec(live["redis"], "redis-cli", "-h", "127.0.0.1", "ping")[1].startswith("NOAUTH")
+    code, output = _exec(
+        live["redis"], "sh", "-c", 'REDISCLI_AUTH="$(cat /run/secrets/redis-password)" redis-cli -h 127.0.0.1 ping'
+    )
+    assert (code, output) == (0, "PONG")
+
+
+def test_databases_sit_only_on_the_internal_data_network(live):
+    client = ensure_engine()
+    for service in ("postgres", "redis"):
+        networks = live[service].attrs["NetworkSettings"]["Networks"]
+        assert list(networks) == ["napdms-dev-data"], f"{service} joins {list(networks)}"
+    assert client.networks.get("napdms-dev-data").attrs["Internal"] is True
