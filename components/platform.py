@@ -8,7 +8,6 @@ from typing import Optional
 import pulumi
 
 from components.catalog import generated_files
-from components.catalog.context import CatalogContext
 from components.catalog.spec import ServiceSpec
 from components.hardened_service import HardenedService, HardenedServiceArgs, SourceVolume
 from components.hosts import DockerHost
@@ -52,13 +51,7 @@ class Platform(pulumi.ComponentResource):
             secret: GeneratedSecret(secret, settings.secrets.rotation.get(secret, 0), opts=child)
             for secret in settings.secret_names()
         }
-        context = CatalogContext(
-            stack=stack,
-            domain=settings.domain,
-            tls_mode=settings.tls.mode,
-            acme_email=settings.tls.acme_email,
-            services=specs,
-        )
+        context = settings.catalog_context(stack)
         placeholders = {
             "{domain}": settings.domain,
             "{stack}": stack,

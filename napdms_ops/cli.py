@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 
 from components.settings import PlatformSettings
+from napdms_ops.deploy import DeployError
+from napdms_ops.deploy import up as deploy_up
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -29,3 +31,17 @@ def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="W
         output.write_text(text)
     else:
         typer.echo(text, nl=False)
+
+
+@app.command()
+def up(
+    stack: str = typer.Option("dev", "--stack", "-s", help="dev, staging or prod."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without the interactive confirmation."),
+) -> None:
+    """Deploy a stack with `pulumi up` (local file backend unless PULUMI_BACKEND_URL is set)."""
+    try:
+        status = deploy_up(stack, yes)
+    except DeployError as error:
+        typer.echo(f"napdms-ops up: {error}", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(status)

@@ -157,8 +157,14 @@ class _Monitor(pulumi_mocks.MockMonitor):
         return response
 
 
-def run_program(stack: str, config: Optional[Mapping[str, Any]] = None, secret_keys: tuple[str, ...] = ()) -> Program:
-    """Run `__main__.py` for `stack` under mocks; `config` replaces the stack file's values."""
+def run_program(
+    stack: str,
+    config: Optional[Mapping[str, Any]] = None,
+    secret_keys: tuple[str, ...] = (),
+    main: Path = ROOT / "__main__.py",
+) -> Program:
+    """Run `main` (the real program by default) for `stack` under mocks; `config` replaces the
+    stack file's values."""
     values = stack_config(stack) if config is None else config
     program = Program(stack=stack)
     pulumi.runtime.set_all_config(
@@ -171,7 +177,7 @@ def run_program(stack: str, config: Optional[Mapping[str, Any]] = None, secret_k
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=_Monitor(mocks, program))
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
     # Under mocks the stack's exports are never sent to the monitor; read them off the root stack.
     for name, value in settings.get_root_resource().outputs.items():
         output = pulumi.Output.from_input(value)

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from components.catalog import CATALOG
+from components.catalog.context import CatalogContext
 from components.catalog.spec import DIGEST_PATTERN, BackupPolicy, ServiceSpec, check_fixed_tag
 from components.units import Cpus, SizeMB, format_size_mb
 
@@ -271,6 +272,16 @@ class PlatformSettings(_Strict):
             ]
             resolved[name] = spec.model_copy(update={**changes, "volumes": volumes})
         return resolved
+
+    def catalog_context(self, stack: str) -> CatalogContext:
+        """What the catalog's config renderers may read for this stack."""
+        return CatalogContext(
+            stack=stack,
+            domain=self.domain,
+            tls_mode=self.tls.mode,
+            acme_email=self.tls.acme_email,
+            services=self.effective_services(),
+        )
 
     def secret_names(self) -> list[str]:
         """Every platform secret the enabled services read, in catalog order."""

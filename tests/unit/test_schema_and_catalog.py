@@ -8,7 +8,6 @@ import jsonschema
 import pytest
 
 from components.catalog import CATALOG, generated_files
-from components.catalog.context import CatalogContext
 from components.settings import load_settings
 from tests.program import ROOT, STACKS, stack_config
 
@@ -58,15 +57,8 @@ def test_secrets_shared_between_services_are_one_secret():
     assert users["redis-password"] == {"redis", "napdms-backend"}
 
 
-def _context(stack: str) -> CatalogContext:
-    settings = load_settings(stack, stack_config(stack), set())
-    return CatalogContext(
-        stack=stack,
-        domain=settings.domain,
-        tls_mode=settings.tls.mode,
-        acme_email=settings.tls.acme_email,
-        services=settings.effective_services(),
-    )
+def _context(stack: str):
+    return load_settings(stack, stack_config(stack), set()).catalog_context(stack)
 
 
 def test_caddyfile_balances_every_public_service_over_all_its_replicas():
