@@ -43,5 +43,5 @@ def up(
         status = deploy_up(stack, yes)
     except DeployError as error:
         typer.echo(f"napdms-ops up: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     raise typer.Exit(status)

@@ -62,7 +62,9 @@ class HostSettings(_Strict):
         try:
             address = ipaddress.ip_address(value)
         except ValueError:
-            raise ValueError(f'"{value}" is not an IP address; use the host\'s LAN address, e.g. "192.168.1.10"')
+            raise ValueError(
+                f'"{value}" is not an IP address; use the host\'s LAN address, e.g. "192.168.1.10"'
+            ) from None
         if address.is_unspecified:
             raise ValueError(f'"{value}" binds every interface; use the host\'s LAN address')
         return value
@@ -156,7 +158,7 @@ class BackupSettings(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f'"{value}" is not an IANA time zone; use e.g. "Europe/Berlin"')
+            raise ValueError(f'"{value}" is not an IANA time zone; use e.g. "Europe/Berlin"') from None
         return value
 
     @property

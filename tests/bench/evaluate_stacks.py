@@ -37,10 +37,10 @@ def main() -> None:
     run_program("dev")  # imports and first-run caches out of the measurement
     figures = {"runs": args.runs}
     for stack in STACKS:
-        ours, program = _median_seconds(args.runs, lambda: run_program(stack))
+        ours, program = _median_seconds(args.runs, lambda stack=stack: run_program(stack))
         resources = len(program.resources)
         os.environ["BASELINE_RESOURCES"] = str(resources)
-        base, _ = _median_seconds(args.runs, lambda: run_program(stack, config={}, main=BASELINE))
+        base, _ = _median_seconds(args.runs, lambda stack=stack: run_program(stack, config={}, main=BASELINE))
         print(
             f"{stack:8} ours {ours:6.3f} s for {resources} resources | "
             f"bare program with {resources} containers {base:6.3f} s | ratio {ours / base:4.2f}"

@@ -9,6 +9,7 @@ it starts. Images are swapped for local stand-ins (no registry here); nothing el
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 import time
@@ -22,6 +23,8 @@ from tests.live.standins import standin_image, upstream_repo_of
 from tests.program import Declared, Program, labels_of
 
 _NS = 1_000_000_000
+_missing_ok = contextlib.suppress(docker.errors.NotFound)
+"""Cleanup of something already gone is fine."""
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
@@ -38,11 +41,14 @@ class Replay:
     def remove(self) -> None:
         """Delete every container, volume and network this replay created."""
         for container in self.containers.values():
-            _ignore_missing(lambda: container.remove(force=True, v=False))
+            with _missing_ok:
+                container.remove(force=True, v=False)
         for name in self.volumes:
-            _ignore_missing(lambda: self.client.volumes.get(name).remove(force=True))
+            with _missing_ok:
+                self.client.volumes.get(name).remove(force=True)
         for name in self.networks:
-            _ignore_missing(lambda: self.client.networks.get(name).remove())
+            with _missing_ok:
+                self.client.networks.get(name).remove()
 
 
 def replay(program: Program, services: Iterable[str], client: docker.DockerClient, host: str = "local") -> Replay:
@@ -65,7 +71,8 @@ def replay(program: Program, services: Iterable[str], client: docker.DockerClien
             result.volumes.append(volume.plain("name"))
     for network in program.of_type("docker:index/network:Network"):
         if network.plain("name") in needed_networks:
-            _ignore_missing(lambda: client.networks.get(network.plain("name")).remove())
+            with _missing_ok:
+                client.networks.get(network.plain("name")).remove()
             client.networks.create(
                 network.plain("name"),
                 driver=network.plain("driver"),
@@ -82,7 +89,8 @@ def replay(program: Program, services: Iterable[str], client: docker.DockerClien
 def _run(client: docker.DockerClient, declared: Declared) -> docker.models.containers.Container:
     api = client.api
     name = declared.plain("name")
-    _ignore_missing(lambda: client.containers.get(name).remove(force=True))
+    with _missing_ok:
+        client.containers.get(name).remove(force=True)
     image = standin_image(upstream_repo_of(declared.plain("image")), client)
     networks = declared.plain("networksAdvanced", [])
     first = networks[0] if networks else None
@@ -219,12 +227,7 @@ def _tail(container) -> str:
 
 def _remove_stale_volume(client: docker.DockerClient, name: str, chosen: list[Declared]) -> None:
     for declared in chosen:
-        _ignore_missing(lambda: client.containers.get(declared.plain("name")).remove(force=True))
-    _ignore_missing(lambda: client.volumes.get(name).remove(force=True))
-
-
-def _ignore_missing(action) -> None:
-    try:
-        action()
-    except docker.errors.NotFound:
-        pass
+        with _missing_ok:
+            client.containers.get(declared.plain("name")).remove(force=True)
+    with _missing_ok:
+        client.volumes.get(name).remove(force=True)
