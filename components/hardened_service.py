@@ -103,6 +103,19 @@ class HardenedService(pulumi.ComponentResource):
         mounts = [
             docker.ContainerVolumeArgs(volume_name=self.volumes[v.name].name, container_path=v.path)
             for v in spec.volumes
+            if not v.chown
+        ]
+        # A volume the init container prepared must not be filled from the image on first mount:
+        # Docker would copy the image's root-owned sub-directories over the chown.
+        prepared = [
+            docker.ContainerMountArgs(
+                target=v.path,
+                source=self.volumes[v.name].name,
+                type="volume",
+                volume_options=docker.ContainerMountVolumeOptionsArgs(no_copy=True),
+            )
+            for v in spec.volumes
+            if v.chown
         ]
         mounts += [
             docker.ContainerVolumeArgs(host_path=m.source, container_path=m.target, read_only=True)
@@ -198,6 +211,7 @@ class HardenedService(pulumi.ComponentResource):
                     ]
                     or None,
                     volumes=mounts or None,
+                    mounts=prepared or None,
                     labels=_label_args(labels),
                     stop_timeout=spec.stop_grace_s,
                     destroy_grace_seconds=spec.stop_grace_s,
@@ -223,7 +237,7 @@ class HardenedService(pulumi.ComponentResource):
         on_host: pulumi.ResourceOptions,
     ) -> docker.Container:
         """One-shot root container, CHOWN and FOWNER only, no network: writes the secret and
-        config files into their volumes and hands volume roots to the service user, then exits."""
+        config files into their volumes and hands `chown` volumes to the service user, then exits."""
         chown_volumes = [v for v in spec.volumes if v.chown]
         labels = {
             **base_labels,
@@ -266,11 +280,13 @@ class HardenedService(pulumi.ComponentResource):
 
 
 def _init_script(spec: ServiceSpec, chown_paths: list[str], seeded_paths: list[str]) -> str:
-    """Ownership and modes, idempotent: volume roots to the service user, seeded files 0400
+    """Ownership and modes, idempotent: chown volumes to the service user, seeded files 0400
     (scripts 0500), seeded directories 0500. Upload owners are set again in case a provider
     version ignores them."""
     owner = f"{spec.uid}:{spec.gid}"
-    steps = [f"chown {owner} {' '.join(chown_paths)}"] if chown_paths else []
+    # Recursive: images create sub-directories too (Caddy's /data/caddy), and a new volume
+    # copies them root-owned. `chown: true` is for small volumes (certificates, state).
+    steps = [f"chown -R {owner} {' '.join(chown_paths)}"] if chown_paths else []
     for path in seeded_paths:
         steps += [
             f"find {path} -type f ! -name '*.sh' -exec chmod 0400 {{}} +",

@@ -43,15 +43,10 @@ SPEC = ServiceSpec(
 
 def files(context: CatalogContext) -> dict[str, str]:
     """The Caddyfile: one site per public service, load-balanced over its replicas."""
-    tls = "local_certs" if context.tls_mode == "internal" else f"email {context.acme_email}"
-    lines = [
-        "{",
-        "\tadmin localhost:2019",
-        "\thttp_port 8080",
-        "\thttps_port 8443",
-        f"\t{tls}",
-        "}",
-    ]
+    # The internal CA never goes into a trust store: the proxy is not root and dev browsers
+    # are told to accept it explicitly.
+    tls = ["local_certs", "skip_install_trust"] if context.tls_mode == "internal" else [f"email {context.acme_email}"]
+    lines = ["{", "\tadmin localhost:2019", "\thttp_port 8080", "\thttps_port 8443", *[f"\t{t}" for t in tls], "}"]
     for name, spec in context.services.items():
         if spec.public is None:
             continue

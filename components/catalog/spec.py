@@ -79,7 +79,9 @@ class VolumeMount(_Frozen):
     backup: BackupPolicy
     """Backup policy: required, so no volume is silently left out of the backup."""
     chown: bool = False
-    """The image has this path root-owned: a one-shot init container hands it to the service user."""
+    """The image has this path root-owned: a one-shot init container hands it, recursively, to
+    the service user when the container is created, and the volume starts empty instead of as a
+    copy of the image's directory (keep such volumes small)."""
 
     @field_validator("name")
     @classmethod

@@ -63,6 +63,7 @@ def replay(program: Program, services: Iterable[str], client: docker.DockerClien
     ]
     result = Replay(client)
     needed_volumes = {m["volumeName"] for c in chosen for m in c.plain("volumes", []) if "volumeName" in m}
+    needed_volumes |= {m["source"] for c in chosen for m in c.plain("mounts", []) if m["type"] == "volume"}
     needed_networks = {n["name"] for c in chosen for n in c.plain("networksAdvanced", [])}
     for volume in program.of_type("docker:index/volume:Volume"):
         if volume.plain("name") in needed_volumes:
@@ -105,7 +106,7 @@ def _run(client: docker.DockerClient, declared: Declared) -> docker.models.conta
         entrypoint=declared.plain("entrypoints"),
         environment=declared.plain("envs"),
         labels=labels_of(declared),
-        ports=[(p["internal"], p.get("protocol", "tcp")) for p in ports] or None,
+        ports=[(int(p["internal"]), p.get("protocol", "tcp")) for p in ports] or None,
         stop_timeout=int(declared.plain("stopTimeout", 10)),
         healthcheck=_health(health) if health else None,
         networking_config=(
@@ -146,6 +147,16 @@ def _host_config(api: docker.APIClient, declared: Declared) -> dict:
         )
         for m in declared.plain("volumes", [])
     ]
+    mounts += [
+        Mount(
+            target=m["target"],
+            source=m["source"],
+            type=m["type"],
+            read_only=bool(m.get("readOnly")),
+            no_copy=bool((m.get("volumeOptions") or {}).get("noCopy")),
+        )
+        for m in declared.plain("mounts", [])
+    ]
     networks = declared.plain("networksAdvanced", [])
     return api.create_host_config(
         cap_drop=caps.get("drops"),
@@ -163,7 +174,8 @@ def _host_config(api: docker.APIClient, declared: Declared) -> dict:
         log_config=LogConfig(type=declared.plain("logDriver", "json-file"), config=declared.plain("logOpts") or {}),
         mounts=mounts or None,
         port_bindings={
-            f"{p['internal']}/{p.get('protocol', 'tcp')}": (p["ip"], p["external"]) for p in declared.plain("ports", [])
+            f"{int(p['internal'])}/{p.get('protocol', 'tcp')}": (p["ip"], int(p["external"]))
+            for p in declared.plain("ports", [])
         }
         or None,
         network_mode=declared.plain("networkMode") or (networks[0]["name"] if networks else None),

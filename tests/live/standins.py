@@ -4,7 +4,7 @@ No image registry is reachable in CI, so each upstream image is replaced by a
 small local one with the same interface the platform relies on: uid/gid, data
 paths, health-check binaries and entrypoint behaviour for the env vars in use.
 
-postgres, redis and prom/prometheus derive from one shared Debian bookworm
+postgres, redis, prom/prometheus and caddy derive from one shared Debian bookworm
 rootfs made with debootstrap and imported once; busybox is the host's static
 busybox binary alone.  Every image is tagged with a hash of its recipe, so
 an image whose tag already exists is reused and reruns take seconds.
@@ -43,6 +43,9 @@ BASE_PACKAGES = (
     "ca-certificates",
     # localedef data for the postgres stand-in's en_US.UTF-8 locale.
     "locales",
+    "caddy",
+    # setcap, to give caddy the file capability upstream's binary has.
+    "libcap2-bin",
 )
 # The image config Docker's debian:bookworm has; `docker import` sets none.
 BASE_CHANGES = (
@@ -70,6 +73,7 @@ _BUSYBOX = StandIn("busybox", uses_base=False)
 _POSTGRES = StandIn("postgres", uses_base=True)
 _REDIS = StandIn("redis", uses_base=True)
 _PROMETHEUS = StandIn("prometheus", uses_base=True)
+_CADDY = StandIn("caddy", uses_base=True)
 
 # Upstream repository (as normalised by upstream_repo_of) -> stand-in.
 STANDINS = {
@@ -77,6 +81,7 @@ STANDINS = {
     "postgres": _POSTGRES,
     "redis": _REDIS,
     "prom/prometheus": _PROMETHEUS,
+    "caddy": _CADDY,
 }
 
 

@@ -1,14 +1,19 @@
-"""The dev stack's PostgreSQL, Redis and Prometheus, replayed as declared onto a real engine:
-they reach healthy while hardened, and the engine confirms every hardening setting."""
+"""The dev stack's PostgreSQL, Redis, Prometheus and Caddy proxy, replayed as declared onto a
+real engine: they reach healthy while hardened, and the engine confirms every hardening setting."""
+
+import http.client
 
 import pytest
 
 from components.catalog import CATALOG
+from components.settings import load_settings
 from tests.live.engine import ensure_engine
 from tests.live.replay import replay
-from tests.program import run_program
+from tests.program import run_program, stack_config
 
-SERVICES = ("postgres", "redis", "prometheus")
+SERVICES = ("postgres", "redis", "prometheus", "proxy")
+DEV = load_settings("dev", stack_config("dev"), set()).effective_services()
+_CAP_BITS = {"NET_BIND_SERVICE": 10, "CHOWN": 0, "DAC_READ_SEARCH": 2, "FOWNER": 3}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +48,14 @@ def test_main_process_is_not_root(live, service):
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_main_process_has_no_capabilities(live, service):
-    for field in ("CapEff", "CapPrm", "CapBnd"):
+    for field in ("CapEff", "CapPrm"):
         assert _status_field(live[service], field) == ["0000000000000000"], f"{service} {field}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_bounding_set_is_exactly_the_declared_add_list(live, service):
+    expected = sum(1 << _CAP_BITS[cap.name] for cap in CATALOG[service].cap_add)
+    assert int(_status_field(live[service], "CapBnd")[0], 16) == expected, f"{service} bounding set"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -61,7 +72,7 @@ def test_no_new_privileges_flag_is_set(live, service):
 @pytest.mark.parametrize("service", SERVICES)
 def test_engine_enforces_the_declared_limits(live, service):
     host_config = live[service].attrs["HostConfig"]
-    assert host_config["Memory"] == 512 * 2**20 if service != "redis" else 128 * 2**20, f"{service} memory"
+    assert host_config["Memory"] == DEV[service].memory * 2**20, f"{service} memory"
     assert host_config["MemorySwap"] == host_config["Memory"], f"{service} may swap"
     assert host_config["NanoCpus"] > 0, f"{service} has no CPU limit"
     nproc = {u["Name"]: u["Hard"] for u in host_config["Ulimits"]}["nproc"]
@@ -108,3 +119,25 @@ def test_databases_sit_only_on_the_internal_data_network(live):
         networks = live[service].attrs["NetworkSettings"]["Networks"]
         assert list(networks) == ["napdms-dev-data"], f"{service} joins {list(networks)}"
     assert client.networks.get("napdms-dev-data").attrs["Internal"] is True
+
+
+def test_init_container_handed_the_proxy_volumes_to_its_user(live):
+    for path in ("/data", "/config"):
+        assert _exec(live["proxy"], "stat", "-c", "%u", path)[1] == "1000", f"{path} is not owned by uid 1000"
+
+
+def test_proxy_reads_its_generated_caddyfile_from_a_read_only_mount(live):
+    assert _exec(live["proxy"], "stat", "-c", "%a %u", "/etc/caddy/Caddyfile")[1] == "400 1000"
+    _, config = _exec(live["proxy"], "wget", "-qO-", "http://127.0.0.1:2019/config/apps/http/servers")
+    assert "dms.nap-dms.localhost" in config, "caddy did not load the generated sites"
+
+
+def test_proxy_answers_on_the_published_port_and_redirects_to_https():
+    connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=5)
+    try:
+        connection.request("GET", "/", headers={"Host": "dms.nap-dms.localhost"})
+        response = connection.getresponse()
+        assert response.status == 308
+        assert response.getheader("Location") == "https://dms.nap-dms.localhost/"
+    finally:
+        connection.close()

@@ -147,3 +147,14 @@ def test_services_start_after_the_services_they_depend_on(program):
         for dependency in service.depends_on:
             needed = urns[f"{host}-{dependency}-1"]
             assert needed in container.dependencies, f"{container.name} may start before {dependency}"
+
+
+def test_volumes_prepared_by_the_init_container_are_not_refilled_from_the_image(program):
+    for container in program.services():
+        service = CATALOG[labels_of(container)["napdms.service"]]
+        prepared = {m["target"]: m for m in container.plain("mounts", [])}
+        for volume in service.volumes:
+            if volume.chown:
+                assert prepared[volume.path]["volumeOptions"]["noCopy"] is True, f"{container.name} {volume.path}"
+            else:
+                assert volume.path not in prepared, f"{container.name} {volume.path}"

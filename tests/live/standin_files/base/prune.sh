@@ -14,3 +14,7 @@ rm -rf \
     "$root"/usr/share/javascript/moment-timezone/data
 # Message translations only; locale.alias (a file) stays for localedef.
 find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+# Debian's caddy package takes uid/gid 999, which upstream's postgres and redis images use;
+# the caddy stand-in runs as the platform's uid, so the account is not needed.
+chroot "$root" userdel caddy
+rm -rf "$root"/var/lib/caddy
