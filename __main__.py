@@ -17,4 +17,7 @@ platform = Platform("napdms", settings, stack)
 
 pulumi.export("urls", platform.urls)
 pulumi.export("grafana_admin_password", platform.admin_password)
-pulumi.export("containers", {name: {host: s.container_names for host, s in by_host.items()} for name, by_host in platform.services.items()})
+pulumi.export(
+    "containers",
+    {name: {host: s.container_names for host, s in by_host.items()} for name, by_host in platform.services.items()},
+)

@@ -73,7 +73,7 @@ def test_raising_a_rotation_counter_changes_only_that_secrets_keepers():
     }
 
 
-def test_secret_config_keys_are_read_as_secrets():
+def test_program_runs_with_a_secret_config_key_set_encrypted():
     config = {**stack_config("dev"), "smtp_password": "from-encrypted-config"}
     program = run_program("dev", config, secret_keys=("smtp_password",))
     assert program.services(), "a secret smtp_password stopped the program"
