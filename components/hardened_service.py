@@ -17,7 +17,8 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.catalog.spec import CONFIG_VOLUME, SECRETS_VOLUME, SecretUse, ServiceSpec
+from components.catalog.spec import CONFIG_VOLUME, SECRETS_VOLUME, SecretUse, ServiceSpec, VolumeMount
+from components.units import duration_seconds
 from components.volumes import REGENERATED, declare_volume
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
@@ -149,9 +150,11 @@ class HardenedService(pulumi.ComponentResource):
 
         depends_on = list(args.depends_on)
         init_labels: dict[str, pulumi.Input[str]] = {}
-        chown_paths = [v.path for v in spec.volumes if v.chown]
-        if chown_paths or seeded:
-            init = self._init_container(name, docker_name, spec, args, base_labels, seeded, uploads, on_host)
+        chown_volumes = [v for v in spec.volumes if v.chown]
+        if chown_volumes or seeded:
+            init = self._init_container(
+                name, docker_name, spec, args, base_labels, chown_volumes, seeded, uploads, on_host
+            )
             depends_on.append(init)
             # New files (a rotated secret, a changed config) replace the init container, whose
             # new id in this label then replaces the service containers too.
@@ -232,13 +235,13 @@ class HardenedService(pulumi.ComponentResource):
         spec: ServiceSpec,
         args: HardenedServiceArgs,
         base_labels: Mapping[str, str],
+        chown_volumes: list[VolumeMount],
         seeded: list[tuple[docker.Volume, str]],
         uploads: list[docker.ContainerUploadArgs],
         on_host: pulumi.ResourceOptions,
     ) -> docker.Container:
         """One-shot root container, CHOWN and FOWNER only, no network: writes the secret and
         config files into their volumes and hands `chown` volumes to the service user, then exits."""
-        chown_volumes = [v for v in spec.volumes if v.chown]
         labels = {
             **base_labels,
             "napdms.role": "init",
@@ -284,8 +287,8 @@ def _init_script(spec: ServiceSpec, chown_paths: list[str], seeded_paths: list[s
     (scripts 0500), seeded directories 0500. Upload owners are set again in case a provider
     version ignores them."""
     owner = f"{spec.uid}:{spec.gid}"
-    # Recursive: images create sub-directories too (Caddy's /data/caddy), and a new volume
-    # copies them root-owned. `chown: true` is for small volumes (certificates, state).
+    # Recursive: a volume's content may arrive root-owned (restored from a backup, or from an
+    # earlier deploy that ran as root). `chown: true` is for small volumes (certificates, state).
     steps = [f"chown -R {owner} {' '.join(chown_paths)}"] if chown_paths else []
     for path in seeded_paths:
         steps += [
@@ -346,16 +349,10 @@ def _cpus(cpus: float) -> str:
     return f"{cpus:g}"
 
 
-def _seconds(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    for suffix in ("ms", "s", "m", "h"):
-        if duration.endswith(suffix) and duration[: -len(suffix)].isdigit():
-            return int(duration[: -len(suffix)]) * units[suffix]
-    raise ValueError(duration)
-
-
 def _wait_timeout(spec: ServiceSpec) -> int:
     """Seconds `up` waits for healthy: the start period plus every allowed failed probe, doubled."""
     health = spec.health
-    budget = _seconds(health.start_period) + health.retries * (_seconds(health.interval) + _seconds(health.timeout))
+    budget = duration_seconds(health.start_period) + health.retries * (
+        duration_seconds(health.interval) + duration_seconds(health.timeout)
+    )
     return int(2 * budget) + 30

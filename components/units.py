@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, WithJsonSchema
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt])(?:i?b)?\s*$", re.IGNORECASE)
 _SIZE_FACTORS_MB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
 def parse_size_mb(value: object) -> int:
@@ -47,6 +48,12 @@ def parse_duration(value: object) -> str:
     if not isinstance(value, str) or not _DURATION.match(value):
         raise ValueError(f"{value!r} is not a duration; use e.g. \"10s\" or \"5m\"")
     return value
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds in a Docker-style duration ("500ms", "10s", "5m")."""
+    match = _DURATION.match(parse_duration(value))
+    return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
 
 
 def format_size_mb(megabytes: int) -> str:

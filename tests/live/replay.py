@@ -19,13 +19,13 @@ from typing import Iterable
 import docker
 from docker.types import LogConfig, Mount, Ulimit
 
+from components.units import duration_seconds
 from tests.live.standins import standin_image, upstream_repo_of
 from tests.program import Declared, Program, labels_of
 
 _NS = 1_000_000_000
 _missing_ok = contextlib.suppress(docker.errors.NotFound)
 """Cleanup of something already gone is fine."""
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
 @dataclass
@@ -185,18 +185,11 @@ def _host_config(api: docker.APIClient, declared: Declared) -> dict:
 def _health(health: dict) -> dict:
     return {
         "test": health["tests"],
-        "interval": int(_seconds(health["interval"]) * _NS),
-        "timeout": int(_seconds(health["timeout"]) * _NS),
+        "interval": int(duration_seconds(health["interval"]) * _NS),
+        "timeout": int(duration_seconds(health["timeout"]) * _NS),
         "retries": int(health["retries"]),
-        "start_period": int(_seconds(health["startPeriod"]) * _NS),
+        "start_period": int(duration_seconds(health["startPeriod"]) * _NS),
     }
-
-
-def _seconds(duration: str) -> float:
-    for unit in ("ms", "s", "m", "h"):
-        if duration.endswith(unit) and duration[: -len(unit)].isdigit():
-            return int(duration[: -len(unit)]) * _UNITS[unit]
-    raise ValueError(f"not a duration: {duration!r}")
 
 
 def _archive(uploads: list[dict]) -> bytes:
