@@ -338,6 +338,8 @@ def _policy_labels(spec: ServiceSpec) -> dict[str, str]:
         labels["napdms.exempt.port-all-interfaces"] = public
     labels["napdms.backup"] = ",".join(f"{v.name}:{v.backup.policy}" for v in spec.volumes) or "none"
     labels["napdms.pids-limit"] = f"ulimit-nproc={spec.pids}"
+    if spec.stateless:
+        labels["napdms.stateless"] = "true"
     return labels
 
 

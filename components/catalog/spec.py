@@ -13,6 +13,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from components.units import Cpus, Duration, SizeMB
+from policies.rules import RULE_IDS
 
 NetworkName = Literal["edge", "app", "data", "monitoring"]
 """The four network segments. `data` and `monitoring` are internal (no route out)."""
@@ -20,14 +21,6 @@ NetworkName = Literal["edge", "app", "data", "monitoring"]
 Placement = Literal["primary", "backup", "every-host"]
 """Where a service runs: the primary NAS (QNAP), the backup NAS (ASUSTOR), or on each host."""
 
-RuleId = Literal[
-    "run-as-root",
-    "writable-root",
-    "host-mount",
-    "docker-socket",
-    "port-all-interfaces",
-]
-"""Hardening defaults a service may be exempted from, with a reason."""
 
 _CAPABILITY = re.compile(r"^[A-Z_]+$")
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
@@ -127,8 +120,16 @@ class CapAdd(_Frozen):
 class Exemption(_Frozen):
     """An explicit exception to a hardening default, written to a container label."""
 
-    rule: RuleId
+    rule: str
+    """A rule id of the policy pack (`policies/rules`), e.g. `run-as-root`."""
     reason: str = Field(min_length=8)
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, value: str) -> str:
+        if value not in RULE_IDS:
+            raise ValueError(f'"{value}" is not a rule id; use one of {", ".join(sorted(RULE_IDS))}')
+        return value
 
 
 class SecretUse(_Frozen):

@@ -1,0 +1,144 @@
+"""A rule, the finding it produces, and the registry both the pack and the audit iterate.
+
+A rule is a small pure function that yields one line per problem it sees. The registry wraps
+each problem into a `Finding` that names the subject, says how to fix it and cites the CIS
+Docker Benchmark, and marks it exempt when the subject carries a documented exemption label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
+
+from .facts import ContainerFacts, NetworkFacts, StackFacts, VolumeFacts
+
+SEVERITIES = ("low", "medium", "high", "critical")
+LEVELS = ("advisory", "mandatory", "disabled")
+
+Subject = Union[ContainerFacts, VolumeFacts, NetworkFacts]
+ContainerCheck = Callable[[ContainerFacts, Mapping[str, Any]], Iterable[str]]
+StackCheck = Callable[[StackFacts, Mapping[str, Any]], Iterable[tuple[Subject, str]]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One hardening rule."""
+
+    id: str
+    """Stable id: the policy name in the pack, the exemption label suffix, the audit's column."""
+    title: str
+    """What good looks like, in one sentence (the policy's description)."""
+    severity: str
+    fix: str
+    """How to fix a violation, in the operator's terms."""
+    cis: Optional[str]
+    """CIS Docker Benchmark v1.6.0 recommendation, when one covers it."""
+    scope: str
+    """`container` (one resource at a time) or `stack` (the whole stack or daemon)."""
+    check: Union[ContainerCheck, StackCheck]
+    config_schema: Mapping[str, Any]
+    """JSON Schema of the rule's settings in `policies/config/<stack>.json` (besides the level)."""
+    defaults: Mapping[str, Any]
+    """Setting values when the config file gives none."""
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"rule {self.id}: severity must be one of {SEVERITIES}, got {self.severity!r}")
+        if self.scope not in ("container", "stack"):
+            raise ValueError(f"rule {self.id}: scope must be 'container' or 'stack', got {self.scope!r}")
+        if not self.fix.strip():
+            raise ValueError(f"rule {self.id}: a rule must say how to fix what it finds")
+
+    @property
+    def reference(self) -> str:
+        """`CIS Docker Benchmark 5.4`, or a note that no CIS recommendation covers it."""
+        return f"CIS Docker Benchmark {self.cis}" if self.cis else "no CIS recommendation"
+
+    def settings(self, config: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+        """The rule's settings: defaults overlaid with the stack's config."""
+        merged = dict(self.defaults)
+        merged.update({k: v for k, v in (config or {}).items() if k in self.config_schema})
+        return merged
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem of one subject (container, volume or network)."""
+
+    rule: Rule
+    subject: str
+    problem: str
+    exempt_reason: Optional[str] = None
+    """Set when the subject documents an exemption from this rule: report it, but advisory."""
+
+    @property
+    def message(self) -> str:
+        """The full line for an operator: what is wrong, how to fix it, and the reference."""
+        text = f"{self.subject}: {self.problem}. Fix: {self.rule.fix} ({self.rule.reference})"
+        if self.exempt_reason:
+            text = f"exempt from {self.rule.id} ({self.exempt_reason}); {text}"
+        return text
+
+
+CONTAINER_RULES: list[Rule] = []
+STACK_RULES: list[Rule] = []
+
+
+def container_rule(
+    id: str,
+    title: str,
+    severity: str,
+    fix: str,
+    cis: Optional[str] = None,
+    config_schema: Optional[Mapping[str, Any]] = None,
+    defaults: Optional[Mapping[str, Any]] = None,
+) -> Callable[[ContainerCheck], ContainerCheck]:
+    """Register a check over one container's facts."""
+
+    def register(check: ContainerCheck) -> ContainerCheck:
+        _register(CONTAINER_RULES, Rule(id, title, severity, fix, cis, "container", check, config_schema or {}, defaults or {}))
+        return check
+
+    return register
+
+
+def stack_rule(
+    id: str,
+    title: str,
+    severity: str,
+    fix: str,
+    cis: Optional[str] = None,
+    config_schema: Optional[Mapping[str, Any]] = None,
+    defaults: Optional[Mapping[str, Any]] = None,
+) -> Callable[[StackCheck], StackCheck]:
+    """Register a check over a whole stack (or daemon) that yields (subject, problem) pairs."""
+
+    def register(check: StackCheck) -> StackCheck:
+        _register(STACK_RULES, Rule(id, title, severity, fix, cis, "stack", check, config_schema or {}, defaults or {}))
+        return check
+
+    return register
+
+
+def _register(registry: list[Rule], rule: Rule) -> None:
+    if any(r.id == rule.id for r in CONTAINER_RULES + STACK_RULES):
+        raise ValueError(f"rule id {rule.id!r} is registered twice; rule ids must be unique")
+    registry.append(rule)
+
+
+def check_container(
+    facts: ContainerFacts, rule: Rule, config: Optional[Mapping[str, Any]] = None
+) -> list[Finding]:
+    """Findings of one container rule on one container."""
+    return [
+        Finding(rule, facts.name, problem, facts.exemption(rule.id))
+        for problem in rule.check(facts, rule.settings(config))
+    ]
+
+
+def check_stack(stack: StackFacts, rule: Rule, config: Optional[Mapping[str, Any]] = None) -> list[Finding]:
+    """Findings of one stack rule on a whole stack."""
+    return [
+        Finding(rule, subject.name, problem, subject.exemption(rule.id))
+        for subject, problem in rule.check(stack, rule.settings(config))
+    ]
