@@ -25,6 +25,8 @@ _CREDENTIALS_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re
     fix="set the port's ip to the host's LAN address (the stack's bind_address); only the proxy's 80/443 face every interface",
 )
 def port_all_interfaces(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
+    if c.publish_all:
+        yield "publishes every exposed port on every interface (publish_all_ports)"
     for port in c.ports:
         if port.all_interfaces:
             yield f"publishes {port.host_port}/{port.protocol} on every interface of the host"

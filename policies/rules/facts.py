@@ -87,6 +87,8 @@ class ContainerFacts:
     devices: tuple[str, ...] = ()
     """Host paths of mapped devices."""
     ports: tuple[PublishedPort, ...] = ()
+    publish_all: bool = False
+    """Every port the image exposes published on a random host port of every interface (`-P`)."""
     env: tuple[tuple[str, str], ...] = ()
     restart: str = ""
     """`no`, `always`, `unless-stopped`, `on-failure`; empty when unset (Docker's `no`)."""

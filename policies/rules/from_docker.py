@@ -40,6 +40,7 @@ def container(inspect: Mapping[str, Any], host: str = "") -> ContainerFacts:
         userns_mode=hc.get("UsernsMode") or "",
         devices=tuple(d.get("PathOnHost", "") for d in hc.get("Devices") or ()),
         ports=_ports(hc.get("PortBindings") or {}),
+        publish_all=bool(hc.get("PublishAllPorts")),
         env=tuple(split_env(e) for e in config.get("Env") or ()),
         restart=restart.get("Name") or "",
         max_retries=int(restart.get("MaximumRetryCount") or 0),

@@ -42,7 +42,7 @@ def container(props: Mapping[str, Any], name: str, host: str = "") -> ContainerF
         cap_add=tuple(normalize_capability(c) for c in _strs(caps.get("adds"))),
         cap_drop=tuple(normalize_capability(c) for c in _strs(caps.get("drops"))),
         memory_bytes=_int(props.get("memory")) * _MB,
-        cpus=_float(props.get("cpus")),
+        cpus=_float(props.get("cpus")) or _quota(props.get("cpuQuota"), props.get("cpuPeriod")),
         cpu_shares=_int(props.get("cpuShares")),
         pids_limit=_nproc(props.get("ulimits")),
         health_test=tuple(_strs(health.get("tests"))),
@@ -65,6 +65,7 @@ def container(props: Mapping[str, Any], name: str, host: str = "") -> ContainerF
             )
             for p in _list(props.get("ports"))
         ),
+        publish_all=props.get("publishAllPorts") is True,
         env=tuple(split_env(e) for e in _strs(props.get("envs"))),
         restart=_str(props.get("restart")),
         max_retries=_int(props.get("maxRetryCount")),
@@ -104,6 +105,11 @@ def _mounts(props: Mapping[str, Any]) -> tuple[Mount, ...]:
         found.append(Mount(_str(m.get("type")) or "volume", _str(m.get("source")), _str(m.get("target")), m.get("readOnly") is True))
     found += [Mount("tmpfs", "", path) for path in _map(props.get("tmpfs"))]
     return tuple(found)
+
+
+def _quota(quota: Any, period: Any) -> float:
+    # Docker's default CFS period is 100 ms.
+    return _float(quota) / (_float(period) or 100_000) if _float(quota) > 0 else 0.0
 
 
 def _nproc(ulimits: Any) -> int:
