@@ -20,7 +20,7 @@ import jsonschema
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
-from tests.program import Declared
+from tests.program import Declared, Program
 
 POLICIES = Path(__file__).resolve().parent.parent.parent / "policies"
 _LEVELS = {"advisory": analyzer_pb2.ADVISORY, "mandatory": analyzer_pb2.MANDATORY, "disabled": analyzer_pb2.DISABLED}
@@ -120,6 +120,13 @@ class PackProcess:
             )
         )
         return _diagnostics(response, resource.urn)
+
+    def analyze_program(self, program: Program) -> list[Diagnostic]:
+        """Everything the engine asks during an update: each resource, then the whole stack."""
+        found: list[Diagnostic] = []
+        for resource in program.resources:
+            found += self.analyze(resource)
+        return found + self.analyze_stack(program.resources)
 
     def analyze_stack(self, resources: Iterable[Declared]) -> list[Diagnostic]:
         """AnalyzeStack: every resource of the stack at once."""

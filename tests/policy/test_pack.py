@@ -10,7 +10,7 @@ from jsonschema import ValidationError
 
 from policies.rules import CONTAINER_RULES, RULE_IDS, RULES, STACK_RULES
 from tests.policy import flawed_program
-from tests.policy.analyzer import Diagnostic, PackProcess
+from tests.policy.analyzer import PackProcess
 from tests.program import Program, run_program
 
 UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -25,13 +25,6 @@ def pack():
 @pytest.fixture(scope="module")
 def flawed() -> Program:
     return run_program("prod", {}, main=Path(flawed_program.__file__))
-
-
-def _all_diagnostics(pack: PackProcess, program: Program) -> list[Diagnostic]:
-    found: list[Diagnostic] = []
-    for resource in program.resources:
-        found += pack.analyze(resource)
-    return found + pack.analyze_stack(program.resources)
 
 
 def _named(program: Program, name: str):
@@ -57,7 +50,7 @@ def test_policies_cite_their_cis_recommendation(pack):
 
 def test_own_stack_has_no_mandatory_violation(pack, program):
     pack.configure(program.stack)
-    mandatory = [d for d in _all_diagnostics(pack, program) if d.level == "mandatory"]
+    mandatory = [d for d in pack.analyze_program(program) if d.level == "mandatory"]
     assert mandatory == [], "\n".join(f"{d.policy} on {d.urn}: {d.message}" for d in mandatory)
 
 
