@@ -124,8 +124,8 @@ def _labels(value: Any) -> dict[str, str]:
     labels: dict[str, str] = {}
     for item in _list(value):
         item = _map(item)
-        raw = item.get("value")
-        labels[_str(item.get("label"))] = "<unknown until applied>" if _unknown(raw) else _str(raw)
+        # A value not known yet (preview) documents nothing, so it cannot exempt anything.
+        labels[_str(item.get("label"))] = _str(item.get("value"))
     return labels
 
 

@@ -9,6 +9,8 @@ from .rule import container_rule
 
 SENSITIVE_HOST_PATHS = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")
 """CIS 5.6's list: a container that mounts these can read or change the host itself."""
+SOCKET_DIRECTORIES = ("/run", "/var/run")
+"""Mounting the folder gives the same access as mounting the socket in it."""
 
 
 @container_rule(
@@ -32,8 +34,12 @@ def writable_root(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
 )
 def docker_socket(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     for mount in c.mounts:
-        if mount.kind == "bind" and _is_docker_socket(mount.source):
+        if mount.kind != "bind":
+            continue
+        if _is_docker_socket(mount.source):
             yield f"mounts the Docker socket {mount.source} at {mount.target}"
+        elif _normal_path(mount.source) in SOCKET_DIRECTORIES:
+            yield f"mounts the host's {_normal_path(mount.source)}, which holds the Docker socket, at {mount.target}"
 
 
 @container_rule(
@@ -45,7 +51,7 @@ def docker_socket(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
 )
 def host_mount(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     for mount in c.mounts:
-        if mount.kind != "bind" or _is_docker_socket(mount.source):
+        if mount.kind != "bind" or _is_docker_socket(mount.source) or _normal_path(mount.source) in SOCKET_DIRECTORIES:
             continue
         source = _normal_path(mount.source)
         if any(source == p or (p != "/" and source.startswith(p + "/")) for p in SENSITIVE_HOST_PATHS):
