@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+from components.settings import read_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "nap-dms-platform"
@@ -29,9 +30,7 @@ STACKS = ("dev", "staging", "prod")
 
 def stack_config(stack: str) -> dict[str, Any]:
     """The `config:` block of Pulumi.<stack>.yaml, keys without the project namespace."""
-    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    prefix = f"{PROJECT}:"
-    return {key[len(prefix) :]: value for key, value in document["config"].items() if key.startswith(prefix)}
+    return read_stack_file(stack)[0]
 
 
 @dataclass

@@ -10,12 +10,16 @@ import difflib
 import json
 import types
 import typing
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import pulumi
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from components.settings.model import _PROBLEMS_MARK, PlatformSettings
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 SECRET_KEYS: Mapping[str, str] = {
     "smtp_password": "the SMTP relay's password for alert mail",
@@ -56,6 +60,21 @@ def _decode(value: Any) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+
+
+def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str, Any], set[str]]:
+    """The `<project>:*` values of `Pulumi.<stack>.yaml` (keys without the namespace) and the keys
+    stored encrypted (`{secure: ...}`), the two things `load_settings` takes.
+
+    The engine normally hands these over (`read_project_config`); without it the stack file is the
+    source. Encrypted values stay undecrypted: no image depends on a secret.
+    """
+    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
+    document = yaml.safe_load((project_dir / f"Pulumi.{stack}.yaml").read_text()) or {}
+    prefix = f"{project}:"
+    values = {key[len(prefix) :]: value for key, value in (document.get("config") or {}).items() if key.startswith(prefix)}
+    secret_keys = {key for key, value in values.items() if isinstance(value, dict) and set(value) == {"secure"}}
+    return values, secret_keys
 
 
 def load_settings(stack: str, values: Mapping[str, Any], secret_keys: set[str]) -> PlatformSettings:

@@ -10,7 +10,7 @@ from . import identity, resources, isolation, exposure, operations, stack  # noq
 from .facts import ContainerFacts, Mount, NetworkFacts, PublishedPort, StackFacts, VolumeFacts
 from .levels import LevelsError, StackLevels
 from .rule import CONTAINER_RULES, STACK_RULES, Finding, Rule, check_container, check_stack
-from .verdict import Verdict, evaluate
+from .verdict import Verdict, judge, sort_verdicts
 
 RULES = CONTAINER_RULES + STACK_RULES
 RULE_IDS = frozenset(rule.id for rule in RULES)
@@ -33,5 +33,6 @@ __all__ = [
     "VolumeFacts",
     "check_container",
     "check_stack",
-    "evaluate",
+    "judge",
+    "sort_verdicts",
 ]

@@ -69,22 +69,28 @@ def container(name: str, labels: dict, **overrides) -> docker.Container:
     return docker.Container(name, name=name, **{k: v for k, v in settings.items() if v is not None})
 
 
-container("hardened", LABELS)
-container(UNLABELLED, {})
-for flaw_id, flaw in FLAWED.items():
-    container(f"flawed-{flaw_id}", LABELS, **flaw)
+def declare() -> None:
+    """Register the fixture's resources (only when run as a program, never on import)."""
+    container("hardened", LABELS)
+    container(UNLABELLED, {})
+    for flaw_id, flaw in FLAWED.items():
+        container(f"flawed-{flaw_id}", LABELS, **flaw)
 
-# Exempted: root with a documented reason is advisory, never silent.
-container("exempted-run-as-root", {**LABELS, "napdms.exempt.run-as-root": "fixture: sets file owners"}, user="root")
+    # Exempted: root with a documented reason is advisory, never silent.
+    container("exempted-run-as-root", {**LABELS, "napdms.exempt.run-as-root": "fixture: sets file owners"}, user="root")
 
-# Stack-level flaws: each subject is named flawed-<rule id>.
-docker.Volume("flawed-volume-backup-policy", name="flawed-volume-backup-policy")
-docker.Network(
-    "flawed-data-network-internal",
-    name="flawed-data-network-internal",
-    internal=False,
-    labels=[{"label": "napdms.segment", "value": "data"}],
-)
-container("flawed-stateless-replicas", {**LABELS, "napdms.service": "lonely", "napdms.stateless": "true"})
-for side in ("a", "b"):
-    container(f"flawed-host-port-conflict-{side}", LABELS, ports=[{"internal": 80, "external": 19000, "ip": "127.0.0.1"}])
+    # Stack-level flaws: each subject is named flawed-<rule id>.
+    docker.Volume("flawed-volume-backup-policy", name="flawed-volume-backup-policy")
+    docker.Network(
+        "flawed-data-network-internal",
+        name="flawed-data-network-internal",
+        internal=False,
+        labels=[{"label": "napdms.segment", "value": "data"}],
+    )
+    container("flawed-stateless-replicas", {**LABELS, "napdms.service": "lonely", "napdms.stateless": "true"})
+    for side in ("a", "b"):
+        container(f"flawed-host-port-conflict-{side}", LABELS, ports=[{"internal": 80, "external": 19000, "ip": "127.0.0.1"}])
+
+
+if __name__ == "__main__":
+    declare()

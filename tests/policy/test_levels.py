@@ -9,7 +9,7 @@ from policies.rules import (
     ContainerFacts,
     LevelsError,
     StackFacts,
-    evaluate,
+    judge,
     levels,
 )
 from policies.rules.rule import LEVELS
@@ -111,10 +111,15 @@ def test_prod_requires_two_stateless_replicas():
     assert levels.load("prod").config("stateless-replicas")["minReplicas"] == 2
 
 
-# evaluate
+# judge: one stack's levels over unlabelled subjects
 
 ROOT = ContainerFacts("db", user="0")
 """A container many rules find fault with, run-as-root among them."""
+
+
+def judge_one(stack: StackFacts, stack_levels: levels.StackLevels):
+    """Judge `stack` with one stack's levels (its subjects carry no stack label)."""
+    return judge(stack, stack_levels.stack, {stack_levels.stack: stack_levels}.get)
 
 
 def rule_levels(verdicts) -> dict[str, set[str]]:
@@ -127,34 +132,34 @@ def rule_levels(verdicts) -> dict[str, set[str]]:
 
 def test_exempt_finding_is_advisory_at_mandatory_level():
     exempt = ContainerFacts("db", user="0", labels={"napdms.exempt.run-as-root": "entrypoint drops to uid 999"})
-    verdicts = evaluate(StackFacts(containers=(exempt,)), levels.parse("prod", {"run-as-root": "mandatory"}))
+    verdicts = judge_one(StackFacts(containers=(exempt,)), levels.parse("prod", {"run-as-root": "mandatory"}))
     assert rule_levels(verdicts)["run-as-root"] == {"advisory"}
 
 
 def test_unexempt_finding_takes_its_rule_level():
-    verdicts = evaluate(StackFacts(containers=(ROOT,)), levels.parse("prod", {"run-as-root": "mandatory"}))
+    verdicts = judge_one(StackFacts(containers=(ROOT,)), levels.parse("prod", {"run-as-root": "mandatory"}))
     assert rule_levels(verdicts)["run-as-root"] == {"mandatory"}
 
 
 def test_advisory_level_from_config_applies():
-    verdicts = evaluate(StackFacts(containers=(ROOT,)), levels.parse("dev", {"run-as-root": "advisory"}))
+    verdicts = judge_one(StackFacts(containers=(ROOT,)), levels.parse("dev", {"run-as-root": "advisory"}))
     assert rule_levels(verdicts)["run-as-root"] == {"advisory"}
     assert rule_levels(verdicts)["no-memory-limit"] == {"mandatory"}
 
 
 def test_disabled_rule_does_not_run():
-    verdicts = evaluate(StackFacts(containers=(ROOT,)), levels.parse("dev", {"run-as-root": "disabled"}))
+    verdicts = judge_one(StackFacts(containers=(ROOT,)), levels.parse("dev", {"run-as-root": "disabled"}))
     assert "run-as-root" not in rule_levels(verdicts)
 
 
 def test_disabled_stack_rule_does_not_run():
     stack = StackFacts(containers=(ContainerFacts("web", labels={"napdms.stateless": "true"}),))
-    verdicts = evaluate(stack, levels.parse("dev", {"stateless-replicas": "disabled"}))
+    verdicts = judge_one(stack, levels.parse("dev", {"stateless-replicas": "disabled"}))
     assert "stateless-replicas" not in rule_levels(verdicts)
 
 
 @pytest.mark.parametrize("minimum, flagged", [(1, False), (2, True)], ids=["min-1", "min-2"])
 def test_rule_settings_from_config_apply(minimum, flagged):
     stack = StackFacts(containers=(ContainerFacts("web", labels={"napdms.stateless": "true"}),))
-    verdicts = evaluate(stack, levels.parse("dev", {"stateless-replicas": {"minReplicas": minimum}}))
+    verdicts = judge_one(stack, levels.parse("dev", {"stateless-replicas": {"minReplicas": minimum}}))
     assert ("stateless-replicas" in rule_levels(verdicts)) is flagged

@@ -139,3 +139,9 @@ def test_image_unknown_during_preview_is_no_violation(pack, flawed):
     resource = _named(flawed, "hardened")
     previewed = dataclasses.replace(resource, inputs={**resource.inputs, "image": UNKNOWN_STRING})
     assert pack.analyze(previewed) == []
+
+
+def test_readme_rule_table_lists_every_rule():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [rule.id for rule in RULES if f"| `{rule.id}` |" not in readme]
+    assert missing == [], f"README's rule table lacks {missing}"
