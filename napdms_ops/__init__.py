@@ -1,1 +1,3 @@
-"""napdms-ops: what Pulumi alone does not do (schema export now; audit, backups, blue-green next)."""
+"""napdms-ops: what Pulumi alone does not do: deploy (`up`), audit a live daemon with the policy
+pack's rules (`audit`), list the images a stack runs (`images`), export the settings schema
+(`schema`). Backups and blue-green come next."""

@@ -51,8 +51,18 @@ class PublishedPort:
         return self.host_ip in ("", "0.0.0.0", "::", "[::]")
 
 
+class _Labelled:
+    labels: Mapping[str, str]
+
+    def exemption(self, rule_id: str) -> Optional[str]:
+        """The documented reason this subject is exempt from `rule_id`, if it has one."""
+        # An empty reason documents nothing, so it exempts nothing.
+        reason = (self.labels.get(EXEMPT_LABEL + rule_id) or "").strip()
+        return reason or None
+
+
 @dataclass(frozen=True)
-class ContainerFacts:
+class ContainerFacts(_Labelled):
     """A container's security-relevant settings, whatever reported them.
 
     `None` means "not known yet" (a Pulumi output during preview); rules that need such a field
@@ -100,36 +110,24 @@ class ContainerFacts:
     host: str = ""
     """Which Docker daemon runs it (provider URN or endpoint): ports only collide on one host."""
 
-    def exemption(self, rule_id: str) -> Optional[str]:
-        """The documented reason this container is exempt from `rule_id`, if it has one."""
-        return _reason(self.labels, rule_id)
-
 
 @dataclass(frozen=True)
-class VolumeFacts:
+class VolumeFacts(_Labelled):
     """A named volume and its labels."""
 
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
     host: str = ""
 
-    def exemption(self, rule_id: str) -> Optional[str]:
-        """The documented reason this volume is exempt from `rule_id`, if it has one."""
-        return _reason(self.labels, rule_id)
-
 
 @dataclass(frozen=True)
-class NetworkFacts:
+class NetworkFacts(_Labelled):
     """A network, whether it has a route out, and its labels."""
 
     name: str
     internal: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     host: str = ""
-
-    def exemption(self, rule_id: str) -> Optional[str]:
-        """The documented reason this network is exempt from `rule_id`, if it has one."""
-        return _reason(self.labels, rule_id)
 
 
 @dataclass(frozen=True)
@@ -151,8 +149,3 @@ def split_env(entry: str) -> tuple[str, str]:
     key, _sep, value = entry.partition("=")
     return key, value
 
-
-def _reason(labels: Mapping[str, str], rule_id: str) -> Optional[str]:
-    # An empty reason documents nothing, so it exempts nothing.
-    reason = (labels.get(EXEMPT_LABEL + rule_id) or "").strip()
-    return reason or None

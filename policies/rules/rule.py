@@ -94,12 +94,7 @@ def container_rule(
     defaults: Optional[Mapping[str, Any]] = None,
 ) -> Callable[[ContainerCheck], ContainerCheck]:
     """Register a check over one container's facts."""
-
-    def register(check: ContainerCheck) -> ContainerCheck:
-        _register(CONTAINER_RULES, Rule(id, title, severity, fix, cis, "container", check, config_schema or {}, defaults or {}))
-        return check
-
-    return register
+    return _registrar(CONTAINER_RULES, "container", id, title, severity, fix, cis, config_schema, defaults)
 
 
 def stack_rule(
@@ -112,18 +107,28 @@ def stack_rule(
     defaults: Optional[Mapping[str, Any]] = None,
 ) -> Callable[[StackCheck], StackCheck]:
     """Register a check over a whole stack (or daemon) that yields (subject, problem) pairs."""
+    return _registrar(STACK_RULES, "stack", id, title, severity, fix, cis, config_schema, defaults)
 
-    def register(check: StackCheck) -> StackCheck:
-        _register(STACK_RULES, Rule(id, title, severity, fix, cis, "stack", check, config_schema or {}, defaults or {}))
+
+def _registrar(
+    registry: list[Rule],
+    scope: str,
+    id: str,
+    title: str,
+    severity: str,
+    fix: str,
+    cis: Optional[str],
+    config_schema: Optional[Mapping[str, Any]],
+    defaults: Optional[Mapping[str, Any]],
+) -> Callable[[Any], Any]:
+    def register(check: Any) -> Any:
+        rule = Rule(id, title, severity, fix, cis, scope, check, config_schema or {}, defaults or {})
+        if any(r.id == rule.id for r in CONTAINER_RULES + STACK_RULES):
+            raise ValueError(f"rule id {rule.id!r} is registered twice; rule ids must be unique")
+        registry.append(rule)
         return check
 
     return register
-
-
-def _register(registry: list[Rule], rule: Rule) -> None:
-    if any(r.id == rule.id for r in CONTAINER_RULES + STACK_RULES):
-        raise ValueError(f"rule id {rule.id!r} is registered twice; rule ids must be unique")
-    registry.append(rule)
 
 
 def check_container(

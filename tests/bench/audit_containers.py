@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -30,23 +29,15 @@ sys.path.insert(0, str(ROOT))
 from docker.errors import NotFound  # noqa: E402
 from docker.types import LogConfig  # noqa: E402
 
-from napdms_ops.audit import DEFAULT_STACK, audit, connect, judge  # noqa: E402
-from policies.rules import StackFacts, from_docker, levels  # noqa: E402
+from napdms_ops.audit import DEFAULT_STACK, audit, connect  # noqa: E402
+from policies.rules import StackFacts, from_docker, judge, levels  # noqa: E402
+from tests.bench.timing import median_seconds  # noqa: E402
 from tests.live.engine import DEFAULT_HOST, ensure_engine  # noqa: E402
 from tests.live.standins import standin_image  # noqa: E402
 
 NS = 1_000_000_000
 RUN = uuid.uuid4().hex[:8]
 LABEL = "napdms.bench"
-
-
-def _median_seconds(runs: int, action) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def _options(index: int, image_id: str, socket: str) -> dict:
@@ -149,8 +140,8 @@ def main() -> None:
         _create(client, args.containers, image_id, socket)
         setup_s = time.perf_counter() - start
         audit(host)  # imports and connection set-up out of the measurement
-        ours, report = _median_seconds(args.runs, lambda: audit(host))
-        sequential, _ = _median_seconds(args.runs, lambda: _sequential_sdk(host))
+        ours, report = median_seconds(args.runs, lambda: audit(host))
+        sequential, _ = median_seconds(args.runs, lambda: _sequential_sdk(host))
         print(f"created and started {args.containers} busybox containers in {setup_s:.1f} s on {host}")
         print(
             f"audit (thread pool of inspects + shared rules): {ours:.3f} s for {report.containers} containers "
@@ -169,7 +160,7 @@ def main() -> None:
             under_2s=ours < 2,
         )
         if docker_cli:
-            naive, _ = _median_seconds(args.runs, lambda: _naive_cli(host, docker_cli))
+            naive, _ = median_seconds(args.runs, lambda: _naive_cli(host, docker_cli))
             print(
                 f"baseline, naive `docker inspect` CLI per container + same rules: {naive:.3f} s "
                 f"({report.containers / naive:.0f}/s)"

@@ -7,26 +7,16 @@ Run: python tests/bench/evaluate_stacks.py [--runs N]
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench.timing import median_seconds  # noqa: E402
 from tests.program import STACKS, run_program  # noqa: E402
 
 BASELINE = Path(__file__).with_name("baseline_program.py")
-
-
-def _median_seconds(runs: int, action) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main() -> None:
@@ -37,10 +27,10 @@ def main() -> None:
     run_program("dev")  # imports and first-run caches out of the measurement
     figures = {"runs": args.runs}
     for stack in STACKS:
-        ours, program = _median_seconds(args.runs, lambda stack=stack: run_program(stack))
+        ours, program = median_seconds(args.runs, lambda stack=stack: run_program(stack))
         resources = len(program.resources)
         os.environ["BASELINE_RESOURCES"] = str(resources)
-        base, _ = _median_seconds(args.runs, lambda stack=stack: run_program(stack, config={}, main=BASELINE))
+        base, _ = median_seconds(args.runs, lambda stack=stack: run_program(stack, config={}, main=BASELINE))
         print(
             f"{stack:8} ours {ours:6.3f} s for {resources} resources | "
             f"bare program with {resources} containers {base:6.3f} s | ratio {ours / base:4.2f}"
