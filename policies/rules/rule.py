@@ -8,6 +8,7 @@ Docker Benchmark, and marks it exempt when the subject carries a documented exem
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from .facts import ContainerFacts, NetworkFacts, StackFacts, VolumeFacts
@@ -84,42 +85,17 @@ CONTAINER_RULES: list[Rule] = []
 STACK_RULES: list[Rule] = []
 
 
-def container_rule(
-    id: str,
-    title: str,
-    severity: str,
-    fix: str,
-    cis: Optional[str] = None,
-    config_schema: Optional[Mapping[str, Any]] = None,
-    defaults: Optional[Mapping[str, Any]] = None,
-) -> Callable[[ContainerCheck], ContainerCheck]:
-    """Register a check over one container's facts."""
-    return _registrar(CONTAINER_RULES, "container", id, title, severity, fix, cis, config_schema, defaults)
-
-
-def stack_rule(
-    id: str,
-    title: str,
-    severity: str,
-    fix: str,
-    cis: Optional[str] = None,
-    config_schema: Optional[Mapping[str, Any]] = None,
-    defaults: Optional[Mapping[str, Any]] = None,
-) -> Callable[[StackCheck], StackCheck]:
-    """Register a check over a whole stack (or daemon) that yields (subject, problem) pairs."""
-    return _registrar(STACK_RULES, "stack", id, title, severity, fix, cis, config_schema, defaults)
-
-
 def _registrar(
     registry: list[Rule],
     scope: str,
+    *,
     id: str,
     title: str,
     severity: str,
     fix: str,
-    cis: Optional[str],
-    config_schema: Optional[Mapping[str, Any]],
-    defaults: Optional[Mapping[str, Any]],
+    cis: Optional[str] = None,
+    config_schema: Optional[Mapping[str, Any]] = None,
+    defaults: Optional[Mapping[str, Any]] = None,
 ) -> Callable[[Any], Any]:
     def register(check: Any) -> Any:
         rule = Rule(id, title, severity, fix, cis, scope, check, config_schema or {}, defaults or {})
@@ -129,6 +105,12 @@ def _registrar(
         return check
 
     return register
+
+
+container_rule = partial(_registrar, CONTAINER_RULES, "container")
+"""Decorator: register a `ContainerCheck` (one container's facts -> problems) as a rule."""
+stack_rule = partial(_registrar, STACK_RULES, "stack")
+"""Decorator: register a `StackCheck` (a whole stack -> (subject, problem) pairs) as a rule."""
 
 
 def check_container(
