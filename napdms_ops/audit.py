@@ -24,7 +24,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from policies.rules import StackFacts, StackLevels, Verdict, judge
 from policies.rules import from_docker, levels

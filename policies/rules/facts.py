@@ -106,7 +106,6 @@ class ContainerFacts(_Labelled):
     log_driver: str = ""
     """Empty when unset (the daemon's default, json-file without rotation)."""
     log_opts: Mapping[str, str] = field(default_factory=dict)
-    networks: tuple[str, ...] = ()
     host: str = ""
     """Which Docker daemon runs it (provider URN or endpoint): ports only collide on one host."""
 

@@ -46,7 +46,6 @@ def container(inspect: Mapping[str, Any], host: str = "") -> ContainerFacts:
         max_retries=int(restart.get("MaximumRetryCount") or 0),
         log_driver=log.get("Type") or "",
         log_opts=dict(log.get("Config") or {}),
-        networks=tuple(sorted(((inspect.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
         host=host,
     )
 

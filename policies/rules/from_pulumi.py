@@ -1,6 +1,6 @@
 """Facts from the properties of pulumi-docker resources, as the engine hands them to a policy.
 
-Property names are the engine's camelCase (`readOnly`, `securityOpts`, `networksAdvanced`);
+Property names are the engine's camelCase (`readOnly`, `securityOpts`, `logOpts`);
 pulumi-docker gives memory in MB and cpus as a string. During preview some values are not known
 yet (the image digest of a pull that has not happened): those arrive as Pulumi's unknown sentinels.
 """
@@ -71,7 +71,6 @@ def container(props: Mapping[str, Any], name: str, host: str = "") -> ContainerF
         max_retries=_int(props.get("maxRetryCount")),
         log_driver=_str(props.get("logDriver")),
         log_opts={k: _str(v) for k, v in _map(props.get("logOpts")).items()},
-        networks=tuple(_str(_map(n).get("name")) for n in _list(props.get("networksAdvanced"))),
         host=host,
     )
 

@@ -34,8 +34,6 @@ class Rule:
     """How to fix a violation, in the operator's terms."""
     cis: Optional[str]
     """CIS Docker Benchmark v1.6.0 recommendation, when one covers it."""
-    scope: str
-    """`container` (one resource at a time) or `stack` (the whole stack or daemon)."""
     check: Union[ContainerCheck, StackCheck]
     config_schema: Mapping[str, Any]
     """JSON Schema of the rule's settings in `policies/config/<stack>.json` (besides the level)."""
@@ -45,8 +43,6 @@ class Rule:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"rule {self.id}: severity must be one of {SEVERITIES}, got {self.severity!r}")
-        if self.scope not in ("container", "stack"):
-            raise ValueError(f"rule {self.id}: scope must be 'container' or 'stack', got {self.scope!r}")
         if not self.fix.strip():
             raise ValueError(f"rule {self.id}: a rule must say how to fix what it finds")
 
@@ -87,7 +83,6 @@ STACK_RULES: list[Rule] = []
 
 def _registrar(
     registry: list[Rule],
-    scope: str,
     *,
     id: str,
     title: str,
@@ -98,7 +93,7 @@ def _registrar(
     defaults: Optional[Mapping[str, Any]] = None,
 ) -> Callable[[Any], Any]:
     def register(check: Any) -> Any:
-        rule = Rule(id, title, severity, fix, cis, scope, check, config_schema or {}, defaults or {})
+        rule = Rule(id, title, severity, fix, cis, check, config_schema or {}, defaults or {})
         if any(r.id == rule.id for r in CONTAINER_RULES + STACK_RULES):
             raise ValueError(f"rule id {rule.id!r} is registered twice; rule ids must be unique")
         registry.append(rule)
@@ -107,9 +102,9 @@ def _registrar(
     return register
 
 
-container_rule = partial(_registrar, CONTAINER_RULES, "container")
+container_rule = partial(_registrar, CONTAINER_RULES)
 """Decorator: register a `ContainerCheck` (one container's facts -> problems) as a rule."""
-stack_rule = partial(_registrar, STACK_RULES, "stack")
+stack_rule = partial(_registrar, STACK_RULES)
 """Decorator: register a `StackCheck` (a whole stack -> (subject, problem) pairs) as a rule."""
 
 
