@@ -1,0 +1,1 @@
+"""Backups: restic runs orchestrated per data source (see hooks/), restores and drills."""

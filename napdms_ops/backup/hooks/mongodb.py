@@ -1,0 +1,76 @@
+"""MongoDB (RocketChat): `mongodump --archive`, with the oplog on replica sets for a point in time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from napdms_ops.backup.hooks import HookContext, HookError
+from napdms_ops.backup.manifest import Part, ServiceRecord
+from napdms_ops.backup.plan import MongodbSource
+from napdms_ops.backup.restic import CommandFailed
+
+
+@contextmanager
+def _config(source: MongodbSource) -> Iterator[list[str]]:
+    """Connection arguments; the password goes through a private config file, never argv."""
+    argv = ["--host", source.host, "--port", str(source.port)]
+    if not source.user:
+        yield argv
+        return
+    try:
+        password = Path(source.password_file).read_text().strip() if source.password_file else ""
+    except OSError as error:
+        raise HookError(f"{source.service}: password file {source.password_file}: {error.strerror}") from None
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as config:
+        os.chmod(config.name, 0o600)
+        config.write(f"password: {password!r}\n")
+        config.flush()
+        yield [*argv, "--username", source.user, "--authenticationDatabase", "admin", f"--config={config.name}"]
+
+
+def backup(source: MongodbSource, context: HookContext) -> ServiceRecord:
+    """Every database as one archive, `/<service>/dump.archive`."""
+    started = time.monotonic()
+    path = f"/{source.service}/dump.archive"
+    with _config(source) as connection:
+        command = ["mongodump", *connection, "--archive"] + (["--oplog"] if source.oplog else [])
+        try:
+            summary = context.restic.backup_command(command, dict(os.environ), path, context.host_tag, context.tags_for(source.service))
+        except CommandFailed as error:
+            if source.oplog and "oplog" in str(error):
+                raise HookError(f"{source.service}: {error}; a standalone server has no oplog: set oplog false") from None
+            raise HookError(f"{source.service}: {error}") from None
+    part = Part(snapshot=summary.snapshot_id, path=path, files=1, bytes=summary.bytes_processed, bytes_added=summary.bytes_added)
+    return ServiceRecord(service=source.service, hook="mongodb", status="ok", parts=[part], seconds=time.monotonic() - started)
+
+
+def restore(source: MongodbSource, record: ServiceRecord, context: HookContext, into: str) -> None:
+    """Put the archive under `into/<service>/` (load it with `load`)."""
+    for part in record.parts:
+        context.restic.restore(part.snapshot, into, verify=context.verify_restore)
+
+
+def load(source: MongodbSource, into: str) -> None:
+    """Replay the archive into the server the source names (`mongorestore --drop`)."""
+    with _config(source) as connection:
+        archive = Path(into) / source.service / "dump.archive"
+        argv = ["mongorestore", *connection, f"--archive={archive}", "--drop"] + (["--oplogReplay"] if source.oplog else [])
+        done = subprocess.run(argv, capture_output=True)
+        if done.returncode != 0:
+            raise HookError(f"{source.service}: mongorestore: {done.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+
+
+def verify(source: MongodbSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
+    """The restored archive has the recorded size (restic checked its content hashes)."""
+    problems = []
+    for part in record.parts:
+        restored = Path(into) / part.path.lstrip("/")
+        if not restored.is_file() or restored.stat().st_size != part.bytes:
+            problems.append(f"{source.service}: {part.path} missing or not {part.bytes} bytes")
+    return problems

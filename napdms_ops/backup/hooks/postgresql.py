@@ -1,0 +1,258 @@
+"""PostgreSQL: roles with `pg_dumpall --globals-only`, each database with `pg_dump -Fc`.
+
+Each database is dumped inside an exported snapshot (`pg_dump --snapshot`) while the same
+transaction counts and checksums every table, so the recorded sums describe exactly the data in
+the dump. The drill loads the dumps into a scratch cluster and compares the sums.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+from napdms_ops.backup.hooks import HookContext, HookError
+from napdms_ops.backup.manifest import Part, ServiceRecord, TableSum
+from napdms_ops.backup.plan import PostgresqlSource
+from napdms_ops.backup.restic import CommandFailed
+
+_TABLES = (
+    "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"
+)
+# Order-independent: the sum of a 60-bit prefix of each row's md5, so a restore that puts rows
+# in another physical order still matches, while any changed, lost or added row does not.
+_SUM = "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0) FROM ONLY {table} AS t"
+
+
+def _environment(source: PostgresqlSource, host: Optional[str] = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PGHOST=host or source.host, PGPORT=str(source.port), PGUSER=source.user, PGCONNECT_TIMEOUT="10")
+    env.pop("PGPASSWORD", None)
+    if source.password_file:
+        try:
+            env["PGPASSWORD"] = Path(source.password_file).read_text().strip()
+        except OSError as error:
+            raise HookError(f"{source.service}: password file {source.password_file}: {error.strerror}") from None
+    return env
+
+
+def _query(env: dict[str, str], database: str, sql: str) -> list[str]:
+    done = subprocess.run(
+        ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql],
+        capture_output=True, env=env,
+    )
+    if done.returncode != 0:
+        raise HookError(f"psql on {env['PGHOST']}:{env['PGPORT']}/{database}: {_last_line(done.stderr)}")
+    return [line for line in done.stdout.decode().splitlines() if line]
+
+
+def _last_line(stderr: bytes) -> str:
+    """The line that says what went wrong (pg_restore follows it with the failed command)."""
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    errors = [line for line in lines if "error:" in line.lower() or "fatal:" in line.lower()]
+    return (errors or lines or ["no output"])[-1]
+
+
+class _SnapshotSession:
+    """A psql session holding a repeatable-read transaction whose snapshot pg_dump shares."""
+
+    def __init__(self, env: dict[str, str], database: str):
+        self._process = subprocess.Popen(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        )
+        self.database = database
+        self.snapshot = self._ask("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot();")
+
+    def _ask(self, sql: str) -> str:
+        self._process.stdin.write(sql + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise HookError(f"psql session on {self.database}: {self._process.stderr.read().strip() or 'ended'}")
+        return line.strip()
+
+    def table_sums(self) -> dict[str, TableSum]:
+        """Rows and checksum of every user table, as of the exported snapshot."""
+        tables = []
+        self._process.stdin.write(f"SELECT count(*) FROM ({_TABLES}) AS listed;\n")
+        self._process.stdin.flush()
+        count = int(self._process.stdout.readline().strip() or 0)
+        if count:
+            self._process.stdin.write(_TABLES + ";\n")
+            self._process.stdin.flush()
+            tables = [self._process.stdout.readline().strip() for _ in range(count)]
+        sums = {}
+        for table in tables:
+            rows, checksum = self._ask(_SUM.format(table=table) + ";").split("|")
+            sums[table] = TableSum(rows=int(rows), checksum=checksum)
+        return sums
+
+    def close(self) -> None:
+        """End the transaction and the session."""
+        if self._process.poll() is None:
+            try:
+                self._process.communicate("COMMIT;\n\\q\n", timeout=30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self._process.kill()
+                self._process.wait()
+
+
+def backup(source: PostgresqlSource, context: HookContext) -> ServiceRecord:
+    """Roles, then every database in its own snapshot, each as one restic snapshot."""
+    started = time.monotonic()
+    env = _environment(source)
+    databases = source.databases or _query(
+        env, "postgres", "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"
+    )
+    parts, tables = [], {}
+    try:
+        summary = context.restic.backup_command(
+            ["pg_dumpall", "--globals-only"], env, f"/{source.service}/globals.sql",
+            context.host_tag, context.tags_for(source.service, "part=globals"),
+        )
+        parts.append(_part(summary, f"/{source.service}/globals.sql"))
+        for database in databases:
+            session = _SnapshotSession(env, database)
+            try:
+                sums: dict[str, TableSum] = {}
+                failure: list[BaseException] = []
+                counter = threading.Thread(target=_collect, args=(session, sums, failure))
+                counter.start()
+                path = f"/{source.service}/{database}.dump"
+                try:
+                    summary = context.restic.backup_command(
+                        ["pg_dump", "--snapshot", session.snapshot, "-Fc", "-Z0", "-d", database], env, path,
+                        context.host_tag, context.tags_for(source.service, f"part=db:{database}"),
+                    )
+                finally:
+                    counter.join()
+                if failure:
+                    raise failure[0]
+            finally:
+                session.close()
+            parts.append(_part(summary, path))
+            tables[database] = sums
+    except CommandFailed as error:
+        raise HookError(f"{source.service}: {error}") from None
+    return ServiceRecord(
+        service=source.service, hook="postgresql", status="ok", parts=parts, tables=tables,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _collect(session: _SnapshotSession, sums: dict, failure: list) -> None:
+    try:
+        sums.update(session.table_sums())
+    except BaseException as error:  # handed to the calling thread, which re-raises it
+        failure.append(error)
+
+
+def _part(summary, path: str) -> Part:
+    return Part(snapshot=summary.snapshot_id, path=path, files=1, bytes=summary.bytes_processed, bytes_added=summary.bytes_added)
+
+
+def restore(source: PostgresqlSource, record: ServiceRecord, context: HookContext, into: str) -> None:
+    """Put the dump files under `into/<service>/` (load them with `load`)."""
+    for part in record.parts:
+        context.restic.restore(part.snapshot, into, verify=context.verify_restore)
+
+
+def load(source: PostgresqlSource, record: ServiceRecord, into: str, env: dict[str, str], jobs: int = 2, scratch: bool = False) -> None:
+    """Load restored dumps into the server `env` points at: roles first, then each database.
+
+    A real restore recreates each database as it was (`--create`: owner, encoding, locale). A
+    `scratch` cluster may lack the original locale, so there each database is created plain;
+    the drill compares data, which the locale does not change.
+    """
+    dumps = Path(into) / source.service
+    # Roles that already exist (the bootstrap superuser at least) make some lines fail: expected.
+    subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-f", str(dumps / "globals.sql")], env=env, capture_output=True)
+    for database in record.tables:
+        argv = ["pg_restore", "--exit-on-error", "-j", str(jobs)]
+        if database == "postgres":
+            argv += ["-d", "postgres"]  # exists in every cluster
+        elif scratch:
+            _query(env, "postgres", f'CREATE DATABASE "{database}" TEMPLATE template0')
+            argv += ["-d", database]
+        else:
+            argv += ["--create", "-d", "postgres"]
+        done = subprocess.run([*argv, str(dumps / f"{database}.dump")], env=env, capture_output=True)
+        if done.returncode != 0:
+            raise HookError(f"{source.service}: pg_restore of {database}: {_last_line(done.stderr)}")
+
+
+def verify(source: PostgresqlSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
+    """Start a scratch cluster, load the dumps, compare every table's rows and checksum."""
+    with scratch_cluster(Path(context.workdir) / f"drill-{source.service}") as env:
+        load(source, record, into, env, jobs=os.cpu_count() or 2, scratch=True)
+        problems = []
+        for database, recorded in record.tables.items():
+            restored = {}
+            for table in _query(env, database, _TABLES):
+                rows, checksum = _query(env, database, _SUM.format(table=table))[0].split("|")
+                restored[table] = TableSum(rows=int(rows), checksum=checksum)
+            for table in sorted(set(recorded) | set(restored)):
+                if recorded.get(table) != restored.get(table):
+                    problems.append(
+                        f"{source.service}/{database}: table {table} recorded {_show(recorded.get(table))}, restored {_show(restored.get(table))}"
+                    )
+        return problems
+
+
+def _show(table: Optional[TableSum]) -> str:
+    return "nothing" if table is None else f"{table.rows} rows, sum {table.checksum}"
+
+
+def server_binaries() -> Path:
+    """The newest PostgreSQL server's bin directory (initdb, pg_ctl)."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if not candidates:
+        raise HookError("no PostgreSQL server binaries (initdb) in this image; the drill needs them")
+    return Path(candidates[-1]).parent
+
+
+@contextmanager
+def scratch_cluster(directory: Path, owner: str = "postgres") -> Iterator[dict[str, str]]:
+    """A throw-away PostgreSQL cluster on a unix socket; yields the environment to reach it."""
+    bin_dir = server_binaries()
+    shutil.rmtree(directory, ignore_errors=True)
+    data, sockets = directory / "data", directory / "run"
+    data.mkdir(parents=True)
+    sockets.mkdir()
+    as_owner: list[str] = []
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root.
+        shutil.chown(directory, owner, owner)
+        shutil.chown(data, owner, owner)
+        shutil.chown(sockets, owner, owner)
+        as_owner = ["runuser", "-u", owner, "--"]
+    user = owner if os.geteuid() == 0 else os.environ.get("USER", "postgres")
+
+    def run(*argv: str) -> None:
+        done = subprocess.run([*as_owner, *argv], capture_output=True, cwd="/")
+        if done.returncode != 0:
+            raise HookError(f"scratch cluster: {Path(argv[0]).name}: {_last_line(done.stderr)}")
+
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+    options = f"-c listen_addresses='' -k {sockets} -c max_wal_size=4GB -c maintenance_work_mem=256MB"
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "120", "-l", str(directory / "log"), "-o", options, "start")
+    env = dict(os.environ, PGHOST=str(sockets), PGPORT="5432", PGUSER=user)
+    env.pop("PGPASSWORD", None)
+    try:
+        yield env
+    finally:
+        subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, cwd="/")
+        shutil.rmtree(directory, ignore_errors=True)

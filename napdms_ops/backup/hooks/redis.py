@@ -1,0 +1,66 @@
+"""Redis: the RDB snapshot fetched with `redis-cli --rdb` (the server forks a consistent copy)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from napdms_ops.backup.hooks import HookContext, HookError
+from napdms_ops.backup.manifest import Part, ServiceRecord
+from napdms_ops.backup.plan import RedisSource
+from napdms_ops.backup.restic import CommandFailed
+
+_MAGIC = b"REDIS"
+
+
+def _environment(source: RedisSource) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("REDISCLI_AUTH", None)
+    if source.password_file:
+        try:
+            # REDISCLI_AUTH keeps the password out of the process list.
+            env["REDISCLI_AUTH"] = Path(source.password_file).read_text().strip()
+        except OSError as error:
+            raise HookError(f"{source.service}: password file {source.password_file}: {error.strerror}") from None
+    return env
+
+
+def backup(source: RedisSource, context: HookContext) -> ServiceRecord:
+    """The server's current dataset as `/<service>/dump.rdb`."""
+    started = time.monotonic()
+    path = f"/{source.service}/dump.rdb"
+    try:
+        summary = context.restic.backup_command(
+            ["redis-cli", "-h", source.host, "-p", str(source.port), "--no-auth-warning", "--rdb", "-"],
+            _environment(source), path, context.host_tag, context.tags_for(source.service),
+        )
+    except CommandFailed as error:
+        raise HookError(f"{source.service}: {error}") from None
+    if summary.bytes_processed < len(_MAGIC):
+        context.restic.forget(summary.snapshot_id)
+        raise HookError(f"{source.service}: redis-cli wrote {summary.bytes_processed} bytes, not an RDB file")
+    part = Part(snapshot=summary.snapshot_id, path=path, files=1, bytes=summary.bytes_processed, bytes_added=summary.bytes_added)
+    return ServiceRecord(service=source.service, hook="redis", status="ok", parts=[part], seconds=time.monotonic() - started)
+
+
+def restore(source: RedisSource, record: ServiceRecord, context: HookContext, into: str) -> None:
+    """Put `dump.rdb` under `into/<service>/`: copied into an empty data volume, Redis loads it at start."""
+    for part in record.parts:
+        context.restic.restore(part.snapshot, into, verify=context.verify_restore)
+
+
+def verify(source: RedisSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
+    """The restored file has the recorded size and starts like an RDB file."""
+    problems = []
+    for part in record.parts:
+        restored = Path(into) / part.path.lstrip("/")
+        if not restored.is_file():
+            problems.append(f"{source.service}: {part.path} was not restored")
+            continue
+        if restored.stat().st_size != part.bytes:
+            problems.append(f"{source.service}: {part.path} has {restored.stat().st_size} bytes, the backup read {part.bytes}")
+        with restored.open("rb") as handle:
+            if handle.read(len(_MAGIC)) != _MAGIC:
+                problems.append(f"{source.service}: {part.path} is not an RDB file")
+    return problems

@@ -1,0 +1,86 @@
+"""What one backup run recorded: per service, its snapshots and the facts a restore must reproduce.
+
+The manifest is itself stored in the repository, as the run's last snapshot. A run without a
+manifest never finished, so restores and drills never pick its snapshots by accident.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+MANIFEST_PATH = "/napdms-run/manifest.json"
+MANIFEST_TAG = "napdms-manifest"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class Part(_Strict):
+    """One snapshot of a service's backup: a set of directories, or one dump stream."""
+
+    snapshot: str
+    path: str
+    """The directory (files hook) or file name (dump hooks) as stored in the snapshot."""
+    files: int
+    bytes: int
+    """Bytes read from the source."""
+    bytes_added: int
+    """Bytes the repository grew by (after deduplication and compression)."""
+
+
+class TableSum(_Strict):
+    """Row count and an order-independent checksum of one table, taken in the dump's snapshot."""
+
+    rows: int
+    checksum: str
+
+
+class ServiceRecord(_Strict):
+    """How one service's backup went."""
+
+    service: str
+    hook: str
+    status: Literal["ok", "failed"]
+    error: Optional[str] = None
+    parts: list[Part] = []
+    tables: dict[str, dict[str, TableSum]] = {}
+    """Database -> table -> sums, for hooks that dump databases."""
+    seconds: float = 0.0
+
+    @property
+    def bytes(self) -> int:
+        """Bytes read from the source across all parts."""
+        return sum(part.bytes for part in self.parts)
+
+
+class RunManifest(_Strict):
+    """One finished run of the agent."""
+
+    run_id: str
+    stack: str
+    host_tag: str
+    started: float
+    """Unix time the run began."""
+    finished: float
+    attempts: int
+    services: dict[str, ServiceRecord]
+    snapshot: Optional[str] = None
+    """The manifest's own snapshot id (filled in when read back)."""
+
+    @property
+    def ok(self) -> bool:
+        """Every service was backed up."""
+        return all(record.status == "ok" for record in self.services.values())
+
+    @property
+    def bytes(self) -> int:
+        """Bytes read from all sources."""
+        return sum(record.bytes for record in self.services.values())
+
+    @property
+    def bytes_added(self) -> int:
+        """Bytes the repository grew by."""
+        return sum(part.bytes_added for record in self.services.values() for part in record.parts)

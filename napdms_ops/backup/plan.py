@@ -1,0 +1,191 @@
+"""The backup agent's input: one JSON file the Pulumi program renders from the catalog.
+
+The plan is the contract between the program (which knows the services, volumes and secrets of a
+stack) and the agent (which only runs restic and the dump tools). It names secret *files*, never
+secret values, so it can sit in a config volume and in test fixtures alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+_RETRYABLE_HINT = "use e.g. 300 (seconds); tests use 1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class SftpAccess(_Strict):
+    """How restic's sftp backend reaches the ASUSTOR: a key and a pinned host key, no prompts."""
+
+    key_file: str = Field(pattern=r"^/")
+    """Private key of the backup user on the ASUSTOR (a secret file)."""
+    known_hosts_file: str = Field(pattern=r"^/")
+    """known_hosts line(s) of the ASUSTOR, so a changed host key stops the backup."""
+    port: int = Field(default=22, ge=1, le=65535)
+    alive_interval_s: int = Field(default=5, ge=1, le=300)
+    """ssh ServerAliveInterval: with `alive_count_max` it bounds how long a cut link hangs a run."""
+    alive_count_max: int = Field(default=3, ge=1, le=20)
+    connect_timeout_s: int = Field(default=10, ge=1, le=300)
+
+
+class Repository(_Strict):
+    """One restic repository: the primary on the ASUSTOR, or the offsite S3 copy."""
+
+    url: str = Field(min_length=1)
+    """restic repository string: `sftp:user@host:/path`, `s3:https://host/bucket/path`, or a path."""
+    password_file: str = Field(pattern=r"^/")
+    """File holding the repository's encryption password (restic's RESTIC_PASSWORD_FILE)."""
+    sftp: Optional[SftpAccess] = None
+    """Required when `url` starts with `sftp:`."""
+    s3_access_key_file: Optional[str] = Field(default=None, pattern=r"^/")
+    """For `s3:` repositories: files holding the access key id and the secret key."""
+    s3_secret_key_file: Optional[str] = Field(default=None, pattern=r"^/")
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not (value.startswith(("sftp:", "s3:", "/"))):
+            raise ValueError(f'"{value}" is not a restic repository; use "sftp:user@host:/path", "s3:https://host/bucket" or an absolute path')
+        return value
+
+
+class Offsite(_Strict):
+    """The optional S3 copy: restic `copy` of each run, into a bucket boto3 prepares."""
+
+    repository: Repository
+    endpoint: str = Field(pattern=r"^https?://")
+    """S3 endpoint URL (AWS or compatible), also used by boto3 to prepare the bucket."""
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    region: str = "us-east-1"
+    object_lock_days: int = Field(default=30, ge=0, le=3650)
+    """Default retention (GOVERNANCE) of each object; 0 turns object lock off."""
+    noncurrent_days: int = Field(default=90, ge=1, le=3650)
+    """Lifecycle: days a replaced or deleted object version is kept before it expires."""
+
+
+class Retention(_Strict):
+    """restic `forget` policy applied after each successful run."""
+
+    daily: int = Field(default=30, ge=1)
+    weekly: int = Field(default=13, ge=0)
+    monthly: int = Field(default=12, ge=0)
+
+
+class Checks(_Strict):
+    """`restic check` after each run: a share of the data daily, all of it once a month."""
+
+    daily_subset: str = Field(default="5%", pattern=r"^(\d{1,2}(\.\d+)?%|\d+/\d+)$")
+    """restic `--read-data-subset` for ordinary days (`n%` or `n/t`)."""
+    full_on_day: int = Field(default=1, ge=1, le=28)
+    """Day of the month whose run reads every pack (`--read-data`)."""
+
+
+class Schedule(_Strict):
+    """When the agent runs and how it retries a failed attempt."""
+
+    time_of_day: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str = "Europe/Berlin"
+    retries: int = Field(default=3, ge=0, le=10)
+    """Further attempts after a failed one; each retries only the services that failed."""
+    retry_delay_s: float = Field(default=300, ge=0)
+
+
+class FilesSource(_Strict):
+    """Volume data backed up as files (Gitea, n8n, RocketChat uploads, NAP-DMS documents)."""
+
+    hook: Literal["files"] = "files"
+    service: str
+    paths: list[str] = Field(min_length=1)
+    """Absolute paths the agent reads (the volumes, mounted read-only under /source)."""
+
+
+class PostgresqlSource(_Strict):
+    """A PostgreSQL server: roles with `pg_dumpall --globals-only`, each database with `pg_dump`."""
+
+    hook: Literal["postgresql"] = "postgresql"
+    service: str
+    host: str
+    port: int = Field(default=5432, ge=1, le=65535)
+    user: str = "postgres"
+    password_file: Optional[str] = Field(default=None, pattern=r"^/")
+    databases: list[str] = []
+    """Databases to dump; empty means every database that accepts connections."""
+
+
+class MongodbSource(_Strict):
+    """A MongoDB server, dumped with `mongodump --archive` (oplog included on replica sets)."""
+
+    hook: Literal["mongodb"] = "mongodb"
+    service: str
+    host: str
+    port: int = Field(default=27017, ge=1, le=65535)
+    user: Optional[str] = None
+    password_file: Optional[str] = Field(default=None, pattern=r"^/")
+    oplog: bool = True
+
+
+class RedisSource(_Strict):
+    """A Redis server: its RDB snapshot fetched with `redis-cli --rdb` (a consistent fork)."""
+
+    hook: Literal["redis"] = "redis"
+    service: str
+    host: str
+    port: int = Field(default=6379, ge=1, le=65535)
+    password_file: Optional[str] = Field(default=None, pattern=r"^/")
+
+
+Source = Annotated[Union[FilesSource, PostgresqlSource, MongodbSource, RedisSource], Field(discriminator="hook")]
+
+
+class BackupPlan(_Strict):
+    """Everything one agent needs: what to back up, where, when, how long to keep it."""
+
+    stack: str
+    host_tag: str
+    """restic `--host` of every snapshot, so several stacks may share one repository safely."""
+    repository: Repository
+    offsite: Optional[Offsite] = None
+    sources: list[Source] = Field(min_length=1)
+    schedule: Schedule = Schedule()
+    retention: Retention = Retention()
+    checks: Checks = Checks()
+    state_dir: str = Field(default="/state", pattern=r"^/")
+    """Lock file, last-run record and metrics file live here (a volume of the agent)."""
+    cache_dir: Optional[str] = Field(default=None, pattern=r"^/")
+    """restic's local cache; None keeps restic's default."""
+    metrics_port: int = Field(default=9102, ge=1, le=65535)
+    """Port the agent serves `/metrics` on for Prometheus."""
+    rto_limit_s: float = Field(default=4 * 3600, gt=0)
+    """The drill fails when the extrapolated restore time of the full data exceeds this."""
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_services(cls, value: list) -> list:
+        names = [source.service for source in value]
+        if len(names) != len(set(names)):
+            raise ValueError(f"each service may appear once in sources, got {names}")
+        return value
+
+
+class PlanError(ValueError):
+    """The plan file is missing or does not match `BackupPlan`."""
+
+
+def load_plan(path: str | Path) -> BackupPlan:
+    """Read and validate a plan file; errors name the file, the key and what to change."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise PlanError(f"backup plan {path}: cannot read it ({error.strerror}); the program writes it to the agent's config volume") from None
+    try:
+        return BackupPlan.model_validate_json(text)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise PlanError(f"backup plan {path}: {key}: {first['msg']}") from None

@@ -1,0 +1,252 @@
+"""One backup run: lock, dump each service through its hook, retry what failed, record the run.
+
+A run is a success only when every service was backed up *and* its manifest reached the
+repository. Snapshots of an interrupted attempt either never came to exist (restic writes a
+snapshot last) or belong to services that finished; the retry backs up only what is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+from zoneinfo import ZoneInfo
+
+from napdms_ops.backup import hooks
+from napdms_ops.backup.hooks import HookContext, HookError
+from napdms_ops.backup.manifest import MANIFEST_PATH, MANIFEST_TAG, RunManifest, ServiceRecord
+from napdms_ops.backup.metrics import RunState, read_state, write_state
+from napdms_ops.backup.plan import BackupPlan
+from napdms_ops.backup.restic import Restic, ResticError
+
+
+class RunLocked(RuntimeError):
+    """Another run of the same plan is in progress."""
+
+
+class RunLock:
+    """An exclusive, non-blocking lock file in the state directory; the kernel drops it if we die."""
+
+    def __init__(self, state_dir: str):
+        self.path = Path(state_dir) / "run.lock"
+        self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunLocked(f"a backup run is already in progress ({holder}); wait for it, this run is skipped") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
+
+
+@dataclass
+class RunOutcome:
+    """What `run_backup` did."""
+
+    state: RunState
+    manifest: Optional[RunManifest]
+
+
+def repository(plan: BackupPlan) -> Restic:
+    """The plan's primary repository."""
+    return Restic(plan.repository, plan.cache_dir)
+
+
+def context_for(plan: BackupPlan, restic: Restic, run_id: str, workdir: Optional[str] = None, verify_restore: bool = False) -> HookContext:
+    """The hook context of a run (or of a restore of run `run_id`)."""
+    return HookContext(
+        restic=restic,
+        host_tag=plan.host_tag,
+        tags=["napdms", f"stack={plan.stack}", f"run={run_id}"],
+        workdir=workdir or tempfile.gettempdir(),
+        verify_restore=verify_restore,
+    )
+
+
+def open_repository(restic: Restic) -> None:
+    """Check the key and create the repository on first use; a wrong key stops here, before any dump."""
+    if not restic.exists():
+        restic.init()
+
+
+def run_backup(
+    plan: BackupPlan,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> RunOutcome:
+    """Back up every source of the plan with retries, then check, prune and copy offsite."""
+    with RunLock(plan.state_dir):
+        started = clock()
+        run_id = f"{dt.datetime.fromtimestamp(started, dt.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        restic = repository(plan)
+        context = context_for(plan, restic, run_id)
+        records: dict[str, ServiceRecord] = {}
+        pending = list(plan.sources)
+        manifest: Optional[RunManifest] = None
+        failure: Optional[ResticError] = None
+        attempts = 0
+        while True:
+            attempts += 1
+            failure = None
+            try:
+                open_repository(restic)
+                for source in pending:
+                    records[source.service] = _back_up(source, context)
+                pending = [s for s in pending if records[s.service].status != "ok"]
+                if not pending or attempts > plan.schedule.retries:
+                    finished = RunManifest(
+                        run_id=run_id, stack=plan.stack, host_tag=plan.host_tag, started=started, finished=clock(),
+                        attempts=attempts, services={s.service: records[s.service] for s in plan.sources},
+                    )
+                    finished.snapshot = _store(restic, finished, context)
+                    manifest = finished
+                    break
+            except ResticError as error:
+                failure = error
+                if not error.retryable or attempts > plan.schedule.retries:
+                    break
+            sleep(plan.schedule.retry_delay_s)
+
+        state = _state(plan, run_id, started, clock(), attempts, manifest, failure, records)
+        if manifest is not None:
+            _maintain(plan, restic, manifest, state, clock)
+        write_state(plan.state_dir, state)
+        return RunOutcome(state=state, manifest=manifest)
+
+
+def _back_up(source, context: HookContext) -> ServiceRecord:
+    """One service; a dump failure or a transient restic failure marks only this service failed."""
+    try:
+        return hooks.backup(source, context)
+    except HookError as error:
+        return ServiceRecord(service=source.service, hook=source.hook, status="failed", error=str(error))
+    except ResticError as error:
+        if not error.retryable:
+            raise
+        # The link may be back for the next service; if not, its own attempt says so quickly.
+        return ServiceRecord(service=source.service, hook=source.hook, status="failed", error=str(error))
+
+
+def _store(restic: Restic, manifest: RunManifest, context: HookContext) -> str:
+    summary = restic.backup_bytes(
+        manifest.model_dump_json(indent=2).encode(), MANIFEST_PATH, context.host_tag, [*context.tags, MANIFEST_TAG]
+    )
+    return summary.snapshot_id
+
+
+def _state(plan, run_id, started, finished, attempts, manifest, failure, records) -> RunState:
+    previous = read_state(plan.state_dir)
+    service_last = dict(previous.service_last_success) if previous else {}
+    for service, record in records.items():
+        if record.status == "ok" and manifest is not None:
+            service_last[service] = finished
+    success = manifest is not None and manifest.ok
+    reason = error = None
+    if manifest is None:
+        reason = failure.kind if failure else "failed"
+        error = str(failure) if failure else "the run did not finish"
+    elif not manifest.ok:
+        reason = "service-failed"
+        error = "; ".join(r.error or r.service for r in manifest.services.values() if r.status != "ok")
+    return RunState(
+        stack=plan.stack,
+        run_id=run_id,
+        started=started,
+        finished=finished,
+        success=success,
+        reason=reason,
+        error=error,
+        attempts=attempts,
+        bytes=manifest.bytes if manifest else 0,
+        bytes_added=manifest.bytes_added if manifest else 0,
+        services={s.service: records.get(s.service) is not None and records[s.service].status == "ok" and manifest is not None for s in plan.sources},
+        last_success=finished if success else (previous.last_success if previous else None),
+        service_last_success=service_last,
+        check_success=previous.check_success if previous else None,
+        check_full=previous.check_full if previous else False,
+        check_time=previous.check_time if previous else None,
+    )
+
+
+def _maintain(plan: BackupPlan, restic: Restic, manifest: RunManifest, state: RunState, clock) -> None:
+    """Retention, integrity check and the offsite copy, each recorded in `state`."""
+    try:
+        prune(plan, restic)
+    except ResticError as error:
+        state.error = f"{state.error + '; ' if state.error else ''}retention: {error}"
+    full = _local_day(plan, clock()) == plan.checks.full_on_day
+    try:
+        verify(plan, restic, full=full)
+        state.check_success = True
+    except ResticError as error:
+        state.check_success = False
+        state.error = f"{state.error + '; ' if state.error else ''}check: {error}"
+    state.check_full = full
+    state.check_time = clock()
+    if plan.offsite is not None:
+        try:
+            copy_offsite(plan, restic, manifest)
+            state.offsite_success = True
+        except ResticError as error:
+            state.offsite_success = False
+            state.error = f"{state.error + '; ' if state.error else ''}offsite: {error}"
+
+
+def _local_day(plan: BackupPlan, now: float) -> int:
+    return dt.datetime.fromtimestamp(now, ZoneInfo(plan.schedule.timezone)).day
+
+
+def prune(plan: BackupPlan, restic: Restic) -> None:
+    """Apply the retention policy to this stack's snapshots and free their space."""
+    retention = plan.retention
+    restic.run("unlock", action="unlock")
+    restic.run(
+        "forget", "--host", plan.host_tag, "--prune",
+        "--keep-daily", str(retention.daily), "--keep-weekly", str(retention.weekly), "--keep-monthly", str(retention.monthly),
+        action="forget",
+    )
+
+
+def verify(plan: BackupPlan, restic: Restic, full: bool = False) -> None:
+    """`restic check`, reading a subset of the data (or all of it with `full`)."""
+    restic.run("unlock", action="unlock")
+    reading = ["--read-data"] if full else ["--read-data-subset", plan.checks.daily_subset]
+    restic.run("check", *reading, action="check")
+
+
+def offsite_repository(plan: BackupPlan) -> Restic:
+    """The plan's offsite (S3) repository."""
+    return Restic(plan.offsite.repository, plan.cache_dir)
+
+
+def copy_offsite(plan: BackupPlan, restic: Restic, manifest: RunManifest) -> None:
+    """Copy the run's snapshots, manifest last, into the offsite repository and apply retention there."""
+    target = offsite_repository(plan)
+    if not target.exists():
+        target.init(copy_chunker_from=restic)
+    ids = [part.snapshot for record in manifest.services.values() for part in record.parts]
+    target.run(
+        *restic.options(), "copy", "--from-repo", restic.url, "--from-password-file", restic.repository.password_file,
+        *ids, manifest.snapshot, action="copy",
+    )
+    prune(plan, target)
