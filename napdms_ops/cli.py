@@ -10,6 +10,7 @@ import typer
 
 from components.settings import PlatformSettings, SettingsError
 from napdms_ops import audit as auditing
+from napdms_ops import backups
 from napdms_ops.deploy import DeployError
 from napdms_ops.deploy import up as deploy_up
 from napdms_ops.images import STACKS
@@ -96,3 +97,97 @@ def audit(
             console.print(auditing.table(report.verdicts))
         typer.echo(auditing.summary(report))
     raise typer.Exit(report.exit_code)
+
+
+backup_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Backups of a stack, run by its backup agent.")
+app.add_typer(backup_app, name="backup")
+
+_STACK = typer.Option("dev", "--stack", "-s", help="dev, staging or prod.")
+
+
+def _agent(stack: str):
+    if stack not in STACKS:
+        typer.echo(f"napdms-ops: unknown stack {stack!r}; use one of: {', '.join(STACKS)}", err=True)
+        raise typer.Exit(2)
+    try:
+        return backups.find_agent(stack)
+    except (backups.BackupCommandError, SettingsError) as error:
+        typer.echo(f"napdms-ops: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _finish(what: str, code: int, result: dict, error: str) -> None:
+    if result:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    if error:
+        typer.echo(f"napdms-ops {what}: {error}", err=True)
+    raise typer.Exit(code)
+
+
+def _agent_command(command: str, stack: str, *args: str) -> None:
+    code, result, error = backups.run_in_agent(_agent(stack), command, *args)
+    _finish(f"backup {command}", code, result, error)
+
+
+@backup_app.command("run")
+def backup_run(stack: str = _STACK) -> None:
+    """Back up every service now (the agent also runs daily at the configured time). Exit 1 if any part failed."""
+    _agent_command("run", stack)
+
+
+@backup_app.command("list")
+def backup_list(stack: str = _STACK) -> None:
+    """The finished runs in the repository, oldest first, with each service's result."""
+    _agent_command("list", stack)
+
+
+@backup_app.command("verify")
+def backup_verify(stack: str = _STACK, full: bool = typer.Option(False, "--full", help="Read every pack, not a subset.")) -> None:
+    """Check the repository's integrity with `restic check`."""
+    _agent_command("verify", stack, *(["--full"] if full else []))
+
+
+@backup_app.command("prune")
+def backup_prune(stack: str = _STACK) -> None:
+    """Apply the retention policy (daily/weekly/monthly) and free the space."""
+    _agent_command("prune", stack)
+
+
+@backup_app.command("init")
+def backup_init(stack: str = _STACK) -> None:
+    """Create the repository (and prepare the offsite bucket: versioning, lifecycle, object lock)."""
+    _agent_command("init", stack)
+
+
+@app.command()
+def restore(
+    stack: str = _STACK,
+    snapshot: str = typer.Option("latest", "--snapshot", help="latest, a run or snapshot id, or a time like 2026-11-20T03:00."),
+    service: list[str] = typer.Option([], "--service", help="Restore only this service (repeatable)."),
+    target: str = typer.Option("scratch", "--target", help="scratch (fresh volumes beside the stack) or a stack name such as staging."),
+    label: Optional[str] = typer.Option(None, "--label", help="Name part of the fresh volumes (default: the time)."),
+    force: bool = typer.Option(False, "--force", help="Restore files into the target stack's live volumes, after a safety snapshot."),
+) -> None:
+    """Restore a backup of STACK into fresh volumes; live data only with --force, after a safety snapshot."""
+    source = _agent(stack)
+    runner = source if target in ("scratch", stack) else _agent(target)
+    if force and target == "scratch":
+        typer.echo("napdms-ops restore: --force restores into a stack's live volumes; name it with --target <stack>", err=True)
+        raise typer.Exit(2)
+    try:
+        job = backups.restore(source, snapshot, service, runner, label, force)
+    except backups.BackupCommandError as error:
+        typer.echo(f"napdms-ops restore: {error}", err=True)
+        raise typer.Exit(2) from None
+    _finish("restore", job.exit_code, {**job.result, "volumes": list(job.volumes)}, job.error)
+
+
+@app.command()
+def drill(
+    stack: str = _STACK,
+    snapshot: str = typer.Option("latest", "--snapshot", help="The run to drill (default: the latest)."),
+    data_bytes: Optional[int] = typer.Option(None, "--data-bytes", help="Extrapolate the RTO to this many bytes (default: the run's size)."),
+) -> None:
+    """Restore into scratch space, start PostgreSQL on it, verify every table and file, time it. Exit 1 if over the RTO or damaged."""
+    job = backups.drill(_agent(stack), snapshot, data_bytes)
+    _finish("drill", job.exit_code, job.result, job.error)

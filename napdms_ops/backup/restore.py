@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +114,7 @@ def restore(
     chosen = list(services) or [name for name in manifest.services if name in sources]
     target = Path(into)
     safety = None
-    if target.exists() and any(target.iterdir()):
+    if _holds_data(target):
         if not force:
             raise RestoreError(f"{into} is not empty; restore into a fresh place, or add --force to overwrite it after a safety snapshot")
         safety = restic.backup_paths([str(target)], plan.host_tag, ["napdms", f"stack={plan.stack}", "safety"]).snapshot_id
@@ -133,7 +132,6 @@ def restore(
     )
 
 
-def disk_free(path: str) -> int:
-    """Free bytes where `path` lives (for the restore's space check)."""
-    stat = os.statvfs(path)
-    return stat.f_bavail * stat.f_frsize
+def _holds_data(target: Path) -> bool:
+    """Any file below `target`; empty directories (fresh volumes' mount points) hold nothing."""
+    return target.exists() and any(not entry.is_dir() or entry.is_symlink() for entry in target.rglob("*"))

@@ -1,0 +1,227 @@
+"""The operator's side of backups: find a stack's agent, run its commands there, restore into volumes.
+
+The agent container (declared by the program) holds the plan, the secrets and the tools, so
+`backup run|list|verify|prune|init` execute inside it. `restore` and `drill` start a one-shot
+container from the agent's image with the agent's config and secrets, so a long restore never
+blocks the nightly run, and fresh volumes receive the data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+
+from components.settings import load_settings, read_stack_file
+from napdms_ops.audit import connect, default_host
+
+AGENT = "backup-agent"
+PLAN = "/etc/napdms-backup/plan.json"
+RESTORE_ROOT = "/restore"
+# What a restore needs to recreate files with their owners and modes, and nothing more.
+RESTORE_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]
+
+
+class BackupCommandError(RuntimeError):
+    """The command cannot run; the message names the stack and the fix."""
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A stack's running backup agent and the daemon it runs on."""
+
+    stack: str
+    client: docker.DockerClient
+    container: "docker.models.containers.Container"
+
+
+def endpoint(stack: str) -> str:
+    """The Docker endpoint of the host that runs `stack`'s backup agent."""
+    values, secret_keys = read_stack_file(stack)
+    settings = load_settings(stack, values, secret_keys)
+    host = next(name for name, host in settings.hosts.items() if "primary" in host.roles)
+    return settings.hosts[host].docker_host or default_host()
+
+
+def find_agent(stack: str, client: Optional[docker.DockerClient] = None) -> Agent:
+    """The running agent of `stack`, found by the labels the program puts on it."""
+    try:
+        client = client or connect(endpoint(stack))
+        found = client.containers.list(filters={"label": [f"napdms.stack={stack}", f"napdms.service={AGENT}"]})
+    except (DockerException, APIError) as error:
+        raise BackupCommandError(f"stack {stack}: cannot reach its Docker daemon ({error}); check DOCKER_HOST or the stack's hosts") from None
+    if not found:
+        raise BackupCommandError(f"stack {stack}: no running {AGENT} container; deploy it with `python3 -m napdms_ops up --stack {stack}`")
+    return Agent(stack, client, found[0])
+
+
+def run_in_agent(agent: Agent, command: str, *args: str) -> tuple[int, dict, str]:
+    """Run `python3 -m napdms_ops.backup <command>` in the agent; returns (exit code, JSON result, stderr)."""
+    result = agent.container.exec_run(
+        ["python3", "-m", "napdms_ops.backup", command, "--plan", PLAN, *args], demux=True
+    )
+    stdout, stderr = result.output
+    return result.exit_code, _json(stdout), (stderr or b"").decode(errors="replace").strip()
+
+
+def _json(stdout: Optional[bytes]) -> dict:
+    lines = (stdout or b"").decode(errors="replace").strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        return {"output": "\n".join(lines)}
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a one-shot restore or drill container did."""
+
+    exit_code: int
+    result: dict
+    error: str
+    volumes: tuple[str, ...]
+
+
+def restore_volumes(agent: Agent, services: Sequence[str], label: str, live: bool = False) -> dict[str, str]:
+    """Volume names for each restored location: `<container path> -> <volume>`.
+
+    Files services come back at their /source paths (as in the agent), dumps under /<service>.
+    Volumes are fresh ones named after `label`; with `live`, files go back into the stack's own
+    volumes (dumps still land in fresh ones: they are loaded into the database by hand).
+    """
+    plan = _plan(agent)
+    chosen = [s for s in plan["sources"] if not services or s["service"] in services]
+    missing = sorted(set(services) - {s["service"] for s in plan["sources"]})
+    if missing:
+        raise BackupCommandError(f"stack {agent.stack}: {', '.join(missing)} not in the backup plan; known: {', '.join(s['service'] for s in plan['sources'])}")
+    prefix = f"napdms-{agent.stack}-restore-{label}"
+    mounts = {}
+    for source in chosen:
+        if source["hook"] == "files":
+            for path in source["paths"]:
+                volume = path.removeprefix("/source/").replace("/", "-")
+                mounts[f"{RESTORE_ROOT}{path}"] = f"napdms-{agent.stack}-{volume}" if live else f"{prefix}-{volume}"
+        else:
+            mounts[f"{RESTORE_ROOT}/{source['service']}"] = f"{prefix}-{source['service']}-dump"
+    return mounts
+
+
+def _plan(agent: Agent) -> dict:
+    code, output = agent.container.exec_run(["cat", PLAN])
+    if code != 0:
+        raise BackupCommandError(f"stack {agent.stack}: the agent has no plan at {PLAN}; redeploy it")
+    return json.loads(output)
+
+
+_CARRIED = ("/run/secrets", "/etc/napdms-backup")
+"""What a job takes from the source agent: its secrets and its plan."""
+
+
+def run_job(source: Agent, command: Sequence[str], mounts: dict[str, str], runner: Optional[Agent] = None, timeout_s: float = 24 * 3600) -> JobResult:
+    """Run the agent image once with `source`'s plan and secrets plus `mounts`, on `runner`'s host.
+
+    `runner` (default `source`) gives the image, network and daemon: restoring prod's backup for
+    staging runs on the staging host with prod's plan and key, copied over for this job only.
+    """
+    runner = runner or source
+    client = runner.client
+    runner.container.reload()
+    same = runner.container.id == source.container.id
+    created = []
+    binds = []
+    for path, name in mounts.items():
+        client.volumes.create(name, labels={"napdms.managed-by": "napdms-ops", "napdms.stack": runner.stack, "napdms.restore": "true"})
+        binds.append(f"{name}:{path}:rw")
+    carried = {}
+    if same:
+        binds += [
+            f"{mount['Name']}:{mount['Destination']}:ro"
+            for mount in source.container.attrs["Mounts"]
+            if mount.get("Type") == "volume" and mount["Destination"] in (*_CARRIED, "/cache")
+        ]
+    else:
+        for path in _CARRIED:
+            carried[path] = f"napdms-{runner.stack}-job-{int(time.time())}-{path.rsplit('/', 1)[-1]}"
+            client.volumes.create(carried[path], labels={"napdms.managed-by": "napdms-ops", "napdms.stack": runner.stack})
+            binds.append(f"{carried[path]}:{path}:rw")
+            created.append(carried[path])
+    networks = list(runner.container.attrs["NetworkSettings"]["Networks"])
+    job = client.containers.create(
+        runner.container.image.id,
+        command=[command[0], "--plan", PLAN, *command[1:]],
+        user="0",
+        cap_drop=["ALL"],
+        cap_add=RESTORE_CAPS,
+        security_opt=["no-new-privileges:true"],
+        read_only=True,
+        tmpfs={"/tmp": "rw,size=1g"},
+        volumes=binds,
+        network=networks[0] if networks else None,
+        environment={"TMPDIR": "/tmp"},
+        labels={"napdms.managed-by": "napdms-ops", "napdms.stack": runner.stack, "napdms.job": command[0]},
+        mem_limit=runner.container.attrs["HostConfig"].get("Memory") or None,
+        pids_limit=512,
+    )
+    try:
+        for path in carried:
+            archive, _ = source.container.get_archive(path)
+            job.put_archive(path.rsplit("/", 1)[0], b"".join(archive))
+        job.start()
+        status = job.wait(timeout=timeout_s)
+        stdout = job.logs(stdout=True, stderr=False)
+        stderr = job.logs(stdout=False, stderr=True).decode(errors="replace").strip()
+    finally:
+        job.remove(force=True)
+        for name in created:
+            client.volumes.get(name).remove(force=True)
+    return JobResult(status.get("StatusCode", 1), _json(stdout), stderr, tuple(mounts.values()))
+
+
+def restore(
+    source: Agent, snapshot: str, services: Sequence[str], runner: Optional[Agent] = None,
+    label: Optional[str] = None, force: bool = False,
+) -> JobResult:
+    """Restore into fresh volumes on `runner`'s host (default: the source's).
+
+    With `force`, files go back into the runner stack's live volumes, after the agent has backed
+    up what they hold as a safety snapshot; stop the services first.
+    """
+    runner = runner or source
+    label = label or time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    mounts = {
+        path: name.replace(f"napdms-{source.stack}-", f"napdms-{runner.stack}-", 1)
+        for path, name in restore_volumes(source, services, label, live=force).items()
+    }
+    fresh = [name for name in mounts.values() if f"-restore-{label}-" in name]
+    existing = [name for name in fresh if _volume_exists(runner.client, name)]
+    if existing:
+        raise BackupCommandError(f"stack {runner.stack}: volumes {', '.join(existing)} exist already; choose another --label")
+    args = ["restore", "--snapshot", snapshot, "--into", RESTORE_ROOT] + [a for s in services for a in ("--service", s)]
+    return run_job(source, args + (["--force"] if force else []), mounts, runner)
+
+
+def drill(agent: Agent, snapshot: str, data_bytes: Optional[int]) -> JobResult:
+    """Run the drill in a one-shot container with a scratch volume, removed afterwards."""
+    scratch = f"napdms-{agent.stack}-drill-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+    args = ["drill", "--snapshot", snapshot, "--workdir", "/scratch"]
+    if data_bytes is not None:
+        args += ["--data-bytes", str(data_bytes)]
+    try:
+        return run_job(agent, args, {"/scratch": scratch})
+    finally:
+        try:
+            agent.client.volumes.get(scratch).remove(force=True)
+        except NotFound:
+            pass
+
+
+def _volume_exists(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.volumes.get(name)
+    except NotFound:
+        return False
+    return True
