@@ -17,7 +17,7 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 
 from components.settings import load_settings, read_stack_file
-from napdms_ops.audit import connect, default_host
+from napdms_ops.audit import AuditError, connect, default_host
 
 AGENT = "backup-agent"
 PLAN = "/etc/napdms-backup/plan.json"
@@ -52,6 +52,8 @@ def find_agent(stack: str, client: Optional[docker.DockerClient] = None) -> Agen
     try:
         client = client or connect(endpoint(stack))
         found = client.containers.list(filters={"label": [f"napdms.stack={stack}", f"napdms.service={AGENT}"]})
+    except AuditError as error:
+        raise BackupCommandError(f"stack {stack}: {error}") from None
     except (DockerException, APIError) as error:
         raise BackupCommandError(f"stack {stack}: cannot reach its Docker daemon ({error}); check DOCKER_HOST or the stack's hosts") from None
     if not found:

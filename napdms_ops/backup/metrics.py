@@ -6,7 +6,6 @@ disk-full, wrong-password, ...), a failed service, a failed integrity check or o
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
