@@ -14,7 +14,8 @@ from napdms_ops.backup import offsite
 from napdms_ops.backup.drill import drill
 from napdms_ops.backup.metrics import METRICS_FILE
 from napdms_ops.backup.plan import BackupPlan
-from napdms_ops.backup.restore import RestoreError, manifests, restore
+from napdms_ops.backup.manifest import manifests
+from napdms_ops.backup.restore import RestoreError, restore
 from napdms_ops.backup.run import RunLocked, open_repository, prune, repository, run_backup, verify
 
 HEARTBEAT_FILE = "agent.alive"
@@ -116,7 +117,7 @@ def dispatch(plan: BackupPlan, args) -> tuple[object, int]:
                     "bytes": m.bytes,
                     "services": {name: r.status for name, r in m.services.items()},
                 }
-                for m in manifests(plan)
+                for m in manifests(plan, repository(plan))
             ]
         }, 0
     if command == "verify":

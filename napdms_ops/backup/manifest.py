@@ -6,9 +6,13 @@ manifest never finished, so restores and drills never pick its snapshots by acci
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
+
+from napdms_ops.backup.plan import BackupPlan
+from napdms_ops.backup.restic import Restic
 
 MANIFEST_PATH = "/napdms-run/manifest.json"
 MANIFEST_TAG = "napdms-manifest"
@@ -84,3 +88,20 @@ class RunManifest(_Strict):
     def bytes_added(self) -> int:
         """Bytes the repository grew by."""
         return sum(part.bytes_added for record in self.services.values() for part in record.parts)
+
+
+def manifests(plan: BackupPlan, restic: Restic) -> list[RunManifest]:
+    """Every finished run of the plan's stack, oldest first (read once, then cached: snapshots never change)."""
+    cache = Path(plan.state_dir) / "manifests"
+    found = []
+    for snapshot in restic.snapshots(host=plan.host_tag, tags=[MANIFEST_TAG]):
+        cached = cache / f"{snapshot.id}.json"
+        try:
+            manifest = RunManifest.model_validate_json(cached.read_text())
+        except (OSError, ValueError):
+            manifest = RunManifest.model_validate_json(restic.dump(snapshot.id, MANIFEST_PATH))
+            manifest.snapshot = snapshot.id
+            cache.mkdir(parents=True, exist_ok=True)
+            cached.write_text(manifest.model_dump_json())
+        found.append(manifest)
+    return sorted(found, key=lambda m: m.started)

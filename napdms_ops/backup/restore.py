@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 from zoneinfo import ZoneInfo
 
 from napdms_ops.backup import hooks
-from napdms_ops.backup.manifest import MANIFEST_PATH, MANIFEST_TAG, RunManifest
+from napdms_ops.backup.manifest import RunManifest, manifests
 from napdms_ops.backup.plan import BackupPlan
 from napdms_ops.backup.restic import Restic
 from napdms_ops.backup.run import context_for, repository
@@ -18,24 +18,6 @@ from napdms_ops.backup.run import context_for, repository
 
 class RestoreError(RuntimeError):
     """The restore cannot go ahead; the message says why and what to do instead."""
-
-
-def manifests(plan: BackupPlan, restic: Optional[Restic] = None) -> list[RunManifest]:
-    """Every finished run of the plan's stack, oldest first (read once, then cached: snapshots never change)."""
-    restic = restic or repository(plan)
-    cache = Path(plan.state_dir) / "manifests"
-    found = []
-    for snapshot in restic.snapshots(host=plan.host_tag, tags=[MANIFEST_TAG]):
-        cached = cache / f"{snapshot.id}.json"
-        try:
-            manifest = RunManifest.model_validate_json(cached.read_text())
-        except (OSError, ValueError):
-            manifest = RunManifest.model_validate_json(restic.dump(snapshot.id, MANIFEST_PATH))
-            manifest.snapshot = snapshot.id
-            cache.mkdir(parents=True, exist_ok=True)
-            cached.write_text(manifest.model_dump_json())
-        found.append(manifest)
-    return sorted(found, key=lambda m: m.started)
 
 
 def select(found: Sequence[RunManifest], snapshot: str, services: Sequence[str], timezone: str) -> RunManifest:

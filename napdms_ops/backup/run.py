@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import json
+import re
 import os
 import secrets
 import tempfile
@@ -20,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from napdms_ops.backup import hooks
 from napdms_ops.backup.hooks import HookContext, HookError
-from napdms_ops.backup.manifest import MANIFEST_PATH, MANIFEST_TAG, RunManifest, ServiceRecord
+from napdms_ops.backup.manifest import MANIFEST_PATH, MANIFEST_TAG, RunManifest, ServiceRecord, manifests
 from napdms_ops.backup.metrics import RunState, read_state, write_state
 from napdms_ops.backup.plan import BackupPlan
 from napdms_ops.backup.restic import Restic, ResticError
@@ -217,14 +219,47 @@ def _local_day(plan: BackupPlan, now: float) -> int:
 
 
 def prune(plan: BackupPlan, restic: Restic) -> None:
-    """Apply the retention policy to this stack's snapshots and free their space."""
+    """Apply the retention policy to whole runs, then free the space.
+
+    restic's own `forget` would judge each part and each manifest apart, and could keep a day's
+    parts while dropping the manifest that makes them restorable. So restic only chooses which
+    manifests the policy keeps (`--dry-run`); we keep those runs' parts, plus, per service, the
+    newest run in which it succeeded, and forget everything else of this stack.
+    """
     retention = plan.retention
     restic.run("unlock", action="unlock")
-    restic.run(
-        "forget", "--host", plan.host_tag, "--prune",
-        "--keep-daily", str(retention.daily), "--keep-weekly", str(retention.weekly), "--keep-monthly", str(retention.monthly),
-        action="forget",
+    chosen = json.loads(
+        restic.run(
+            "forget", "--dry-run", "--json", "--host", plan.host_tag, "--tag", MANIFEST_TAG,
+            "--keep-daily", str(retention.daily), "--keep-weekly", str(retention.weekly), "--keep-monthly", str(retention.monthly),
+            action="forget",
+        )
+        or "[]"
     )
+    kept_manifests = {snapshot["id"] for group in chosen or [] for snapshot in group.get("keep") or []}
+    runs = manifests(plan, restic)
+    kept_runs = [run for run in runs if run.snapshot in kept_manifests]
+    for service in {name for run in runs for name in run.services}:
+        good = [run for run in runs if run.services.get(service) and run.services[service].status == "ok"]
+        if good:
+            kept_runs.append(good[-1])
+    keep = {run.snapshot for run in kept_runs} | {
+        part.snapshot for run in kept_runs for record in run.services.values() for part in record.parts
+    }
+    safety_horizon = time.time() - retention.daily * 86400
+    doomed = [
+        snapshot.id
+        for snapshot in restic.snapshots(host=plan.host_tag)
+        if not any(snapshot.id.startswith(kept) for kept in keep)
+        and not ("safety" in snapshot.tags and _epoch(snapshot.time) > safety_horizon)
+    ]
+    restic.forget(*doomed)
+    restic.run("prune", action="prune")
+
+
+def _epoch(restic_time: str) -> float:
+    # restic prints nanoseconds, which fromisoformat does not take; seconds are precise enough.
+    return dt.datetime.fromisoformat(re.sub(r"\.\d+", "", restic_time).replace("Z", "+00:00")).timestamp()
 
 
 def verify(plan: BackupPlan, restic: Restic, full: bool = False) -> None:
