@@ -21,6 +21,9 @@ from napdms_ops.backup.plan import Repository
 
 ErrorKind = Literal["missing-password", "wrong-password", "no-repository", "disk-full", "network", "locked", "failed"]
 
+FULL_BELOW_BYTES = 64 * 1024 * 1024
+"""Less free space than this (a few of restic's pack files) after a failed write means a full disk."""
+
 RETRYABLE: frozenset[str] = frozenset({"network", "locked", "failed"})
 """Kinds a later attempt may cure. A wrong key, a missing repository or a full disk will not."""
 
@@ -136,21 +139,63 @@ class Restic:
             env["AWS_SECRET_ACCESS_KEY"] = _read_key(self.repository.s3_secret_key_file)
         return env
 
-    def options(self) -> list[str]:
-        """Backend options: for sftp, an ssh command that never prompts and gives up on a dead link."""
+    def _ssh_options(self) -> list[str]:
         sftp = self.repository.sftp
-        if not self.repository.url.startswith("sftp:") or sftp is None:
-            return []
-        target = self.repository.url.removeprefix("sftp:").split(":", 1)[0]
-        ssh = [
-            "ssh", "-i", sftp.key_file, "-p", str(sftp.port),
+        return [
+            "-i", sftp.key_file,
             "-o", f"UserKnownHostsFile={sftp.known_hosts_file}", "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
             "-o", f"ServerAliveInterval={sftp.alive_interval_s}", "-o", f"ServerAliveCountMax={sftp.alive_count_max}",
             "-o", f"ConnectTimeout={sftp.connect_timeout_s}",
-            target, "-s", "sftp",
         ]
+
+    def _sftp_target(self) -> tuple[str, str]:
+        """(user@host, path) of an sftp repository."""
+        target, _, path = self.repository.url.removeprefix("sftp:").partition(":")
+        return target, path
+
+    def options(self) -> list[str]:
+        """Backend options: for sftp, an ssh command that never prompts and gives up on a dead link."""
+        if not self.repository.url.startswith("sftp:") or self.repository.sftp is None:
+            return []
+        target, _ = self._sftp_target()
+        ssh = ["ssh", *self._ssh_options(), "-p", str(self.repository.sftp.port), target, "-s", "sftp"]
         return ["-o", f"sftp.command={shlex.join(ssh)}"]
+
+    def free_bytes(self) -> Optional[int]:
+        """Free space where the repository lives (local path or sftp), None if it cannot be told."""
+        if self.repository.url.startswith("/"):
+            path = Path(self.repository.url)
+            while not path.exists():
+                path = path.parent
+            stat = os.statvfs(path)
+            return stat.f_bavail * stat.f_frsize
+        if not self.repository.url.startswith("sftp:") or self.repository.sftp is None:
+            return None
+        target, path = self._sftp_target()
+        # sftp's `df` asks the server's statvfs extension; it needs no shell on the ASUSTOR.
+        done = subprocess.run(
+            ["sftp", "-q", "-b", "-", *self._ssh_options(), "-P", str(self.repository.sftp.port), target],
+            input=f"df {path or '.'}\n".encode(), capture_output=True, timeout=60,
+        )
+        lines = done.stdout.decode(errors="replace").splitlines()
+        header = next((i for i, line in enumerate(lines) if "Avail" in line), None)
+        if done.returncode != 0 or header is None or header + 1 >= len(lines):
+            return None
+        return int(lines[header + 1].split()[2]) * 1024
+
+    def _error(self, action: str, detail: str) -> "ResticError":
+        """Classify a failure; a generic sftp write failure on a full target is a full disk."""
+        kind = classify(detail)
+        if kind == "failed" and "SSH_FX_FAILURE" in detail:
+            try:
+                free = self.free_bytes()
+            except (OSError, subprocess.SubprocessError):
+                free = None
+            if free is not None and free < FULL_BELOW_BYTES:
+                kind = "disk-full"
+                detail += f"\n{self.url}: only {free // 1024} KiB free"
+        return ResticError(kind, self.url, action, detail)
 
     def check_password_file(self) -> None:
         """Fail before touching anything when the key file is absent or empty."""
@@ -176,8 +221,7 @@ class Restic:
         except subprocess.TimeoutExpired as expired:
             raise ResticError("network", self.url, action, f"no answer within {timeout:.0f} s: {expired.stderr or b''!r}") from None
         if done.returncode != 0:
-            detail = done.stderr.decode(errors="replace")
-            raise ResticError(classify(detail), self.url, action, detail)
+            raise self._error(action, done.stderr.decode(errors="replace"))
         return done.stdout.decode(errors="replace")
 
     def exists(self) -> bool:
@@ -237,8 +281,7 @@ class Restic:
             out, err = archiver.communicate()
             produced = producer.wait()
             if archiver.returncode != 0:
-                detail = err.decode(errors="replace")
-                raise ResticError(classify(detail), self.url, "backup", detail)
+                raise self._error("backup", err.decode(errors="replace"))
             summary = _summary(out.decode(errors="replace"))
             if produced != 0:
                 self.forget(summary.snapshot_id)
