@@ -5,7 +5,8 @@ capabilities dropped [5.4] with a named add-list, read-only root [5.13] with tmp
 service writes, no-new-privileges [5.26], memory [5.11] and CPU [5.12] limits, a process limit
 through `ulimits` nproc (pulumi-docker has no pids-limit field) [5.19/5.29], a health check
 [5.27] that `up` waits on, restart policy, json-file log rotation, ports bound to the host's
-LAN address [5.14], image by digest, secrets as 0400 files owned by the service user.
+LAN address [5.14], image by digest (or, built from this repository, by image id), secrets as
+0400 files owned by the service user.
 Anything else is an exemption from the catalog, with its reason, written to a label.
 """
 
@@ -73,7 +74,7 @@ class HardenedService(pulumi.ComponentResource):
     container_names: pulumi.Output[list[str]]
     """Docker names of the replicas."""
     image_digest: pulumi.Output[str]
-    """`repo@sha256:...` the containers run."""
+    """`repo@sha256:...` the containers run, or the built image's id (`sha256:...`)."""
 
     def __init__(self, name: str, args: HardenedServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("napdms:service:HardenedService", name, None, opts)
@@ -87,8 +88,7 @@ class HardenedService(pulumi.ComponentResource):
             "napdms.host": args.host,
         }
 
-        image = docker.RemoteImage(f"{name}-image", name=spec.image_ref, keep_locally=True, opts=on_host)
-        self.image_digest = image.repo_digest
+        self.image_digest = _image(f"{name}-image", spec, on_host)
 
         self.volumes = {
             v.name: declare_volume(
@@ -168,7 +168,7 @@ class HardenedService(pulumi.ComponentResource):
                     f"{name}-{replica}",
                     name=f"{docker_name}-{replica}",
                     hostname=f"{spec.name}-{replica}",
-                    image=image.repo_digest,
+                    image=self.image_digest,
                     user=spec.user,
                     command=spec.command,
                     entrypoints=spec.entrypoint,
@@ -280,6 +280,25 @@ class HardenedService(pulumi.ComponentResource):
             labels=_label_args(labels),
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
         )
+
+
+def _image(resource_name: str, spec: ServiceSpec, on_host: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """The image the containers run, by content: the pulled image's repo digest, or the id of an
+    image built by the host's daemon (no registry holds it; the build never leaves the host)."""
+    if spec.build is None:
+        return docker.RemoteImage(resource_name, name=spec.image_ref, keep_locally=True, opts=on_host).repo_digest
+    return docker.Image(
+        resource_name,
+        image_name=spec.image_ref,
+        build=docker.DockerBuildArgs(
+            context=spec.build.context,
+            dockerfile=spec.build.dockerfile,
+            args=spec.build.args or None,
+            platform="linux/amd64",  # both NAS boxes are x86-64
+        ),
+        skip_push=True,
+        opts=on_host,
+    ).repo_digest
 
 
 def _init_script(spec: ServiceSpec, chown_paths: list[str], seeded_paths: list[str]) -> str:

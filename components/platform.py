@@ -8,10 +8,10 @@ from typing import Optional
 import pulumi
 
 from components.catalog import generated_files
-from components.catalog.spec import ServiceSpec
+from components.catalog.spec import ServiceSpec, source_path
 from components.hardened_service import HardenedService, HardenedServiceArgs, SourceVolume
 from components.hosts import DockerHost
-from components.secrets import GeneratedSecret
+from components.secrets import GeneratedSecret, operator_secrets
 from components.settings.model import PlatformSettings
 
 SEGMENT_ORDER = ("edge", "app", "data", "monitoring")
@@ -24,13 +24,16 @@ class Platform(pulumi.ComponentResource):
     """Each Docker daemon of the stack, by host name."""
     services: dict[str, dict[str, HardenedService]]
     """service name -> host name -> the service's resources on that host."""
-    secrets: dict[str, GeneratedSecret]
+    secrets: dict[str, pulumi.Output[str]]
+    """Every platform secret the services read, by name: generated, or from encrypted config."""
     urls: pulumi.Output[dict[str, str]]
     """Public URL of each service the proxy serves."""
     admin_password: pulumi.Output[str]
     """Grafana's admin password (secret), for the operator's first login."""
 
     def __init__(self, name: str, settings: PlatformSettings, stack: str, opts: Optional[pulumi.ResourceOptions] = None):
+        # Read before anything is registered: a missing key stops the program with nothing half-declared.
+        supplied = operator_secrets(stack, settings.secret_names())
         super().__init__("napdms:platform:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         specs = settings.effective_services()
@@ -48,17 +51,13 @@ class Platform(pulumi.ComponentResource):
             for host in settings.hosts
         }
         self.secrets = {
-            secret: GeneratedSecret(secret, settings.secrets.rotation.get(secret, 0), opts=child)
+            secret: supplied[secret]
+            if secret in supplied
+            else GeneratedSecret(secret, settings.secrets.rotation.get(secret, 0), opts=child).value
             for secret in settings.secret_names()
         }
         context = settings.catalog_context(stack)
-        placeholders = {
-            "{domain}": settings.domain,
-            "{stack}": stack,
-            "{backup_repository}": settings.backup.repository,
-            "{backup_at}": settings.backup.time_of_day,
-            "{timezone}": settings.backup.timezone,
-        }
+        placeholders = {"{domain}": settings.domain, "{stack}": stack}
 
         self.services = {}
         for service in _start_order(specs):
@@ -77,7 +76,7 @@ class Platform(pulumi.ComponentResource):
                         bind_address=settings.hosts[host].bind_address,
                         init_image=self.hosts[host].init_image,
                         env={key: _substitute(value, placeholders) for key, value in spec.env.items()},
-                        secrets={use.secret: self.secrets[use.secret].value for use in spec.secrets},
+                        secrets={use.secret: self.secrets[use.secret] for use in spec.secrets},
                         files=generated_files(service, context),
                         protect_data=settings.environment != "dev",
                         sources=self._sources(host, spec, specs) if spec.reads_backed_up_volumes else (),
@@ -98,22 +97,19 @@ class Platform(pulumi.ComponentResource):
                 if spec.public
             }
         )
-        self.admin_password = (
-            self.secrets["grafana-admin-password"].value
-            if "grafana-admin-password" in self.secrets
-            else pulumi.Output.secret("")
-        )
+        self.admin_password = self.secrets.get("grafana-admin-password", pulumi.Output.secret(""))
         self.register_outputs({"urls": self.urls, "admin_password": self.admin_password})
 
     def _sources(self, host: str, reader: ServiceSpec, specs: dict[str, ServiceSpec]) -> list[SourceVolume]:
-        """Every daily-backed-up volume already declared on `host`, at /source/<service>/<volume>."""
+        """Every daily-backed-up volume already declared on `host`, at /source/<service>/<volume>,
+        except those of services backed up by a dump: a running database's files are no
+        consistent backup, so the agent never sees them."""
         return [
-            SourceVolume(volume=declared.volumes[volume.name], path=f"/source/{service}/{volume.name}")
+            SourceVolume(volume=declared.volumes[volume.name], path=source_path(service, volume.name))
             for service, by_host in self.services.items()
-            if service != reader.name and host in by_host
+            if service != reader.name and host in by_host and not specs[service].backup_hook
             for declared in [by_host[host]]
-            for volume in specs[service].volumes
-            if volume.backup.policy == "daily"
+            for volume in specs[service].daily_volumes
         ]
 
 

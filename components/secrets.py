@@ -1,11 +1,15 @@
-"""Platform secrets: generated, never written in a stack file, rotated by a config change."""
+"""Platform secrets: generated, or (keys another system issues) read from encrypted config; never
+written in a stack file in plain text; generated ones rotate by a config change."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
 import pulumi
 import pulumi_random as random
+
+from components.settings.loader import SECRET_KEYS
+from components.settings.model import OPERATOR_SECRETS
 
 
 class GeneratedSecret(pulumi.ComponentResource):
@@ -26,3 +30,27 @@ class GeneratedSecret(pulumi.ComponentResource):
         )
         self.value = pulumi.Output.secret(password.result)
         self.register_outputs({"value": self.value})
+
+
+def operator_secrets(stack: str, names: Iterable[str]) -> dict[str, pulumi.Output[str]]:
+    """The values of those `names` the operator sets (`OPERATOR_SECRETS`), from the stack's
+    encrypted config. Any missing one stops the program, one line per key with the command that
+    sets it, the way a wrong stack file does."""
+    config = pulumi.Config()
+    values: dict[str, pulumi.Output[str]] = {}
+    missing: list[str] = []
+    for name in names:
+        key = OPERATOR_SECRETS.get(name)
+        if key is None:
+            continue
+        value = config.get_secret(key)
+        if value is None:
+            missing.append(
+                f"{stack}: {key}: not set, but this stack needs {SECRET_KEYS[key]}; set it with "
+                f"`pulumi config set --secret {key} --stack {stack}` (the value as argument, or piped in: `< file`)"
+            )
+        else:
+            values[name] = value
+    if missing:
+        raise pulumi.RunError("\n".join(missing))
+    return values

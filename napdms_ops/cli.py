@@ -55,7 +55,9 @@ def up(
 def images(
     stack: Optional[str] = typer.Option(None, "--stack", "-s", help="dev, staging or prod; all three when omitted."),
 ) -> None:
-    """Print the image references a stack runs (catalog plus overrides, and the init image), one per line."""
+    """Print the pullable image references a stack runs (catalog plus overrides, and the init image), one per
+    line; images built from this repository at `pulumi up` (the backup agent) have no registry reference and
+    are left out."""
     if stack is not None and stack not in STACKS:
         typer.echo(f"napdms-ops images: unknown stack {stack!r}; use one of: {', '.join(STACKS)}", err=True)
         raise typer.Exit(2)

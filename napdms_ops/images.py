@@ -1,10 +1,13 @@
-"""`napdms-ops images`: every container image a stack runs, as the program would pull it.
+"""`napdms-ops images`: every image a stack pulls from a registry, as the program would pull it.
 
 The list is the catalog with the stack's overrides applied (`PlatformSettings.effective_services()`,
 disabled services left out), each as `ServiceSpec.image_ref` (`repo:tag`, plus `@digest` when
-pinned), and the init containers' busybox image (`components.hosts.INIT_IMAGE`). It is read
-straight from `Pulumi.<stack>.yaml` and validated by the program's own `load_settings`, so it needs
-neither the Pulumi CLI nor the stack's passphrase; CI feeds it to an image scanner.
+pinned), and the init containers' busybox image (`components.hosts.INIT_IMAGE`). Images built from
+this repository at `pulumi up` (the backup agent, `napdms_ops/backup/Dockerfile`) are left out: no
+registry holds them, so there is nothing to pull or scan by reference (their base, the stack's
+PostgreSQL image, is in the list). It is read straight from `Pulumi.<stack>.yaml` and validated by
+the program's own `load_settings`, so it needs neither the Pulumi CLI nor the stack's passphrase;
+CI feeds it to an image scanner.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ STACKS = ("dev", "staging", "prod")
 def stack_images(
     stack: str, values: Optional[Mapping[str, Any]] = None, secret_keys: Optional[set[str]] = None
 ) -> list[str]:
-    """Sorted, unique image references `stack` runs; `values` (and `secret_keys`) replace the
-    stack file's config. Raises `SettingsError` when the config would not deploy."""
+    """Sorted, unique references of the images `stack` pulls; `values` (and `secret_keys`) replace
+    the stack file's config. Raises `SettingsError` when the config would not deploy."""
     if values is None:
         values, found = read_stack_file(stack)
         secret_keys = found if secret_keys is None else secret_keys
     settings = load_settings(stack, values, set(secret_keys or ()))
-    refs = {spec.image_ref for spec in settings.effective_services().values()}
+    refs = {spec.image_ref for spec in settings.effective_services().values() if spec.build is None}
     return sorted(refs | {INIT_IMAGE})
 
 

@@ -28,6 +28,13 @@ PROJECT = "nap-dms-platform"
 STACKS = ("dev", "staging", "prod")
 
 
+OPERATOR_CONFIG: dict[str, str] = {
+    "backup_ssh_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key: test fixture\n-----END OPENSSH PRIVATE KEY-----",
+}
+"""Encrypted config an operator sets before the first `up` (`pulumi config set --secret`): stack
+files in git hold no secret, so a run of a stack file gets these, as secrets."""
+
+
 def stack_config(stack: str) -> dict[str, Any]:
     """The `config:` block of Pulumi.<stack>.yaml, keys without the project namespace."""
     return read_stack_file(stack)[0]
@@ -123,6 +130,9 @@ class _Mocks(pulumi_mocks.Mocks):
             repo = ref.split("@")[0].rsplit(":", 1)[0] if "/" in ref or ":" in ref else ref
             state["repoDigest"] = f"{repo}@sha256:{_digest(ref)}"
             state["imageId"] = f"sha256:{_digest('id' + ref)}"
+        elif args.typ == "docker:index/image:Image":
+            # A local build without push: the provider reports the built image's id as repoDigest.
+            state["repoDigest"] = f"sha256:{_digest(json.dumps(unwrap(args.inputs), sort_keys=True))}"
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = mock_password(args.name)
         return f"{args.name}-id", state
@@ -163,8 +173,12 @@ def run_program(
     main: Path = ROOT / "__main__.py",
 ) -> Program:
     """Run `main` (the real program by default) for `stack` under mocks; `config` replaces the
-    stack file's values."""
-    values = stack_config(stack) if config is None else config
+    stack file's values and `OPERATOR_CONFIG`."""
+    if config is None:
+        values = {**stack_config(stack), **OPERATOR_CONFIG}
+        secret_keys = (*secret_keys, *OPERATOR_CONFIG)
+    else:
+        values = config
     program = Program(stack=stack)
     pulumi.runtime.set_all_config(
         {f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in values.items()},

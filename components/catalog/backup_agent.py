@@ -1,42 +1,92 @@
-"""Backup agent: restic over every daily-backed-up volume, mounted read-only under /source."""
+"""Backup agent: the restic orchestrator of `napdms_ops/backup`, built from this repository.
 
-from components.catalog.spec import BackupPolicy, CapAdd, Exemption, HealthCheck, SecretUse, ServiceSpec, VolumeMount
+It dumps each database through its `backup_hook` (over the data network) and backs up every other
+daily volume as files, mounted read-only under /source. What to back up, where to and when is
+one file, `plan.json` (`napdms_ops.backup.plan.BackupPlan`), rendered here from the stack's
+settings and catalog into the agent's config volume.
+"""
 
-# Runs `restic backup` once a day at $BACKUP_AT (local time of the container, TZ set by the
-# platform). The Python orchestrator of the backups issue replaces this loop; the engine,
-# mounts, secret and schedule stay.
-_SCHEDULE_LOOP = (
-    'restic cat config >/dev/null 2>&1 || restic init; '
-    'while true; do '
-    'if [ "$(date +%H:%M)" = "$BACKUP_AT" ]; then '
-    'restic backup --host napdms --tag daily /source && date +%s > /tmp/last-success; sleep 61; '
-    'fi; sleep 20; done'
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping, Optional
+
+from components.catalog.spec import (
+    BackupPolicy,
+    CapAdd,
+    Exemption,
+    HealthCheck,
+    ImageBuild,
+    SecretUse,
+    ServiceSpec,
+    VolumeMount,
+    source_path,
 )
+from napdms_ops.backup.plan import (
+    BackupPlan,
+    Checks,
+    FilesSource,
+    MongodbSource,
+    Offsite,
+    PostgresqlSource,
+    RedisSource,
+    Repository,
+    Retention,
+    Schedule,
+    SftpAccess,
+    Source,
+)
+
+if TYPE_CHECKING:
+    from components.catalog.context import CatalogContext
+    from components.settings.model import BackupSettings
+
+CONFIG_DIR = "/etc/napdms-backup"
+PLAN_FILE = f"{CONFIG_DIR}/plan.json"
+KNOWN_HOSTS_FILE = f"{CONFIG_DIR}/known_hosts"
+STATE_DIR = "/state"
+CACHE_DIR = "/cache"
+DOCKERFILE = "napdms_ops/backup/Dockerfile"
+POSTGRES_IMAGE_ARG = "POSTGRES_IMAGE"
+"""Build argument naming the Dockerfile's base: the stack's PostgreSQL image."""
+
+RESTIC_PASSWORD = "restic-password"
+SSH_KEY = "backup-ssh-key"
+S3_ACCESS_KEY = "backup-s3-access-key"
+S3_SECRET_KEY = "backup-s3-secret-key"
 
 SPEC = ServiceSpec(
     name="backup-agent",
-    description="restic backup of every volume whose policy is daily",
-    image="docker.io/restic/restic",
-    tag="0.18.1",
+    description="restic orchestrator: database dumps and daily volumes, to the ASUSTOR (and S3)",
+    image="napdms/backup-agent",
+    # Names the recipe's version only: the container runs the build's image id, so a changed
+    # Dockerfile or orchestrator replaces it whatever the tag says.
+    tag="1.0.0",
+    build=ImageBuild(dockerfile=DOCKERFILE),
     user="0:0",
-    entrypoint=["/bin/sh", "-c"],
-    command=[_SCHEDULE_LOOP],
-    env={
-        "RESTIC_REPOSITORY": "{backup_repository}",
-        "BACKUP_AT": "{backup_at}",
-        "TZ": "{timezone}",
-        "RESTIC_CACHE_DIR": "/cache",
-    },
+    command=["agent", "--plan", PLAN_FILE],
+    # restic stages pack files in TMPDIR (several 16 MiB packs at once), more than the /tmp tmpfs holds.
+    env={"TMPDIR": CACHE_DIR},
     volumes=[
         VolumeMount(
+            name="state",
+            path=STATE_DIR,
+            backup=BackupPolicy(
+                policy="exclude", reason="lock, last-run record and metrics; the runs themselves are in the repository"
+            ),
+        ),
+        VolumeMount(
             name="cache",
-            path="/cache",
-            backup=BackupPolicy(policy="exclude", reason="restic's index cache, rebuilt from the repository"),
-        )
+            path=CACHE_DIR,
+            backup=BackupPolicy(policy="exclude", reason="restic's index cache and staged packs, rebuilt from the repository"),
+        ),
     ],
-    tmpfs=["/tmp"],
-    secrets=[SecretUse(secret="restic-password", env="RESTIC_PASSWORD_FILE")],
-    networks=["edge"],
+    # The base image declares VOLUME /var/lib/postgresql/data: without a mount there every
+    # container would get an anonymous volume that has no backup policy.
+    tmpfs=["/tmp", "/var/lib/postgresql/data"],
+    secrets=[SecretUse(secret=RESTIC_PASSWORD)],
+    config_dir=CONFIG_DIR,
+    # edge: the ASUSTOR and S3; data: the databases it dumps; monitoring: Prometheus scrapes it.
+    networks=["edge", "data", "monitoring"],
     cap_add=[CapAdd(name="DAC_READ_SEARCH", reason="read every service's files whatever their owner")],
     exemptions=[
         Exemption(rule="run-as-root", reason="reads all volumes; the only capability is DAC_READ_SEARCH"),
@@ -44,9 +94,140 @@ SPEC = ServiceSpec(
             rule="dangerous-capability",
             reason="DAC_READ_SEARCH to read every volume whatever its owner; each one is mounted read-only",
         ),
+        Exemption(
+            rule="image-not-pinned",
+            reason=f"built from {DOCKERFILE} at pulumi up, so no registry digest exists; the container runs the "
+            "build's image id and the base is the stack's PostgreSQL image",
+        ),
     ],
-    health=HealthCheck(test=["CMD-SHELL", "test -r /run/secrets/restic-password && restic version"]),
+    health=HealthCheck(
+        test=["CMD", "python3", "-m", "napdms_ops.backup", "health", "--plan", PLAN_FILE],
+        # A Python start per probe: every 30 s is enough for a loop that beats every 30 s.
+        interval="30s",
+        timeout="10s",
+    ),
     memory="1g",
     cpus=1,
     reads_backed_up_volumes=True,
 )
+
+
+def hooked(services: Mapping[str, ServiceSpec]) -> list[ServiceSpec]:
+    """Services the agent dumps: a backup hook and at least one daily volume."""
+    return [spec for spec in services.values() if spec.backup_hook and spec.daily_volumes]
+
+
+def file_backed(services: Mapping[str, ServiceSpec]) -> list[ServiceSpec]:
+    """Services whose daily volumes the agent reads as files under /source (never its own)."""
+    return [
+        spec
+        for spec in services.values()
+        if not spec.backup_hook and not spec.reads_backed_up_volumes and spec.daily_volumes
+    ]
+
+
+def for_stack(spec: ServiceSpec, backup: "BackupSettings", services: Mapping[str, ServiceSpec]) -> ServiceSpec:
+    """The agent as this stack runs it: the passwords of the databases it dumps, the keys of its
+    backup target, a volume for a local repository, and the stack's PostgreSQL image as its base."""
+    secrets = {use.secret: use for use in spec.secrets}
+    for service in hooked(services):
+        secret = service.backup_hook.password_secret
+        if secret:
+            secrets.setdefault(secret, SecretUse(secret=secret))
+    if backup.sftp_host:
+        # OpenSSH refuses a private key without its final newline; a value piped into
+        # `pulumi config set` may have lost it. A blank line after the key is harmless.
+        secrets[SSH_KEY] = SecretUse(secret=SSH_KEY, template="{secret}\n")
+    if backup.offsite:
+        secrets[S3_ACCESS_KEY] = SecretUse(secret=S3_ACCESS_KEY)
+        secrets[S3_SECRET_KEY] = SecretUse(secret=S3_SECRET_KEY)
+    volumes = list(spec.volumes)
+    if not backup.sftp_host:
+        # A local repository (dev) needs a volume of its own: in the cache volume it would look
+        # disposable, and backing it up would put the backups inside themselves.
+        volumes.append(
+            VolumeMount(
+                name="repository",
+                path=backup.repository,
+                backup=BackupPolicy(policy="exclude", reason="the local restic repository: it holds the backups themselves"),
+            )
+        )
+    postgres = services.get("postgres")
+    args = {**spec.build.args, POSTGRES_IMAGE_ARG: postgres.image_ref} if postgres else spec.build.args
+    return spec.model_copy(
+        update={
+            "secrets": list(secrets.values()),
+            "volumes": volumes,
+            "build": spec.build.model_copy(update={"args": args}),
+        }
+    )
+
+
+def files(context: "CatalogContext") -> dict[str, str]:
+    """`plan.json` for the agent, and the ASUSTOR's known_hosts when the repository is sftp."""
+    backup = context.backup
+    sftp = backup.sftp_host is not None
+    plan = BackupPlan(
+        stack=context.stack,
+        host_tag=f"napdms-{context.stack}",
+        repository=Repository(
+            url=backup.repository,
+            password_file=_secret_file(RESTIC_PASSWORD),
+            sftp=SftpAccess(key_file=_secret_file(SSH_KEY), known_hosts_file=KNOWN_HOSTS_FILE) if sftp else None,
+        ),
+        offsite=_offsite(context),
+        sources=[_hook_source(spec) for spec in hooked(context.services)]
+        + [
+            FilesSource(service=spec.name, paths=[source_path(spec.name, v.name) for v in spec.daily_volumes])
+            for spec in file_backed(context.services)
+        ],
+        schedule=Schedule(
+            time_of_day=backup.time_of_day,
+            timezone=backup.timezone,
+            retries=backup.retries,
+            retry_delay_s=backup.retry_delay_s,
+        ),
+        retention=Retention(**backup.retention.model_dump()),
+        checks=Checks(**backup.checks.model_dump()),
+        state_dir=STATE_DIR,
+        cache_dir=CACHE_DIR,
+    )
+    rendered = {"plan.json": plan.model_dump_json(indent=2) + "\n"}
+    if sftp:
+        rendered["known_hosts"] = backup.sftp_known_hosts.strip() + "\n"
+    return rendered
+
+
+def _hook_source(spec: ServiceSpec) -> Source:
+    """The dump source of a hooked service, reached by its alias on the data network."""
+    hook = spec.backup_hook
+    password_file = _secret_file(hook.password_secret) if hook.password_secret else None
+    if hook.kind == "postgresql":
+        return PostgresqlSource(service=spec.name, host=spec.name, port=hook.port, user=hook.user, password_file=password_file)
+    if hook.kind == "mongodb":
+        return MongodbSource(service=spec.name, host=spec.name, port=hook.port, user=hook.user, password_file=password_file)
+    return RedisSource(service=spec.name, host=spec.name, port=hook.port, password_file=password_file)
+
+
+def _offsite(context: "CatalogContext") -> Optional[Offsite]:
+    offsite = context.backup.offsite
+    if offsite is None:
+        return None
+    return Offsite(
+        # One prefix per stack: each stack's repository has its own restic password.
+        repository=Repository(
+            url=f"s3:{offsite.endpoint}/{offsite.bucket}/napdms-{context.stack}",
+            password_file=_secret_file(RESTIC_PASSWORD),
+            s3_access_key_file=_secret_file(S3_ACCESS_KEY),
+            s3_secret_key_file=_secret_file(S3_SECRET_KEY),
+        ),
+        endpoint=offsite.endpoint,
+        bucket=offsite.bucket,
+        region=offsite.region,
+        object_lock_days=offsite.object_lock_days,
+        noncurrent_days=offsite.noncurrent_days,
+    )
+
+
+def _secret_file(secret: str) -> str:
+    return SecretUse(secret=secret).path

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from components.catalog.spec import ServiceSpec
+
+if TYPE_CHECKING:
+    # Only a type: the settings model imports the catalog.
+    from components.settings.model import BackupSettings
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,8 @@ class CatalogContext:
     acme_email: str | None
     services: Mapping[str, ServiceSpec]
     """The enabled services of the stack, with stack overrides applied."""
+    backup: BackupSettings
+    """Where, when and how long the backup agent keeps its snapshots."""
 
     def replica_names(self, service: str) -> list[str]:
         """DNS names of each replica of `service` on the platform networks."""

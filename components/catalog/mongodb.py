@@ -1,6 +1,6 @@
 """MongoDB: Rocket.Chat's database, a single-member replica set (Rocket.Chat needs the oplog)."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
+from components.catalog.spec import BackupHook, BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
 
 # The health check doubles as the one-time replica-set initiation: it succeeds once the
 # member is PRIMARY, and initiates the set the first time it finds none.
@@ -29,4 +29,6 @@ SPEC = ServiceSpec(
     health=HealthCheck(test=["CMD", "mongosh", "--quiet", "--eval", _PRIMARY_OR_INITIATE], start_period="60s"),
     memory="1g",
     cpus=1,
+    # No user: mongod runs without --auth and is reachable only on the internal data network.
+    backup_hook=BackupHook(kind="mongodb", port=27017),
 )

@@ -1,6 +1,6 @@
 """PostgreSQL: the relational store of NAP-DMS, Gitea and n8n (one role and database each)."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
+from components.catalog.spec import BackupHook, BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
 
 # Executed once by the image's entrypoint on first start (an empty data directory). Each
 # `<app>-db-password` secret file becomes a login role and a database of the same name, so
@@ -40,6 +40,8 @@ SPEC = ServiceSpec(
     cpus=2,
     # SIGTERM is a smart shutdown: give open sessions time before Docker kills it.
     stop_grace_s=60,
+    # The superuser, so the dump includes the roles and every application's database.
+    backup_hook=BackupHook(kind="postgresql", port=5432, user="postgres", password_secret="postgres-password"),
 )
 
 

@@ -1,6 +1,6 @@
 """Redis: cache and session store of NAP-DMS."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
+from components.catalog.spec import BackupHook, BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
 
 SPEC = ServiceSpec(
     name="redis",
@@ -25,4 +25,5 @@ SPEC = ServiceSpec(
     ),
     memory="512m",
     cpus=1,
+    backup_hook=BackupHook(kind="redis", port=6379, password_secret="redis-password"),
 )

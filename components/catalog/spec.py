@@ -39,6 +39,13 @@ SECRETS_VOLUME = "run-secrets"
 """Volume name suffix of a service's secret files (mounted at /run/secrets)."""
 CONFIG_VOLUME = "run-config"
 """Volume name suffix of a service's generated config files (mounted at its config_dir)."""
+SOURCE_ROOT = "/source"
+"""Where the backup agent mounts the volumes it backs up as files: `<root>/<service>/<volume>`."""
+
+
+def source_path(service: str, volume: str) -> str:
+    """Where the backup agent reads `volume` of `service` (read-only)."""
+    return f"{SOURCE_ROOT}/{service}/{volume}"
 
 
 class _Frozen(BaseModel):
@@ -178,6 +185,40 @@ class HealthCheck(_Frozen):
         return value
 
 
+class BackupHook(_Frozen):
+    """How the backup agent dumps a database consistently (borgmatic style) instead of copying
+    its files: a running server's data directory is no consistent backup."""
+
+    kind: Literal["postgresql", "mongodb", "redis"]
+    """The dump tool the agent runs: `pg_dumpall --globals-only` + `pg_dump`, `mongodump`, `redis-cli --rdb`."""
+    port: int = Field(ge=1, le=65535)
+    """Port the server listens on, reached through the service's alias on the data network."""
+    user: Optional[str] = None
+    """Login the dump connects as (PostgreSQL: a superuser, so it reads roles and every database)."""
+    password_secret: Optional[str] = Field(default=None, pattern=r"^[a-z][a-z0-9-]*$")
+    """Platform secret holding that login's password (or Redis' requirepass); the agent receives it
+    as /run/secrets/<name>. It must be a secret the service itself reads, so both hold one value."""
+
+    @model_validator(mode="after")
+    def _user_fits_kind(self) -> "BackupHook":
+        if self.kind == "redis" and self.user is not None:
+            raise ValueError("a redis hook has no user; Redis authenticates with the password alone")
+        if self.kind == "postgresql" and self.user is None:
+            raise ValueError('a postgresql hook needs a user; name a superuser such as "postgres"')
+        return self
+
+
+class ImageBuild(_Frozen):
+    """An image built from this repository at `pulumi up`, on the host that runs it, not pulled."""
+
+    dockerfile: str = Field(pattern=r"^[^/].*Dockerfile$")
+    """Path of the Dockerfile relative to the repository root (Pulumi runs the program there)."""
+    context: str = "."
+    """Build context relative to the repository root; the root `.dockerignore` narrows it."""
+    args: dict[str, str] = {}
+    """Build arguments (`ARG` in the Dockerfile)."""
+
+
 class PublicRoute(_Frozen):
     """A name under the platform domain that the reverse proxy serves over TLS."""
 
@@ -191,7 +232,7 @@ class ServiceSpec(_Frozen):
     name: str
     description: str
     image: str
-    """Repository as pulled, e.g. `docker.io/library/postgres`."""
+    """Repository as pulled, e.g. `docker.io/library/postgres`, or the local name of a built image."""
     tag: str
     """A real, fixed release tag (never `latest`)."""
     digest: Optional[str] = Field(default=None, pattern=DIGEST_PATTERN)
@@ -225,7 +266,12 @@ class ServiceSpec(_Frozen):
     depends_on: list[str] = []
     stop_grace_s: int = Field(default=30, ge=1, le=600)
     reads_backed_up_volumes: bool = False
-    """Mount every daily-backed-up volume of its host read-only under /source (the backup agent)."""
+    """Mount the daily-backed-up volumes of its host's services without a `backup_hook` read-only
+    under /source (the backup agent)."""
+    backup_hook: Optional[BackupHook] = None
+    """Back this database up by a dump; its daily volumes are then never mounted into the agent."""
+    build: Optional[ImageBuild] = None
+    """Build the image from this repository instead of pulling `image:tag`."""
 
     @field_validator("name")
     @classmethod
@@ -252,7 +298,21 @@ class ServiceSpec(_Frozen):
         mounted = {v.path for v in self.volumes} | {m.target for m in self.host_mounts}
         if self.config_dir and self.config_dir in mounted:
             raise ValueError(f"config_dir {self.config_dir} is also a data mount")
+        hook = self.backup_hook
+        if hook and hook.password_secret and hook.password_secret not in {use.secret for use in self.secrets}:
+            raise ValueError(
+                f'backup_hook.password_secret "{hook.password_secret}" is not a secret {self.name} reads, so it '
+                f"may not exist or may differ from the server's; name one of: "
+                f"{', '.join(dict.fromkeys(use.secret for use in self.secrets)) or '(none)'}"
+            )
+        if self.build and self.digest:
+            raise ValueError("a built image has no registry digest; remove digest (the container runs the build's id)")
         return self
+
+    @property
+    def daily_volumes(self) -> list[VolumeMount]:
+        """The volumes in the nightly backup."""
+        return [v for v in self.volumes if v.backup.policy == "daily"]
 
     def exempt(self, rule: str) -> Optional[str]:
         """The reason this service is exempt from `rule`, or None."""
@@ -271,6 +331,6 @@ class ServiceSpec(_Frozen):
 
     @property
     def image_ref(self) -> str:
-        """What to pull: `repo:tag`, plus `@digest` when the catalog pins one."""
+        """What to pull (`repo:tag`, plus `@digest` when the catalog pins one), or the name a build tags."""
         ref = f"{self.image}:{self.tag}"
         return f"{ref}@{self.digest}" if self.digest else ref

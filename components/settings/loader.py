@@ -23,6 +23,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 SECRET_KEYS: Mapping[str, str] = {
     "smtp_password": "the SMTP relay's password for alert mail",
+    "backup_ssh_key": "the private key the backup agent logs in to the ASUSTOR's sftp with",
+    "s3_access_key_id": "the offsite S3 bucket's access key id",
     "s3_secret_access_key": "the offsite S3 bucket's secret key",
 }
 """Config keys that must be stored encrypted (`pulumi config set --secret`), with what they hold."""

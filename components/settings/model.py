@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal, Optional
+from fnmatch import fnmatch
+from typing import Literal, Mapping, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from components.catalog import CATALOG
+from components.catalog import CATALOG, backup_agent
 from components.catalog.context import CatalogContext
 from components.catalog.spec import DIGEST_PATTERN, BackupPolicy, ServiceSpec, check_fixed_tag
 from components.units import Cpus, SizeMB, format_size_mb
@@ -27,7 +28,17 @@ _DOCKER_HOST = re.compile(r"^(unix:///\S+|ssh://[\w.-]+@[\w.-]+(:\d+)?|tcp://[\w
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 _CRON_FIELD = re.compile(r"^(\*|\d{1,2})$")
-_RESTIC_REPOSITORY = re.compile(r"^(sftp:\S+|s3:\S+|rest:\S+|/\S*)$")
+_SFTP_REPOSITORY = re.compile(r"^sftp:[^@\s/:]+@(?P<host>[^@\s/:]+):/\S+$")
+_LOCAL_REPOSITORY = re.compile(r"^/[^\s:]+$")
+_KNOWN_HOSTS_KEY_TYPES = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+)$")
+
+OPERATOR_SECRETS: Mapping[str, str] = {
+    "backup-ssh-key": "backup_ssh_key",
+    "backup-s3-access-key": "s3_access_key_id",
+    "backup-s3-secret-key": "s3_secret_access_key",
+}
+"""Platform secrets pulumi-random cannot make (keys the ASUSTOR's or the S3 provider's admin
+issues), by the encrypted config key the operator stores each in."""
 
 
 class _Strict(BaseModel):
@@ -121,23 +132,69 @@ class RetentionSettings(_Strict):
     monthly: int = Field(default=12, ge=0)
 
 
+class ChecksSettings(_Strict):
+    """`restic check` after each run: a share of the data daily, all of it once a month."""
+
+    daily_subset: str = Field(default="5%", pattern=r"^(\d{1,2}(\.\d+)?%|\d+/\d+)$")
+    """restic `--read-data-subset` on ordinary days: `n%` or `n/t`."""
+    full_on_day: int = Field(default=1, ge=1, le=28)
+    """Day of the month whose check reads every pack."""
+
+
+class OffsiteSettings(_Strict):
+    """The optional S3 copy of every run (restic `copy`), into a bucket the agent prepares with
+    versioning, lifecycle and object lock. Its keys are the encrypted config keys
+    `s3_access_key_id` and `s3_secret_access_key`."""
+
+    endpoint: str = Field(pattern=r"^https?://[^/\s]+$")
+    """S3 endpoint URL without a path, e.g. `https://s3.eu-central-1.amazonaws.com`."""
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    region: str = "us-east-1"
+    object_lock_days: int = Field(default=30, ge=0, le=3650)
+    """Days each object version is locked (GOVERNANCE) after it is written; 0 turns object lock off."""
+    noncurrent_days: int = Field(default=90, ge=1, le=3650)
+    """Days a replaced or deleted object version is kept before it expires."""
+
+
 class BackupSettings(_Strict):
     """When and where the backup agent sends its encrypted snapshots."""
 
     repository: str
-    """restic repository: `sftp:user@asustor:/path` in prod, a path inside the agent in dev."""
+    """restic repository: `sftp:user@asustor:/path` (staging, prod; its private key is the encrypted
+    config key `backup_ssh_key`), or an absolute path inside the agent (dev)."""
+    sftp_known_hosts: Optional[str] = None
+    """The ASUSTOR's host key as known_hosts line(s) (`ssh-keyscan -t ed25519 <host>`, checked by
+    hand once); required with an sftp repository, so a changed host key stops the backup."""
     schedule: str = "0 2 * * *"
-    """Cron line; the foundation's agent honours minute and hour."""
+    """Cron line; the agent honours minute and hour."""
     timezone: str = "Europe/Berlin"
     retries: int = Field(default=3, ge=0, le=10)
     retry_delay_s: int = Field(default=300, ge=1)
     retention: RetentionSettings = RetentionSettings()
+    checks: ChecksSettings = ChecksSettings()
+    offsite: Optional[OffsiteSettings] = None
 
     @field_validator("repository")
     @classmethod
     def _repository(cls, value: str) -> str:
-        if not _RESTIC_REPOSITORY.match(value):
-            raise ValueError(f'"{value}" is not a restic repository; use e.g. "sftp:backup@asustor:/backups/napdms"')
+        if not (_SFTP_REPOSITORY.match(value) or _LOCAL_REPOSITORY.match(value)):
+            raise ValueError(
+                f'"{value}" is not a repository the agent can reach; use "sftp:backup@asustor:/backups/napdms" '
+                'or an absolute path inside the agent (S3 goes under backup.offsite)'
+            )
+        return value
+
+    @field_validator("sftp_known_hosts")
+    @classmethod
+    def _known_hosts(cls, value: Optional[str]) -> Optional[str]:
+        for line in _known_hosts_lines(value or ""):
+            fields = line.split()
+            if fields[0].startswith("@"):
+                fields = fields[1:]
+            if len(fields) < 3 or not _KNOWN_HOSTS_KEY_TYPES.match(fields[1]):
+                raise ValueError(
+                    f'"{line}" is not a known_hosts line; use "<host> ssh-ed25519 AAAA..." as ssh-keyscan prints it'
+                )
         return value
 
     @field_validator("schedule")
@@ -166,6 +223,25 @@ class BackupSettings(_Strict):
         """HH:MM the schedule runs at."""
         minute, hour = self.schedule.split()[:2]
         return f"{int(hour):02d}:{int(minute):02d}"
+
+    @property
+    def sftp_host(self) -> Optional[str]:
+        """The host of an sftp repository, None for a local one."""
+        match = _SFTP_REPOSITORY.match(self.repository)
+        return match["host"] if match else None
+
+
+def _known_hosts_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def _names_host(line: str, host: str) -> bool:
+    """Whether a known_hosts line applies to `host` (hashed names cannot be read: ssh decides)."""
+    fields = line.split()
+    patterns = fields[1] if fields[0].startswith("@") else fields[0]
+    if patterns.startswith("|1|"):
+        return True
+    return any(fnmatch(host, pattern) for pattern in patterns.split(",") if not pattern.startswith("!"))
 
 
 class AlertingSettings(_Strict):
@@ -234,6 +310,7 @@ class PlatformSettings(_Strict):
             + self._replica_problems()
             + self._memory_problems()
             + self._secret_problems()
+            + self._backup_problems()
         )
         if problems:
             raise ValueError(_PROBLEMS_MARK + "\n".join(problems))
@@ -256,7 +333,8 @@ class PlatformSettings(_Strict):
         return [self.host_for_role(placement)]
 
     def effective_services(self) -> dict[str, ServiceSpec]:
-        """Catalog entries with this stack's overrides applied, disabled services left out."""
+        """Catalog entries with this stack's overrides applied, disabled services left out, and the
+        backup agent fitted to this stack's backup target and databases."""
         resolved = {}
         for name, spec in CATALOG.items():
             override = self.services.get(name)
@@ -273,6 +351,9 @@ class PlatformSettings(_Strict):
                 for volume in spec.volumes
             ]
             resolved[name] = spec.model_copy(update={**changes, "volumes": volumes})
+        agent = backup_agent.SPEC.name
+        if agent in resolved:
+            resolved[agent] = backup_agent.for_stack(resolved[agent], self.backup, resolved)
         return resolved
 
     def catalog_context(self, stack: str) -> CatalogContext:
@@ -283,6 +364,7 @@ class PlatformSettings(_Strict):
             tls_mode=self.tls.mode,
             acme_email=self.tls.acme_email,
             services=self.effective_services(),
+            backup=self.backup,
         )
 
     def secret_names(self) -> list[str]:
@@ -310,6 +392,13 @@ class PlatformSettings(_Strict):
                     f'services.{name}.host: "{override.host}" is not a host of this stack; '
                     f"use one of: {', '.join(self.hosts)}"
                 )
+            build = CATALOG[name].build
+            for key in ("image", "digest"):
+                if build and getattr(override, key) is not None:
+                    problems.append(
+                        f"services.{name}.{key}: {name} is built from {build.dockerfile} at `pulumi up`, not pulled; "
+                        "remove the key"
+                    )
             known = {v.name for v in CATALOG[name].volumes}
             for volume in override.volumes:
                 if volume not in known:
@@ -348,10 +437,43 @@ class PlatformSettings(_Strict):
         if self._override_problems():
             return []
         known = self.secret_names()
+        generated = [name for name in known if name not in OPERATOR_SECRETS]
         return [
-            f"secrets.rotation.{name}: no service reads a secret of that name; use one of: {', '.join(known)}"
+            f"secrets.rotation.{name}: the operator sets this key, it is not generated; rotate it with "
+            f"`pulumi config set --secret {OPERATOR_SECRETS[name]}` and run `up`"
+            if name in OPERATOR_SECRETS
+            else f"secrets.rotation.{name}: no service reads a secret of that name; use one of: {', '.join(generated)}"
             for name in self.secrets.rotation
-            if name not in known
+            if name not in generated
+        ]
+
+    def _backup_problems(self) -> list[str]:
+        problems = []
+        host = self.backup.sftp_host
+        known_hosts = _known_hosts_lines(self.backup.sftp_known_hosts or "")
+        if host and not known_hosts:
+            problems.append(
+                f"backup.sftp_known_hosts: required for the sftp repository on {host}; add its host key line "
+                f"(`ssh-keyscan -t ed25519 {host}`, checked by hand) so a changed key stops the backup"
+            )
+        elif host and not any(_names_host(line, host) for line in known_hosts):
+            problems.append(
+                f"backup.sftp_known_hosts: no line names {host}, the host of backup.repository; "
+                f"add the line `ssh-keyscan -t ed25519 {host}` prints"
+            )
+        agent = backup_agent.SPEC.name
+        if self._role_problems() or self._override_problems() or agent not in self.effective_services():
+            return problems
+        # The agent reads volumes and dumps databases only on its own Docker host and networks.
+        [agent_host] = self.placements(agent)
+        return problems + [
+            f"services.{name}.host: {name} keeps daily-backed-up volumes on {host_name}, but the backup agent "
+            f"runs on {agent_host} and reaches only its own host; keep {name} on {agent_host} or exclude its "
+            "volumes with a reason"
+            for name, spec in self.effective_services().items()
+            if spec.daily_volumes
+            for host_name in self.placements(name)
+            if host_name != agent_host
         ]
 
 

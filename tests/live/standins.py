@@ -4,10 +4,12 @@ No image registry is reachable in CI, so each upstream image is replaced by a
 small local one with the same interface the platform relies on: uid/gid, data
 paths, health-check binaries and entrypoint behaviour for the env vars in use.
 
-postgres, redis, prom/prometheus and caddy derive from one shared Debian bookworm
-rootfs made with debootstrap and imported once; busybox is the host's static
-busybox binary alone.  Every image is tagged with a hash of its recipe, so
-an image whose tag already exists is reused and reruns take seconds.
+postgres, redis, prom/prometheus, caddy and napdms/backup-agent derive from one
+shared Debian bookworm rootfs made with debootstrap and imported once; busybox
+is the host's static busybox binary alone.  Every image is tagged with a hash
+of its recipe, so an image whose tag already exists is reused and reruns take
+seconds.  The backup agent's recipe also covers its pinned Python wheels and
+our napdms_ops/backup code, so a code change rebuilds only the last layer.
 """
 
 import dataclasses
@@ -20,6 +22,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -28,6 +31,7 @@ import docker
 from docker.errors import BuildError, ImageNotFound
 
 FILES_DIR = Path(__file__).parent / "standin_files"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Serialises builds across processes, so parallel test workers or benchmarks
 # do not debootstrap the same base twice.
 BUILD_LOCK_PATH = "/tmp/napdms-standins.lock"
@@ -46,6 +50,12 @@ BASE_PACKAGES = (
     "caddy",
     # setcap, to give caddy the file capability upstream's binary has.
     "libcap2-bin",
+    # The backup agent (napdms/backup-agent): the engine, its interpreter, the sftp transport
+    # and the Redis dump client; postgresql-15 above gives it pg_dump, initdb and pg_ctl.
+    "restic",
+    "python3",
+    "openssh-client",
+    "redis-tools",
 )
 # The image config Docker's debian:bookworm has; `docker import` sets none.
 BASE_CHANGES = (
@@ -62,11 +72,20 @@ class StandIn:
         Dockerfile and the files it copies.
     uses_base: whether the Dockerfile builds FROM the shared Debian base
         (passed as build argument BASE).
+    wheels: pinned requirements ("name==version", every dependency listed: they are
+        installed without resolution) unpacked for cp311 manylinux x86_64 into lib/ of
+        the build context.  The pins are part of the recipe hash; the unpacked tree is
+        cached on the host, so PyPI is asked once per machine.
+    code: files or directories of this repository (relative to its root) copied into
+        app/ of the build context under the same relative path; their contents are
+        part of the recipe hash.
     The busybox recipe additionally gets the host's static /bin/busybox.
     """
 
     name: str
     uses_base: bool
+    wheels: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
 
 
 _BUSYBOX = StandIn("busybox", uses_base=False)
@@ -74,6 +93,27 @@ _POSTGRES = StandIn("postgres", uses_base=True)
 _REDIS = StandIn("redis", uses_base=True)
 _PROMETHEUS = StandIn("prometheus", uses_base=True)
 _CADDY = StandIn("caddy", uses_base=True)
+# What napdms_ops/backup/Dockerfile installs on postgres:17 (Python side), at the versions
+# requirements*.txt pin, with every transitive dependency pinned too.
+_BACKUP_AGENT = StandIn(
+    "backup-agent",
+    uses_base=True,
+    wheels=(
+        "pydantic==2.13.4",
+        "pydantic_core==2.46.4",
+        "typing_extensions==4.15.0",
+        "annotated_types==0.7.0",
+        "typing_inspection==0.4.2",
+        "boto3==1.43.11",
+        "botocore==1.43.11",
+        "jmespath==1.1.0",
+        "s3transfer==0.17.0",
+        "python-dateutil==2.9.0.post0",
+        "six==1.17.0",
+        "urllib3==2.7.0",
+    ),
+    code=("napdms_ops/__init__.py", "napdms_ops/backup"),
+)
 
 # Upstream repository (as normalised by upstream_repo_of) -> stand-in.
 STANDINS = {
@@ -82,6 +122,7 @@ STANDINS = {
     "redis": _REDIS,
     "prom/prometheus": _PROMETHEUS,
     "caddy": _CADDY,
+    "napdms/backup-agent": _BACKUP_AGENT,
 }
 
 
@@ -273,7 +314,10 @@ def _is_static_elf(path):
 
 
 def _context_files(standin):
-    """(name in build context, content) pairs for standin, sorted by name."""
+    """(name in build context, content) pairs for standin, sorted by name.
+
+    Covers everything the recipe hash depends on except the wheels (see _wheel_tree).
+    """
     recipe_dir = FILES_DIR / standin.name
     files = {p.name: p.read_bytes() for p in recipe_dir.iterdir() if p.is_file()}
     if standin is _BUSYBOX:
@@ -283,19 +327,98 @@ def _context_files(standin):
                 % HOST_BUSYBOX
             )
         files["busybox"] = HOST_BUSYBOX.read_bytes()
+    for relative in standin.code:
+        for path in _code_files(REPO_ROOT / relative):
+            files["app/" + path.relative_to(REPO_ROOT).as_posix()] = path.read_bytes()
     return sorted(files.items())
 
 
-def _context_tar(files):
-    buffer = io.BytesIO()
+def _code_files(path):
+    """The source files at path (a file, or a directory walked recursively), sorted."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise RuntimeError("stand-in code path %s does not exist" % path)
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    )
+
+
+# Tags pip may install for Debian bookworm's python3 (CPython 3.11, glibc 2.36, x86_64).
+_WHEEL_PLATFORM = (
+    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+    "--platform", "manylinux_2_28_x86_64",
+    "--platform", "manylinux_2_17_x86_64",
+    "--platform", "manylinux2014_x86_64",
+)
+WHEELS_CACHE = Path("/var/tmp/napdms-standin-wheels")
+
+
+def _wheel_tree(wheels) -> Path:
+    """A directory holding `wheels` installed for the image's Python, cached by their pins."""
+    target = WHEELS_CACHE / _digest(json.dumps([list(wheels), list(_WHEEL_PLATFORM)]).encode())
+    if target.is_dir():
+        return target
+    WHEELS_CACHE.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="partial-", dir=WHEELS_CACHE))
+    try:
+        env = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
+        result = subprocess.run(
+            [
+                sys.executable, "-m", "pip", "install", "--quiet", "--target", str(scratch / "lib"),
+                "--no-deps", "--no-compile", "--only-binary=:all:", *_WHEEL_PLATFORM, *wheels,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                "pip could not fetch the stand-in's wheels (%s):\n%s"
+                % (" ".join(wheels), result.stdout.decode(errors="replace")[-4000:])
+            )
+        # Console scripts (jmespath's jp.py) are not wanted on the image's import path.
+        shutil.rmtree(scratch / "lib" / "bin", ignore_errors=True)
+        os.rename(scratch / "lib", target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _context_tar(files, trees=()):
+    """The build context: files as (name, content) and trees as (prefix, host directory)."""
+    buffer = tempfile.TemporaryFile()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, content in files:
+        directories = set()
+
+        def add_parents(name):
+            parts = name.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                directory = "/".join(parts[:depth])
+                if directory not in directories:
+                    directories.add(directory)
+                    info = tarfile.TarInfo(directory)
+                    info.type = tarfile.DIRTYPE
+                    info.mode = 0o755
+                    tar.addfile(info)
+
+        def add_file(name, content):
+            add_parents(name)
             info = tarfile.TarInfo(name)
             info.size = len(content)
-            # Modes are set here, not taken from the checkout, so the image
-            # only depends on file contents (which is what the tag hashes).
+            # Modes are set here, not taken from the checkout, and times stay 0, so the
+            # image only depends on file contents (which is what the tag hashes) and
+            # Docker's layer cache matches a tree it has seen before.
             info.mode = 0o755 if name.endswith(".sh") or name == "busybox" else 0o644
             tar.addfile(info, io.BytesIO(content))
+
+        for name, content in files:
+            add_file(name, content)
+        for prefix, root in trees:
+            for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+                add_file(prefix + "/" + path.relative_to(root).as_posix(), path.read_bytes())
     buffer.seek(0)
     return buffer
 
@@ -305,12 +428,16 @@ def _ensure_standin(standin, base_tag, client) -> str:
     chunks = [(base_tag or "").encode()]
     for name, content in files:
         chunks += [name.encode(), content]
+    if standin.wheels:
+        chunks += [b"wheels", json.dumps([list(standin.wheels), list(_WHEEL_PLATFORM)]).encode()]
     tag = "napdms-standin-%s:%s" % (standin.name, _digest(*chunks))
     if _image_exists(client, tag):
         return tag
+    trees = [("lib", _wheel_tree(standin.wheels))] if standin.wheels else []
+    context = _context_tar(files, trees)
     try:
         client.images.build(
-            fileobj=_context_tar(files),
+            fileobj=context,
             custom_context=True,
             tag=tag,
             buildargs={"BASE": base_tag} if base_tag else None,
@@ -321,4 +448,6 @@ def _ensure_standin(standin, base_tag, client) -> str:
     except BuildError as exc:
         log = "".join(chunk.get("stream", chunk.get("error", "")) for chunk in exc.build_log)
         raise RuntimeError("building %s failed: %s\n%s" % (tag, exc.msg, log[-4000:])) from exc
+    finally:
+        context.close()
     return tag

@@ -14,6 +14,7 @@ DOCKER_TYPES = (
     "docker:index/network:Network",
     "docker:index/volume:Volume",
     "docker:index/remoteImage:RemoteImage",
+    "docker:index/image:Image",
 )
 
 
@@ -89,13 +90,15 @@ def test_every_volume_is_backed_up_or_excluded_with_a_reason(program):
             assert labels.get("napdms.backup.reason"), f"{volume.name} is excluded without a reason"
 
 
-def test_backup_agent_reads_every_daily_volume_of_its_host_read_only(program):
+def test_backup_agent_reads_every_daily_volume_of_its_host_without_a_dump_read_only(program):
     agent = next(c for c in program.services() if labels_of(c)["napdms.service"] == "backup-agent")
     host = labels_of(agent)["napdms.host"]
     daily = {
         v.plain("name")
         for v in program.of_type("docker:index/volume:Volume")
-        if labels_of(v)["napdms.backup"] == "daily" and labels_of(v)["napdms.host"] == host
+        if labels_of(v)["napdms.backup"] == "daily"
+        and labels_of(v)["napdms.host"] == host
+        and not CATALOG[labels_of(v)["napdms.service"]].backup_hook
     }
     mounted = {m["volumeName"]: m.get("readOnly", False) for m in agent.plain("volumes") if "volumeName" in m}
     missing = daily - set(mounted)

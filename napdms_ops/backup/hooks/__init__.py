@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Sequence
 
@@ -32,7 +32,7 @@ class HookContext:
     host_tag: str
     tags: Sequence[str]
     """Tags every snapshot of this run carries (stack, run id)."""
-    workdir: str = tempfile.gettempdir()
+    workdir: str = field(default_factory=tempfile.gettempdir)
     """Scratch space (postgres drill clusters, restored dump files)."""
     verify_restore: bool = False
     """Have restic re-read every restored file and check it against the snapshot's hashes."""
