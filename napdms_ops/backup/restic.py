@@ -96,6 +96,12 @@ class Snapshot:
     paths: tuple[str, ...]
     tags: tuple[str, ...]
     hostname: str
+    original: Optional[str] = None
+    """For a snapshot `restic copy` made: the id it had in the repository it came from."""
+
+    def is_(self, snapshot_id: str) -> bool:
+        """Whether `snapshot_id` (full or short) names this snapshot, here or where it was copied from."""
+        return self.id.startswith(snapshot_id) or bool(self.original and self.original.startswith(snapshot_id))
 
     def tag(self, key: str) -> Optional[str]:
         """The value of a `key=value` tag, or None."""
@@ -121,6 +127,7 @@ class Restic:
         self.repository = repository
         self.cache_dir = cache_dir
         self.binary = binary
+        self._copied: Optional[dict[str, str]] = None
 
     @property
     def url(self) -> str:
@@ -299,7 +306,10 @@ class Restic:
             args += ["--tag", ",".join(tags)]
         listed = json.loads(self.run(*args) or "[]") or []
         return [
-            Snapshot(s["id"], s["time"], tuple(s.get("paths") or ()), tuple(s.get("tags") or ()), s.get("hostname", ""))
+            Snapshot(
+                s["id"], s["time"], tuple(s.get("paths") or ()), tuple(s.get("tags") or ()), s.get("hostname", ""),
+                s.get("original"),
+            )
             for s in listed
         ]
 
@@ -313,8 +323,15 @@ class Restic:
         return done.stdout
 
     def restore(self, snapshot_id: str, target: str, verify: bool = False) -> None:
-        """Extract a snapshot under `target` (its absolute paths are recreated beneath it)."""
-        args = ["restore", snapshot_id, "--target", target]
+        """Extract a snapshot under `target` (its absolute paths are recreated beneath it).
+
+        `snapshot_id` may be the id the snapshot had before `restic copy` brought it here, as the
+        manifests record them: the offsite copy restores from the same manifests.
+        """
+        if self._copied is None:
+            self._copied = {s.original: s.id for s in self.snapshots() if s.original}
+        here = next((new for old, new in self._copied.items() if old.startswith(snapshot_id)), snapshot_id)
+        args = ["restore", here, "--target", target]
         if verify:
             args.append("--verify")
         self.run(*args, action="restore")

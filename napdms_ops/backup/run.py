@@ -250,7 +250,7 @@ def prune(plan: BackupPlan, restic: Restic) -> None:
     doomed = [
         snapshot.id
         for snapshot in restic.snapshots(host=plan.host_tag)
-        if not any(snapshot.id.startswith(kept) for kept in keep)
+        if not any(snapshot.is_(kept) for kept in keep)
         and not ("safety" in snapshot.tags and _epoch(snapshot.time) > safety_horizon)
     ]
     restic.forget(*doomed)
