@@ -140,8 +140,9 @@ def run_job(source: Agent, command: Sequence[str], mounts: dict[str, str], runne
         binds.append(f"{name}:{path}:rw")
     carried = {}
     if same:
+        # restic writes its cache with temporary files and renames, so the agent's can be shared.
         binds += [
-            f"{mount['Name']}:{mount['Destination']}:ro"
+            f"{mount['Name']}:{mount['Destination']}:{'rw' if mount['Destination'] == '/cache' else 'ro'}"
             for mount in source.container.attrs["Mounts"]
             if mount.get("Type") == "volume" and mount["Destination"] in (*_CARRIED, "/cache")
         ]
@@ -160,7 +161,10 @@ def run_job(source: Agent, command: Sequence[str], mounts: dict[str, str], runne
         cap_add=RESTORE_CAPS,
         security_opt=["no-new-privileges:true"],
         read_only=True,
-        tmpfs={"/tmp": "rw,size=1g"},
+        # /state: the job's own manifest cache; the agent's run record is not the job's to touch.
+        # /restore: restic also restores the owners and modes of the directories above the
+        # volumes, which on the read-only root would fail.
+        tmpfs={"/tmp": "rw,size=1g", "/state": "rw,size=64m", RESTORE_ROOT: "rw,size=1m"},
         volumes=binds,
         network=networks[0] if networks else None,
         environment={"TMPDIR": "/tmp"},

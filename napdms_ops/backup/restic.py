@@ -62,8 +62,11 @@ class ResticError(RuntimeError):
         self.repository = repository
         self.action = action
         self.detail = detail.strip()
-        last = self.detail.splitlines()[-1] if self.detail else "no output"
-        super().__init__(f"restic {action} on {repository}: {kind}: {last}. Fix: {_FIXES[kind]}")
+        lines = self.detail.splitlines() or ["no output"]
+        # restic ends with a count ("There were 2 errors"); the lines that name them say more.
+        named = [line for line in lines[:-1] if "error" in line.lower()][:3]
+        said = "; ".join([*named, lines[-1]])
+        super().__init__(f"restic {action} on {repository}: {kind}: {said}. Fix: {_FIXES[kind]}")
 
     @property
     def retryable(self) -> bool:
