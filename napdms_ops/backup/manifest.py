@@ -7,12 +7,12 @@ manifest never finished, so restores and drills never pick its snapshots by acci
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
 from napdms_ops.backup.plan import BackupPlan
-from napdms_ops.backup.restic import Restic
+from napdms_ops.backup.restic import Restic, Snapshot
 
 MANIFEST_PATH = "/napdms-run/manifest.json"
 MANIFEST_TAG = "napdms-manifest"
@@ -52,6 +52,8 @@ class ServiceRecord(_Strict):
     parts: list[Part] = []
     tables: dict[str, dict[str, TableSum]] = {}
     """Database -> table -> sums, for hooks that dump databases."""
+    checksum_method: Optional[str] = None
+    """How `tables` sums were computed, so a drill never compares sums of two methods."""
     seconds: float = 0.0
 
     @property
@@ -90,11 +92,16 @@ class RunManifest(_Strict):
         return sum(part.bytes_added for record in self.services.values() for part in record.parts)
 
 
-def manifests(plan: BackupPlan, restic: Restic) -> list[RunManifest]:
-    """Every finished run of the plan's stack, oldest first (read once, then cached: snapshots never change)."""
+def manifests(plan: BackupPlan, restic: Restic, listed: Optional[Sequence[Snapshot]] = None) -> list[RunManifest]:
+    """Every finished run of the plan's stack, oldest first (read once, then cached: snapshots
+    never change). `listed`: the stack's snapshots, when the caller has them already."""
+    if listed is None:
+        listed = restic.snapshots(host=plan.host_tag, tags=[MANIFEST_TAG])
     cache = Path(plan.state_dir) / "manifests"
     found = []
-    for snapshot in restic.snapshots(host=plan.host_tag, tags=[MANIFEST_TAG]):
+    for snapshot in listed:
+        if MANIFEST_TAG not in snapshot.tags:
+            continue
         cached = cache / f"{snapshot.id}.json"
         try:
             manifest = RunManifest.model_validate_json(cached.read_text())

@@ -130,7 +130,6 @@ class Restic:
         self.repository = repository
         self.cache_dir = cache_dir
         self.binary = binary
-        self._copied: Optional[dict[str, str]] = None
 
     @property
     def url(self) -> str:
@@ -234,6 +233,17 @@ class Restic:
             raise self._error(action, done.stderr.decode(errors="replace"))
         return done.stdout.decode(errors="replace")
 
+    def run_unlocking(self, *args: str, action: Optional[str] = None) -> str:
+        """`run`, and if a lock is in the way, remove stale locks (those of dead processes, or
+        left by a run whose link was cut) and try once more."""
+        try:
+            return self.run(*args, action=action)
+        except ResticError as error:
+            if error.kind != "locked":
+                raise
+            self.run("unlock", action="unlock")
+            return self.run(*args, action=action)
+
     def exists(self) -> bool:
         """Whether a repository is there and opens with our key (raises on a wrong key)."""
         self.check_password_file()
@@ -331,13 +341,17 @@ class Restic:
         `snapshot_id` may be the id the snapshot had before `restic copy` brought it here, as the
         manifests record them: the offsite copy restores from the same manifests.
         """
-        if self._copied is None:
-            self._copied = {s.original: s.id for s in self.snapshots() if s.original}
-        here = next((new for old, new in self._copied.items() if old.startswith(snapshot_id)), snapshot_id)
-        args = ["restore", here, "--target", target]
-        if verify:
-            args.append("--verify")
-        self.run(*args, action="restore")
+        extra = ["--verify"] if verify else []
+        try:
+            self.run("restore", snapshot_id, "--target", target, *extra, action="restore")
+        except ResticError as error:
+            if "no matching ID found" not in error.detail:
+                raise
+            copied = {s.original: s.id for s in self.snapshots() if s.original}
+            here = next((new for old, new in copied.items() if old.startswith(snapshot_id)), None)
+            if here is None:
+                raise
+            self.run("restore", here, "--target", target, *extra, action="restore")
 
     def forget(self, *snapshot_ids: str) -> None:
         """Drop snapshots (their data stays until the next prune)."""
