@@ -42,6 +42,12 @@ class HookContext:
         return [*self.tags, f"service={service}", *extra]
 
 
+def restore_parts(record, context: HookContext, into: str) -> None:
+    """Extract each snapshot of `record` under `into`: what every hook's `restore` starts with."""
+    for part in record.parts:
+        context.restic.restore(part.snapshot, into, verify=context.verify_restore)
+
+
 def module(hook: str) -> ModuleType:
     """The module implementing `hook`."""
     if hook not in HOOKS:

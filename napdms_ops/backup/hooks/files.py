@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from napdms_ops.backup.hooks import HookContext, HookError
+from napdms_ops.backup.hooks import HookContext, HookError, restore_parts
 from napdms_ops.backup.manifest import Part, ServiceRecord
 from napdms_ops.backup.plan import FilesSource
 
@@ -30,8 +30,7 @@ def backup(source: FilesSource, context: HookContext) -> ServiceRecord:
 
 def restore(source: FilesSource, record: ServiceRecord, context: HookContext, into: str) -> None:
     """Recreate the volumes' files (owners, modes, times) under `into`."""
-    for part in record.parts:
-        context.restic.restore(part.snapshot, into, verify=context.verify_restore)
+    restore_parts(record, context, into)
 
 
 def verify(source: FilesSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:

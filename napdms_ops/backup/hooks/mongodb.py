@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from napdms_ops.backup.hooks import HookContext, HookError
+from napdms_ops.backup.hooks import HookContext, HookError, restore_parts
 from napdms_ops.backup.manifest import Part, ServiceRecord
 from napdms_ops.backup.plan import MongodbSource
 from napdms_ops.backup.restic import CommandFailed
@@ -52,8 +52,7 @@ def backup(source: MongodbSource, context: HookContext) -> ServiceRecord:
 
 def restore(source: MongodbSource, record: ServiceRecord, context: HookContext, into: str) -> None:
     """Put the archive under `into/<service>/` (load it with `load`)."""
-    for part in record.parts:
-        context.restic.restore(part.snapshot, into, verify=context.verify_restore)
+    restore_parts(record, context, into)
 
 
 def load(source: MongodbSource, into: str) -> None:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from napdms_ops.backup.hooks import HookContext, HookError
+from napdms_ops.backup.hooks import HookContext, HookError, restore_parts
 from napdms_ops.backup.manifest import Part, ServiceRecord, TableSum
 from napdms_ops.backup.plan import PostgresqlSource
 from napdms_ops.backup.restic import CommandFailed
@@ -175,8 +175,7 @@ def _part(summary, path: str) -> Part:
 
 def restore(source: PostgresqlSource, record: ServiceRecord, context: HookContext, into: str) -> None:
     """Put the dump files under `into/<service>/` (load them with `load`)."""
-    for part in record.parts:
-        context.restic.restore(part.snapshot, into, verify=context.verify_restore)
+    restore_parts(record, context, into)
 
 
 def load(source: PostgresqlSource, record: ServiceRecord, into: str, env: dict[str, str], jobs: int = 2, scratch: bool = False) -> None:

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from napdms_ops.backup.hooks import HookContext, HookError
+from napdms_ops.backup.hooks import HookContext, HookError, restore_parts
 from napdms_ops.backup.manifest import Part, ServiceRecord
 from napdms_ops.backup.plan import RedisSource
 from napdms_ops.backup.restic import CommandFailed
@@ -46,8 +46,7 @@ def backup(source: RedisSource, context: HookContext) -> ServiceRecord:
 
 def restore(source: RedisSource, record: ServiceRecord, context: HookContext, into: str) -> None:
     """Put `dump.rdb` under `into/<service>/`: copied into an empty data volume, Redis loads it at start."""
-    for part in record.parts:
-        context.restic.restore(part.snapshot, into, verify=context.verify_restore)
+    restore_parts(record, context, into)
 
 
 def verify(source: RedisSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
