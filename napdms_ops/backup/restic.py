@@ -220,8 +220,8 @@ class Restic:
         """The full command line of a restic call."""
         return [self.binary, *self.options(), *args]
 
-    def run(self, *args: str, action: Optional[str] = None, data: Optional[bytes] = None, timeout: Optional[float] = None) -> str:
-        """Run restic; return stdout, raise `ResticError` on failure."""
+    def call(self, *args: str, action: Optional[str] = None, data: Optional[bytes] = None, timeout: Optional[float] = None) -> bytes:
+        """Run restic; return its stdout as bytes, raise `ResticError` on failure."""
         action = action or args[0]
         try:
             done = subprocess.run(
@@ -231,7 +231,11 @@ class Restic:
             raise ResticError("network", self.url, action, f"no answer within {timeout:.0f} s: {expired.stderr or b''!r}") from None
         if done.returncode != 0:
             raise self._error(action, done.stderr.decode(errors="replace"))
-        return done.stdout.decode(errors="replace")
+        return done.stdout
+
+    def run(self, *args: str, action: Optional[str] = None, data: Optional[bytes] = None, timeout: Optional[float] = None) -> str:
+        """`call`, with stdout as text."""
+        return self.call(*args, action=action, data=data, timeout=timeout).decode(errors="replace")
 
     def run_unlocking(self, *args: str, action: Optional[str] = None) -> str:
         """`run`, and if a lock is in the way, remove stale locks (those of dead processes, or
@@ -270,11 +274,7 @@ class Restic:
 
     def backup_bytes(self, data: bytes, filename: str, host: str, tags: Sequence[str]) -> BackupSummary:
         """Back up `data` as one file named `filename` in the snapshot."""
-        out = self.run(
-            "backup", "--json", "--stdin", "--stdin-filename", filename, "--host", host, *_tag_args(tags),
-            data=data, action="backup",
-        )
-        return _summary(out)
+        return _summary(self.run(*_stdin_backup(filename, host, tags), data=data, action="backup"))
 
     def backup_command(
         self, command: Sequence[str], env: dict[str, str], filename: str, host: str, tags: Sequence[str]
@@ -292,7 +292,7 @@ class Restic:
                 raise CommandFailed(command[0], f"cannot start {command[0]}: {error.strerror}") from None
             try:
                 archiver = subprocess.Popen(
-                    self.argv("backup", "--json", "--stdin", "--stdin-filename", filename, "--host", host, *_tag_args(tags)),
+                    self.argv(*_stdin_backup(filename, host, tags)),
                     stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.environment(),
                 )
             finally:
@@ -328,12 +328,7 @@ class Restic:
 
     def dump(self, snapshot_id: str, path: str) -> bytes:
         """The content of one file of a snapshot."""
-        env = self.environment()
-        done = subprocess.run(self.argv("dump", snapshot_id, path), capture_output=True, env=env)
-        if done.returncode != 0:
-            detail = done.stderr.decode(errors="replace")
-            raise ResticError(classify(detail), self.url, "dump", detail)
-        return done.stdout
+        return self.call("dump", snapshot_id, path)
 
     def restore(self, snapshot_id: str, target: str, verify: bool = False) -> None:
         """Extract a snapshot under `target` (its absolute paths are recreated beneath it).
@@ -361,6 +356,11 @@ class Restic:
 
 def _tag_args(tags: Sequence[str]) -> list[str]:
     return [arg for tag in tags for arg in ("--tag", tag)]
+
+
+def _stdin_backup(filename: str, host: str, tags: Sequence[str]) -> list[str]:
+    """restic arguments that back up stdin as one file named `filename`."""
+    return ["backup", "--json", "--stdin", "--stdin-filename", filename, "--host", host, *_tag_args(tags)]
 
 
 def _summary(output: str) -> BackupSummary:

@@ -169,10 +169,10 @@ def _store(restic: Restic, manifest: RunManifest, context: HookContext) -> str:
 
 def _state(plan, run_id, started, finished, attempts, manifest, failure, records) -> RunState:
     previous = read_state(plan.state_dir)
+    # A service counts as backed up only once the run's manifest made its snapshots restorable.
+    backed_up = {name for name, record in records.items() if record.status == "ok"} if manifest is not None else set()
     service_last = dict(previous.service_last_success) if previous else {}
-    for service, record in records.items():
-        if record.status == "ok" and manifest is not None:
-            service_last[service] = finished
+    service_last.update({service: finished for service in backed_up})
     success = manifest is not None and manifest.ok
     reason = error = None
     if manifest is None:
@@ -192,7 +192,7 @@ def _state(plan, run_id, started, finished, attempts, manifest, failure, records
         attempts=attempts,
         bytes=manifest.bytes if manifest else 0,
         bytes_added=manifest.bytes_added if manifest else 0,
-        services={s.service: records.get(s.service) is not None and records[s.service].status == "ok" and manifest is not None for s in plan.sources},
+        services={source.service: source.service in backed_up for source in plan.sources},
         last_success=finished if success else (previous.last_success if previous else None),
         service_last_success=service_last,
         check_success=previous.check_success if previous else None,
@@ -206,14 +206,14 @@ def _maintain(plan: BackupPlan, restic: Restic, manifest: RunManifest, state: Ru
     try:
         prune(plan, restic)
     except ResticError as error:
-        state.error = f"{state.error + '; ' if state.error else ''}retention: {error}"
+        _add_error(state, "retention", error)
     full = _local_day(plan, clock()) == plan.checks.full_on_day
     try:
         verify(plan, restic, full=full)
         state.check_success = True
     except ResticError as error:
         state.check_success = False
-        state.error = f"{state.error + '; ' if state.error else ''}check: {error}"
+        _add_error(state, "check", error)
     state.check_full = full
     state.check_time = clock()
     if plan.offsite is not None:
@@ -222,7 +222,11 @@ def _maintain(plan: BackupPlan, restic: Restic, manifest: RunManifest, state: Ru
             state.offsite_success = True
         except ResticError as error:
             state.offsite_success = False
-            state.error = f"{state.error + '; ' if state.error else ''}offsite: {error}"
+            _add_error(state, "offsite", error)
+
+
+def _add_error(state: RunState, step: str, error: Exception) -> None:
+    state.error = f"{state.error}; {step}: {error}" if state.error else f"{step}: {error}"
 
 
 def _local_day(plan: BackupPlan, now: float) -> int:

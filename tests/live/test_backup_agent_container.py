@@ -5,6 +5,7 @@ and `drill` in one-shot jobs, found by the labels the program sets."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -35,8 +36,6 @@ def _archive(root: str, files: dict[str, bytes], mode: int = 0o400) -> bytes:
 def _read_volume(client, image: str, volume: str) -> dict[str, bytes]:
     script = "import os,json,base64;print(json.dumps({os.path.relpath(os.path.join(r,n),'/v'): base64.b64encode(open(os.path.join(r,n),'rb').read()).decode() for r,_,ns in os.walk('/v') for n in ns}))"
     output = client.containers.run(image, ["-c", script], entrypoint=["python3"], volumes={volume: {"bind": "/v", "mode": "ro"}}, remove=True)
-    import base64
-
     return {name: base64.b64decode(data) for name, data in json.loads(output).items()}
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
-from typing import Sequence
+from typing import Optional, Sequence
 
 from napdms_ops.backup.restic import Restic
 
@@ -40,6 +41,16 @@ class HookContext:
     def tags_for(self, service: str, *extra: str) -> list[str]:
         """This run's tags plus the service's."""
         return [*self.tags, f"service={service}", *extra]
+
+
+def read_password(service: str, path: Optional[str]) -> Optional[str]:
+    """The content of a source's password file (None when it has none); a missing file fails only that service."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as error:
+        raise HookError(f"{service}: password file {path}: {error.strerror}") from None
 
 
 def restore_parts(record, context: HookContext, into: str) -> None:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from napdms_ops.backup.hooks import HookContext, HookError, restore_parts
+from napdms_ops.backup.hooks import HookContext, HookError, read_password, restore_parts
 from napdms_ops.backup.manifest import Part, ServiceRecord
 from napdms_ops.backup.plan import MongodbSource
 from napdms_ops.backup.restic import CommandFailed
@@ -23,10 +23,7 @@ def _config(source: MongodbSource) -> Iterator[list[str]]:
     if not source.user:
         yield argv
         return
-    try:
-        password = Path(source.password_file).read_text().strip() if source.password_file else ""
-    except OSError as error:
-        raise HookError(f"{source.service}: password file {source.password_file}: {error.strerror}") from None
+    password = read_password(source.service, source.password_file) or ""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as config:
         os.chmod(config.name, 0o600)
         config.write(f"password: {password!r}\n")

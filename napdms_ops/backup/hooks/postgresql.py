@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from napdms_ops.backup.hooks import HookContext, HookError, restore_parts
+from napdms_ops.backup.hooks import HookContext, HookError, read_password, restore_parts
 from napdms_ops.backup.manifest import Part, ServiceRecord, TableSum
 from napdms_ops.backup.plan import PostgresqlSource
 from napdms_ops.backup.restic import CommandFailed
@@ -46,11 +46,9 @@ def _environment(source: PostgresqlSource, host: Optional[str] = None) -> dict[s
     env = dict(os.environ)
     env.update(PGHOST=host or source.host, PGPORT=str(source.port), PGUSER=source.user, PGCONNECT_TIMEOUT="10")
     env.pop("PGPASSWORD", None)
-    if source.password_file:
-        try:
-            env["PGPASSWORD"] = Path(source.password_file).read_text().strip()
-        except OSError as error:
-            raise HookError(f"{source.service}: password file {source.password_file}: {error.strerror}") from None
+    password = read_password(source.service, source.password_file)
+    if password is not None:
+        env["PGPASSWORD"] = password
     return env
 
 

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from napdms_ops.backup.hooks import HookContext, HookError, restore_parts
+from napdms_ops.backup.hooks import HookContext, HookError, read_password, restore_parts
 from napdms_ops.backup.manifest import Part, ServiceRecord
 from napdms_ops.backup.plan import RedisSource
 from napdms_ops.backup.restic import CommandFailed
@@ -17,12 +17,10 @@ _MAGIC = b"REDIS"
 def _environment(source: RedisSource) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("REDISCLI_AUTH", None)
-    if source.password_file:
-        try:
-            # REDISCLI_AUTH keeps the password out of the process list.
-            env["REDISCLI_AUTH"] = Path(source.password_file).read_text().strip()
-        except OSError as error:
-            raise HookError(f"{source.service}: password file {source.password_file}: {error.strerror}") from None
+    password = read_password(source.service, source.password_file)
+    if password is not None:
+        # REDISCLI_AUTH keeps the password out of the process list.
+        env["REDISCLI_AUTH"] = password
     return env
 
 
