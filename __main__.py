@@ -2,18 +2,18 @@
 
 import pulumi
 
+from components.config import read_project_config
 from components.platform import Platform
-from components.settings import SettingsError, load_settings, read_project_config
+from components.settings import SettingsError, load_stack
 
-stack = pulumi.get_stack()
 values, secret_keys = read_project_config(pulumi.get_project())
 try:
-    settings = load_settings(stack, values, secret_keys)
+    stack = load_stack(pulumi.get_stack(), values, secret_keys)
 except SettingsError as error:
     # RunError: the operator sees our lines, not a Python traceback.
     raise pulumi.RunError(str(error)) from None
 
-platform = Platform("napdms", settings, stack)
+platform = Platform("napdms", stack)
 
 pulumi.export("urls", platform.urls)
 pulumi.export("grafana_admin_password", platform.admin_password)

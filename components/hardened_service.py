@@ -18,9 +18,25 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.catalog.spec import CONFIG_VOLUME, SECRETS_VOLUME, SecretUse, ServiceSpec, VolumeMount
-from components.units import duration_seconds
+from components.model.spec import CONFIG_VOLUME, SECRETS_VOLUME, BackupPolicy, SecretUse, ServiceSpec
+from components.model.units import duration_seconds
 from components.volumes import REGENERATED, declare_volume
+from policies.rules.names import (
+    BACKUP_LABEL,
+    HOST_LABEL,
+    INIT_CONTAINER_LABEL,
+    INIT_ROLE,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_PROGRAM,
+    PIDS_LIMIT_LABEL,
+    REPLICA_LABEL,
+    ROLE_LABEL,
+    SERVICE_LABEL,
+    STACK_LABEL,
+    STATELESS_LABEL,
+    cap_add_label,
+    exempt_label,
+)
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 """json-file rotation: at most 30 MB of logs per container."""
@@ -64,6 +80,15 @@ class HardenedServiceArgs:
     depends_on: Sequence[pulumi.Resource] = ()
 
 
+@dataclass(frozen=True)
+class _Seeded:
+    """A volume the init container fills with generated files, mounted read-only by the service."""
+
+    volume: docker.Volume
+    path: str
+    uploads: list[docker.ContainerUploadArgs]
+
+
 class HardenedService(pulumi.ComponentResource):
     """A catalog service on one host: pinned image, its volumes, and its hardened replicas."""
 
@@ -78,33 +103,79 @@ class HardenedService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: HardenedServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("napdms:service:HardenedService", name, None, opts)
-        spec = args.spec
-        on_host = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        docker_name = f"{args.name_prefix}-{spec.name}"
-        base_labels = {
-            "napdms.managed-by": "pulumi",
-            "napdms.stack": args.stack,
-            "napdms.service": spec.name,
-            "napdms.host": args.host,
+        self._name, self._args = name, args
+        self._on_host = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self._docker_name = f"{args.name_prefix}-{args.spec.name}"
+        self._labels = {
+            MANAGED_BY_LABEL: MANAGED_BY_PROGRAM,
+            STACK_LABEL: args.stack,
+            SERVICE_LABEL: args.spec.name,
+            HOST_LABEL: args.host,
         }
 
-        self.image_digest = _image(f"{name}-image", spec, on_host)
+        self.image_digest = _image(f"{name}-image", args.spec, self._on_host)
+        self.volumes = self._data_volumes()
+        seeded = self._seeded_volumes()
+        depends_on = list(args.depends_on)
+        replica_labels = {**self._labels, **_policy_labels(args.spec)}
+        if seeded or any(v.chown for v in args.spec.volumes):
+            init = self._init_container(seeded)
+            depends_on.append(init)
+            # New files (a rotated secret, a changed config) replace the init container, whose
+            # new id in this label then replaces the service containers too.
+            replica_labels[INIT_CONTAINER_LABEL] = init.id
+        mounts = self._mounts(seeded)
+        self.containers = [
+            self._replica(replica, mounts, replica_labels, depends_on) for replica in range(1, args.spec.replicas + 1)
+        ]
+        self.container_names = pulumi.Output.all(*[c.name for c in self.containers])
+        self.register_outputs({"container_names": self.container_names, "image_digest": self.image_digest})
 
-        self.volumes = {
-            v.name: declare_volume(
-                f"{name}-{v.name}",
-                f"{docker_name}-{v.name}",
-                v.backup,
-                base_labels,
-                on_host,
-                protect=args.protect_data and v.backup.policy == "daily",
-            )
-            for v in spec.volumes
+    def _volume(self, suffix: str, policy: BackupPolicy, protect: bool = False) -> docker.Volume:
+        return declare_volume(
+            f"{self._name}-{suffix}", f"{self._docker_name}-{suffix}", policy, self._labels, self._on_host, protect=protect
+        )
+
+    def _data_volumes(self) -> dict[str, docker.Volume]:
+        """The catalog's volumes; backed-up ones are protected outside dev."""
+        return {
+            v.name: self._volume(v.name, v.backup, protect=self._args.protect_data and v.backup.policy == "daily")
+            for v in self._args.spec.volumes
         }
-        mounts = [
+
+    def _seeded_volumes(self) -> list[_Seeded]:
+        """Volumes for the secret files and the generated config files, with what goes in them.
+
+        The init container writes them: the provider uploads through `/` of a container, which
+        Docker refuses for a read-only root filesystem, and the service must not edit them."""
+        spec, args = self._args.spec, self._args
+        seeded = []
+        if spec.secrets:
+            uploads = [_secret_upload(use, args.secrets[use.secret], spec) for use in spec.secrets]
+            seeded.append(_Seeded(self._volume(SECRETS_VOLUME, REGENERATED), SECRETS_DIR, uploads))
+        if args.files:
+            uploads = [_config_upload(spec, file_name, content) for file_name, content in sorted(args.files.items())]
+            seeded.append(_Seeded(self._volume(CONFIG_VOLUME, REGENERATED), spec.config_dir, uploads))
+        return seeded
+
+    def _mounts(self, seeded: Sequence[_Seeded]) -> tuple[list[docker.ContainerVolumeArgs], list[docker.ContainerMountArgs]]:
+        """What each replica mounts: `volumes` entries, and `mounts` entries for prepared volumes."""
+        spec = self._args.spec
+        volumes = [
             docker.ContainerVolumeArgs(volume_name=self.volumes[v.name].name, container_path=v.path)
             for v in spec.volumes
             if not v.chown
+        ]
+        volumes += [
+            docker.ContainerVolumeArgs(host_path=m.source, container_path=m.target, read_only=True)
+            for m in spec.host_mounts
+        ]
+        volumes += [
+            docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path, read_only=True)
+            for s in self._args.sources
+        ]
+        volumes += [
+            docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path, read_only=True) for s in seeded
         ]
         # A volume the init container prepared must not be filled from the image on first mount:
         # Docker would copy the image's root-owned sub-directories over the chown.
@@ -118,146 +189,89 @@ class HardenedService(pulumi.ComponentResource):
             for v in spec.volumes
             if v.chown
         ]
-        mounts += [
-            docker.ContainerVolumeArgs(host_path=m.source, container_path=m.target, read_only=True)
-            for m in spec.host_mounts
-        ]
-        mounts += [
-            docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path, read_only=True)
-            for s in args.sources
-        ]
-        # Secret and config files live on volumes the service mounts read-only. They are written
-        # by the init container: the provider uploads through `/` of the container, which Docker
-        # refuses for a read-only root filesystem, and the service must not be able to edit them.
-        seeded: list[tuple[docker.Volume, str]] = []
-        uploads: list[docker.ContainerUploadArgs] = []
-        if spec.secrets:
-            volume = declare_volume(
-                f"{name}-{SECRETS_VOLUME}", f"{docker_name}-{SECRETS_VOLUME}", REGENERATED, base_labels, on_host
-            )
-            seeded.append((volume, SECRETS_DIR))
-            uploads += [_secret_upload(use, args.secrets[use.secret], spec) for use in spec.secrets]
-        if args.files:
-            volume = declare_volume(
-                f"{name}-{CONFIG_VOLUME}", f"{docker_name}-{CONFIG_VOLUME}", REGENERATED, base_labels, on_host
-            )
-            seeded.append((volume, spec.config_dir))
-            uploads += [_config_upload(spec, file_name, content) for file_name, content in sorted(args.files.items())]
-        mounts += [
-            docker.ContainerVolumeArgs(volume_name=volume.name, container_path=path, read_only=True)
-            for volume, path in seeded
-        ]
+        return volumes, prepared
 
-        depends_on = list(args.depends_on)
-        init_labels: dict[str, pulumi.Input[str]] = {}
-        chown_volumes = [v for v in spec.volumes if v.chown]
-        if chown_volumes or seeded:
-            init = self._init_container(
-                name, docker_name, spec, args, base_labels, chown_volumes, seeded, uploads, on_host
-            )
-            depends_on.append(init)
-            # New files (a rotated secret, a changed config) replace the init container, whose
-            # new id in this label then replaces the service containers too.
-            init_labels["napdms.init-container"] = init.id
-
-        self.containers = []
-        for replica in range(1, spec.replicas + 1):
-            labels = {**base_labels, **_policy_labels(spec), **init_labels, "napdms.replica": str(replica)}
-            self.containers.append(
-                docker.Container(
-                    f"{name}-{replica}",
-                    name=f"{docker_name}-{replica}",
-                    hostname=f"{spec.name}-{replica}",
-                    image=self.image_digest,
-                    user=spec.user,
-                    command=spec.command,
-                    entrypoints=spec.entrypoint,
-                    envs=_envs(args.env, spec.secrets),
-                    capabilities=docker.ContainerCapabilitiesArgs(
-                        drops=["ALL"], adds=[cap.name for cap in spec.cap_add] or None
-                    ),
-                    read_only=True,
-                    tmpfs={path: TMPFS_OPTS for path in spec.tmpfs} or None,
-                    security_opts=["no-new-privileges:true"],
-                    memory=spec.memory,
-                    memory_swap=spec.memory,
-                    cpus=_cpus(spec.cpus),
-                    # Only lowered limits: raising one above the daemon's own (nofile) fails at start
-                    # once every capability is dropped.
-                    ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=spec.pids, hard=spec.pids)],
-                    healthcheck=docker.ContainerHealthcheckArgs(
-                        tests=spec.health.test,
-                        interval=spec.health.interval,
-                        timeout=spec.health.timeout,
-                        retries=spec.health.retries,
-                        start_period=spec.health.start_period,
-                    ),
-                    wait=True,
-                    wait_timeout=_wait_timeout(spec),
-                    restart="unless-stopped",
-                    log_driver="json-file",
-                    log_opts=LOG_OPTS,
-                    networks_advanced=[
-                        docker.ContainerNetworksAdvancedArgs(
-                            name=args.networks[segment].name, aliases=[spec.name, f"{spec.name}-{replica}"]
-                        )
-                        for segment in spec.networks
-                    ],
-                    ports=[
-                        docker.ContainerPortArgs(
-                            internal=port.internal,
-                            external=port.external,
-                            protocol=port.protocol,
-                            ip="0.0.0.0" if port.all_interfaces else args.bind_address,
-                        )
-                        for port in spec.ports
-                    ]
-                    or None,
-                    volumes=mounts or None,
-                    mounts=prepared or None,
-                    labels=_label_args(labels),
-                    stop_timeout=spec.stop_grace_s,
-                    destroy_grace_seconds=spec.stop_grace_s,
-                    must_run=True,
-                    # Fixed Docker names: the old container must go before its replacement starts.
-                    opts=pulumi.ResourceOptions.merge(
-                        on_host, pulumi.ResourceOptions(depends_on=depends_on, delete_before_replace=True)
-                    ),
-                )
-            )
-        self.container_names = pulumi.Output.all(*[c.name for c in self.containers])
-        self.register_outputs({"container_names": self.container_names, "image_digest": self.image_digest})
-
-    def _init_container(
+    def _replica(
         self,
-        name: str,
-        docker_name: str,
-        spec: ServiceSpec,
-        args: HardenedServiceArgs,
-        base_labels: Mapping[str, str],
-        chown_volumes: list[VolumeMount],
-        seeded: list[tuple[docker.Volume, str]],
-        uploads: list[docker.ContainerUploadArgs],
-        on_host: pulumi.ResourceOptions,
+        replica: int,
+        mounts: tuple[list[docker.ContainerVolumeArgs], list[docker.ContainerMountArgs]],
+        labels: Mapping[str, pulumi.Input[str]],
+        depends_on: Sequence[pulumi.Resource],
     ) -> docker.Container:
+        """One hardened container of the service."""
+        spec, args = self._args.spec, self._args
+        volumes, prepared = mounts
+        return docker.Container(
+            f"{self._name}-{replica}",
+            name=f"{self._docker_name}-{replica}",
+            hostname=f"{spec.name}-{replica}",
+            image=self.image_digest,
+            user=spec.user,
+            command=spec.command,
+            entrypoints=spec.entrypoint,
+            envs=_envs(args.env, spec.secrets),
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=[cap.name for cap in spec.cap_add] or None),
+            read_only=True,
+            tmpfs={path: TMPFS_OPTS for path in spec.tmpfs} or None,
+            security_opts=["no-new-privileges:true"],
+            memory=spec.memory,
+            memory_swap=spec.memory,
+            cpus=_cpus(spec.cpus),
+            # Only lowered limits: raising one above the daemon's own (nofile) fails at start
+            # once every capability is dropped.
+            ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=spec.pids, hard=spec.pids)],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=spec.health.test,
+                interval=spec.health.interval,
+                timeout=spec.health.timeout,
+                retries=spec.health.retries,
+                start_period=spec.health.start_period,
+            ),
+            wait=True,
+            wait_timeout=_wait_timeout(spec),
+            restart="unless-stopped",
+            log_driver="json-file",
+            log_opts=LOG_OPTS,
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(
+                    name=args.networks[segment].name, aliases=[spec.name, f"{spec.name}-{replica}"]
+                )
+                for segment in spec.networks
+            ],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=port.internal,
+                    external=port.external,
+                    protocol=port.protocol,
+                    ip="0.0.0.0" if port.all_interfaces else args.bind_address,
+                )
+                for port in spec.ports
+            ]
+            or None,
+            volumes=volumes or None,
+            mounts=prepared or None,
+            labels=_label_args({**labels, REPLICA_LABEL: str(replica)}),
+            stop_timeout=spec.stop_grace_s,
+            destroy_grace_seconds=spec.stop_grace_s,
+            must_run=True,
+            # Fixed Docker names: the old container must go before its replacement starts.
+            opts=pulumi.ResourceOptions.merge(
+                self._on_host, pulumi.ResourceOptions(depends_on=list(depends_on), delete_before_replace=True)
+            ),
+        )
+
+    def _init_container(self, seeded: Sequence[_Seeded]) -> docker.Container:
         """One-shot root container, CHOWN and FOWNER only, no network: writes the secret and
         config files into their volumes and hands `chown` volumes to the service user, then exits."""
-        labels = {
-            **base_labels,
-            "napdms.role": "init",
-            "napdms.exempt.run-as-root": "sets file owners; CHOWN and FOWNER are its only capabilities",
-            "napdms.exempt.writable-root": "the provider uploads files through /, refused on a read-only root",
-            "napdms.exempt.no-health-check": "one-shot: exits when done, up waits for its exit",
-            "napdms.exempt.no-restart-policy": "one-shot: must not restart after it exits",
-            "napdms.cap-add.CHOWN": "give the files and volume roots to the service user",
-            "napdms.cap-add.FOWNER": "set 0400 on files the service user owns",
-        }
+        spec = self._args.spec
+        chown_volumes = [v for v in spec.volumes if v.chown]
+        labels = {**self._labels, ROLE_LABEL: INIT_ROLE, **_INIT_EXCEPTIONS}
         return docker.Container(
-            f"{name}-init",
-            name=f"{docker_name}-init",
-            image=args.init_image,
+            f"{self._name}-init",
+            name=f"{self._docker_name}-init",
+            image=self._args.init_image,
             user="0:0",
-            command=["sh", "-c", _init_script(spec, [v.path for v in chown_volumes], [p for _, p in seeded])],
+            command=["sh", "-c", _init_script(spec, [v.path for v in chown_volumes], [s.path for s in seeded])],
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN", "FOWNER"]),
             read_only=False,
             security_opts=["no-new-privileges:true"],
@@ -270,16 +284,27 @@ class HardenedService(pulumi.ComponentResource):
                 docker.ContainerVolumeArgs(volume_name=self.volumes[v.name].name, container_path=v.path)
                 for v in chown_volumes
             ]
-            + [docker.ContainerVolumeArgs(volume_name=volume.name, container_path=path) for volume, path in seeded],
-            uploads=uploads or None,
+            + [docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path) for s in seeded],
+            uploads=[upload for s in seeded for upload in s.uploads] or None,
             attach=True,
             must_run=False,
             restart="no",
             log_driver="json-file",
             log_opts=LOG_OPTS,
             labels=_label_args(labels),
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
+            opts=pulumi.ResourceOptions.merge(self._on_host, pulumi.ResourceOptions(delete_before_replace=True)),
         )
+
+
+_INIT_EXCEPTIONS: Mapping[str, str] = {
+    exempt_label("run-as-root"): "sets file owners; CHOWN and FOWNER are its only capabilities",
+    exempt_label("writable-root"): "the provider uploads files through /, refused on a read-only root",
+    exempt_label("no-health-check"): "one-shot: exits when done, up waits for its exit",
+    exempt_label("no-restart-policy"): "one-shot: must not restart after it exits",
+    cap_add_label("CHOWN"): "give the files and volume roots to the service user",
+    cap_add_label("FOWNER"): "set 0400 on files the service user owns",
+}
+"""The init container's documented exceptions and capabilities."""
 
 
 def _image(resource_name: str, spec: ServiceSpec, on_host: pulumi.ResourceOptions) -> pulumi.Output[str]:
@@ -350,15 +375,15 @@ def _envs(env: Mapping[str, str], secrets: Sequence[SecretUse]) -> Optional[list
 
 def _policy_labels(spec: ServiceSpec) -> dict[str, str]:
     """Labels the policy pack and the audit read: backups, exemptions and added capabilities."""
-    labels = {f"napdms.exempt.{e.rule}": e.reason for e in spec.exemptions}
-    labels.update({f"napdms.cap-add.{cap.name}": cap.reason for cap in spec.cap_add})
+    labels = {exempt_label(e.rule): e.reason for e in spec.exemptions}
+    labels.update({cap_add_label(cap.name): cap.reason for cap in spec.cap_add})
     public = next((p.all_interfaces for p in spec.ports if p.all_interfaces), None)
     if public:
-        labels["napdms.exempt.port-all-interfaces"] = public
-    labels["napdms.backup"] = ",".join(f"{v.name}:{v.backup.policy}" for v in spec.volumes) or "none"
-    labels["napdms.pids-limit"] = f"ulimit-nproc={spec.pids}"
+        labels[exempt_label("port-all-interfaces")] = public
+    labels[BACKUP_LABEL] = ",".join(f"{v.name}:{v.backup.policy}" for v in spec.volumes) or "none"
+    labels[PIDS_LIMIT_LABEL] = f"ulimit-nproc={spec.pids}"
     if spec.stateless:
-        labels["napdms.stateless"] = "true"
+        labels[STATELESS_LABEL] = "true"
     return labels
 
 

@@ -7,11 +7,14 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from components.catalog.spec import NetworkName
 from components.settings.model import HostSettings
-
-INTERNAL_SEGMENTS: frozenset[str] = frozenset({"data", "monitoring"})
-"""Segments with no route out of the host: databases and metrics never talk to the internet."""
+from policies.rules.names import (
+    INTERNAL_SEGMENTS,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_PROGRAM,
+    SEGMENT_LABEL,
+    Segment,
+)
 
 INIT_IMAGE = "docker.io/library/busybox:1.37.0"
 """The one-shot init containers' image (chown of root-owned volume directories)."""
@@ -31,7 +34,7 @@ class DockerHost(pulumi.ComponentResource):
         self,
         name: str,
         host: HostSettings,
-        segments: list[NetworkName],
+        segments: list[Segment],
         name_prefix: str,
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
@@ -50,8 +53,8 @@ class DockerHost(pulumi.ComponentResource):
                 driver="bridge",
                 internal=segment in INTERNAL_SEGMENTS,
                 labels=[
-                    docker.NetworkLabelArgs(label="napdms.segment", value=segment),
-                    docker.NetworkLabelArgs(label="napdms.managed-by", value="pulumi"),
+                    docker.NetworkLabelArgs(label=SEGMENT_LABEL, value=segment),
+                    docker.NetworkLabelArgs(label=MANAGED_BY_LABEL, value=MANAGED_BY_PROGRAM),
                 ],
                 opts=on_host,
             )

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from graphlib import TopologicalSorter
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 
 from components.catalog import generated_files
-from components.catalog.spec import ServiceSpec, source_path
 from components.hardened_service import HardenedService, HardenedServiceArgs, SourceVolume
 from components.hosts import DockerHost
+from components.model.spec import ServiceSpec, source_path
 from components.secrets import GeneratedSecret, operator_secrets
-from components.settings.model import PlatformSettings
-
-SEGMENT_ORDER = ("edge", "app", "data", "monitoring")
+from components.settings.stack import Stack
+from policies.rules.names import SEGMENTS
 
 
 class Platform(pulumi.ComponentResource):
@@ -31,20 +30,19 @@ class Platform(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]
     """Grafana's admin password (secret), for the operator's first login."""
 
-    def __init__(self, name: str, settings: PlatformSettings, stack: str, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, stack: Stack, opts: Optional[pulumi.ResourceOptions] = None):
         # Read before anything is registered: a missing key stops the program with nothing half-declared.
-        supplied = operator_secrets(stack, settings.secret_names())
+        supplied = operator_secrets(stack.name, stack.secret_names)
         super().__init__("napdms:platform:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        specs = settings.effective_services()
-        placements = {service: settings.placements(service) for service in specs}
-        prefix = f"napdms-{stack}"
+        settings = stack.settings
+        specs, placements, prefix = stack.services, stack.placements, stack.name_prefix
 
         self.hosts = {
             host: DockerHost(
                 host,
                 settings.hosts[host],
-                _segments_on(host, specs, placements),
+                _segments_on(host, stack),
                 prefix,
                 opts=child,
             )
@@ -54,10 +52,9 @@ class Platform(pulumi.ComponentResource):
             secret: supplied[secret]
             if secret in supplied
             else GeneratedSecret(secret, settings.secrets.rotation.get(secret, 0), opts=child).value
-            for secret in settings.secret_names()
+            for secret in stack.secret_names
         }
-        context = settings.catalog_context(stack)
-        placeholders = {"{domain}": settings.domain, "{stack}": stack}
+        placeholders = {"{domain}": settings.domain, "{stack}": stack.name}
 
         self.services = {}
         for service in _start_order(specs):
@@ -68,7 +65,7 @@ class Platform(pulumi.ComponentResource):
                     f"{host}-{service}",
                     HardenedServiceArgs(
                         spec=spec,
-                        stack=stack,
+                        stack=stack.name,
                         host=host,
                         name_prefix=prefix,
                         provider=self.hosts[host].provider,
@@ -77,7 +74,7 @@ class Platform(pulumi.ComponentResource):
                         init_image=self.hosts[host].init_image,
                         env={key: _substitute(value, placeholders) for key, value in spec.env.items()},
                         secrets={use.secret: self.secrets[use.secret] for use in spec.secrets},
-                        files=generated_files(service, context),
+                        files=generated_files(service, stack.context),
                         protect_data=settings.environment != "dev",
                         sources=self._sources(host, spec, specs) if spec.reads_backed_up_volumes else (),
                         depends_on=[
@@ -100,7 +97,7 @@ class Platform(pulumi.ComponentResource):
         self.admin_password = self.secrets.get("grafana-admin-password", pulumi.Output.secret(""))
         self.register_outputs({"urls": self.urls, "admin_password": self.admin_password})
 
-    def _sources(self, host: str, reader: ServiceSpec, specs: dict[str, ServiceSpec]) -> list[SourceVolume]:
+    def _sources(self, host: str, reader: ServiceSpec, specs: Mapping[str, ServiceSpec]) -> list[SourceVolume]:
         """Every daily-backed-up volume already declared on `host`, at /source/<service>/<volume>,
         except those of services backed up by a dump: a running database's files are no
         consistent backup, so the agent never sees them."""
@@ -113,12 +110,14 @@ class Platform(pulumi.ComponentResource):
         ]
 
 
-def _segments_on(host: str, specs: dict[str, ServiceSpec], placements: dict[str, list[str]]) -> list[str]:
-    used = {segment for name, spec in specs.items() if host in placements[name] for segment in spec.networks}
-    return [segment for segment in SEGMENT_ORDER if segment in used]
+def _segments_on(host: str, stack: Stack) -> list[str]:
+    used = {
+        segment for name, spec in stack.services.items() if host in stack.placements[name] for segment in spec.networks
+    }
+    return [segment for segment in SEGMENTS if segment in used]
 
 
-def _start_order(specs: dict[str, ServiceSpec]) -> list[str]:
+def _start_order(specs: Mapping[str, ServiceSpec]) -> list[str]:
     """Dependencies first; readers of other services' volumes last; otherwise catalog order."""
     graph = {name: [d for d in spec.depends_on if d in specs] for name, spec in specs.items()}
     readers = [name for name, spec in specs.items() if spec.reads_backed_up_volumes]

@@ -8,8 +8,7 @@ from typing import Iterable, Optional
 import pulumi
 import pulumi_random as random
 
-from components.settings.loader import SECRET_KEYS
-from components.settings.model import OPERATOR_SECRETS
+from components.model.operator_keys import BY_SECRET
 
 
 class GeneratedSecret(pulumi.ComponentResource):
@@ -33,21 +32,22 @@ class GeneratedSecret(pulumi.ComponentResource):
 
 
 def operator_secrets(stack: str, names: Iterable[str]) -> dict[str, pulumi.Output[str]]:
-    """The values of those `names` the operator sets (`OPERATOR_SECRETS`), from the stack's
+    """The values of those `names` the operator sets (`operator_keys.BY_SECRET`), from the stack's
     encrypted config. Any missing one stops the program, one line per key with the command that
     sets it, the way a wrong stack file does."""
     config = pulumi.Config()
     values: dict[str, pulumi.Output[str]] = {}
     missing: list[str] = []
     for name in names:
-        key = OPERATOR_SECRETS.get(name)
+        key = BY_SECRET.get(name)
         if key is None:
             continue
-        value = config.get_secret(key)
+        value = config.get_secret(key.config_key)
         if value is None:
             missing.append(
-                f"{stack}: {key}: not set, but this stack needs {SECRET_KEYS[key]}; set it with "
-                f"`pulumi config set --secret {key} --stack {stack}` (the value as argument, or piped in: `< file`)"
+                f"{stack}: {key.config_key}: not set, but this stack needs {key.holds}; set it with "
+                f"`pulumi config set --secret {key.config_key} --stack {stack}` (the value as argument, "
+                "or piped in: `< file`)"
             )
         else:
             values[name] = value

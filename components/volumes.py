@@ -7,7 +7,8 @@ from typing import Mapping
 import pulumi
 import pulumi_docker as docker
 
-from components.catalog.spec import BackupPolicy
+from components.model.spec import BackupPolicy
+from policies.rules.names import BACKUP_LABEL, BACKUP_REASON_LABEL
 
 REGENERATED = BackupPolicy(policy="exclude", reason="regenerated from Pulumi state on every deploy")
 """Policy of the secrets and config volumes: their content is re-uploaded by every `up`."""
@@ -15,9 +16,9 @@ REGENERATED = BackupPolicy(policy="exclude", reason="regenerated from Pulumi sta
 
 def volume_labels(policy: BackupPolicy, base: Mapping[str, str]) -> dict[str, str]:
     """Labels naming the owner and the backup policy (and the reason for an exclusion)."""
-    labels = {**base, "napdms.backup": policy.policy}
+    labels = {**base, BACKUP_LABEL: policy.policy}
     if policy.reason:
-        labels["napdms.backup.reason"] = policy.reason
+        labels[BACKUP_REASON_LABEL] = policy.reason
     return labels
 
 

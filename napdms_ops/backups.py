@@ -16,11 +16,18 @@ from typing import Optional, Sequence
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
-from components.settings import load_settings, read_stack_file
+from components.model.plan import AGENT_SERVICE, CONFIG_DIR, PLAN_FILE
+from components.settings import read_stack
 from napdms_ops.audit import AuditError, connect, default_host
+from policies.rules.names import (
+    JOB_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_OPS,
+    RESTORE_LABEL,
+    SERVICE_LABEL,
+    STACK_LABEL,
+)
 
-AGENT = "backup-agent"
-PLAN = "/etc/napdms-backup/plan.json"
 RESTORE_ROOT = "/restore"
 # What a restore needs to recreate files with their owners and modes, and nothing more.
 RESTORE_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]
@@ -40,31 +47,29 @@ class Agent:
 
 
 def endpoint(stack: str) -> str:
-    """The Docker endpoint of the host that runs `stack`'s backup agent."""
-    values, secret_keys = read_stack_file(stack)
-    settings = load_settings(stack, values, secret_keys)
-    host = next(name for name, host in settings.hosts.items() if "primary" in host.roles)
-    return settings.hosts[host].docker_host or default_host()
+    """The Docker endpoint of the host that runs `stack`'s backup agent (its placement, including a
+    `services.backup-agent.host` override)."""
+    return read_stack(stack).endpoint_of(AGENT_SERVICE) or default_host()
 
 
 def find_agent(stack: str, client: Optional[docker.DockerClient] = None) -> Agent:
     """The running agent of `stack`, found by the labels the program puts on it."""
     try:
         client = client or connect(endpoint(stack))
-        found = client.containers.list(filters={"label": [f"napdms.stack={stack}", f"napdms.service={AGENT}"]})
+        found = client.containers.list(filters={"label": [f"{STACK_LABEL}={stack}", f"{SERVICE_LABEL}={AGENT_SERVICE}"]})
     except AuditError as error:
         raise BackupCommandError(f"stack {stack}: {error}") from None
     except (DockerException, APIError) as error:
         raise BackupCommandError(f"stack {stack}: cannot reach its Docker daemon ({error}); check DOCKER_HOST or the stack's hosts") from None
     if not found:
-        raise BackupCommandError(f"stack {stack}: no running {AGENT} container; deploy it with `python3 -m napdms_ops up --stack {stack}`")
+        raise BackupCommandError(f"stack {stack}: no running {AGENT_SERVICE} container; deploy it with `python3 -m napdms_ops up --stack {stack}`")
     return Agent(stack, client, found[0])
 
 
 def run_in_agent(agent: Agent, command: str, *args: str) -> tuple[int, dict, str]:
     """Run `python3 -m napdms_ops.backup <command>` in the agent; returns (exit code, JSON result, stderr)."""
     result = agent.container.exec_run(
-        ["python3", "-m", "napdms_ops.backup", command, "--plan", PLAN, *args], demux=True
+        ["python3", "-m", "napdms_ops.backup", command, "--plan", PLAN_FILE, *args], demux=True
     )
     stdout, stderr = result.output
     return result.exit_code, _json(stdout), (stderr or b"").decode(errors="replace").strip()
@@ -113,13 +118,13 @@ def restore_volumes(agent: Agent, services: Sequence[str], label: str, live: boo
 
 
 def _plan(agent: Agent) -> dict:
-    code, output = agent.container.exec_run(["cat", PLAN])
+    code, output = agent.container.exec_run(["cat", PLAN_FILE])
     if code != 0:
-        raise BackupCommandError(f"stack {agent.stack}: the agent has no plan at {PLAN}; redeploy it")
+        raise BackupCommandError(f"stack {agent.stack}: the agent has no plan at {PLAN_FILE}; redeploy it")
     return json.loads(output)
 
 
-_CARRIED = ("/run/secrets", "/etc/napdms-backup")
+_CARRIED = ("/run/secrets", CONFIG_DIR)
 """What a job takes from the source agent: its secrets and its plan."""
 
 
@@ -136,7 +141,7 @@ def run_job(source: Agent, command: Sequence[str], mounts: dict[str, str], runne
     created = []
     binds = []
     for path, name in mounts.items():
-        client.volumes.create(name, labels={"napdms.managed-by": "napdms-ops", "napdms.stack": runner.stack, "napdms.restore": "true"})
+        client.volumes.create(name, labels={**_job_labels(runner.stack), RESTORE_LABEL: "true"})
         binds.append(f"{name}:{path}:rw")
     carried = {}
     if same:
@@ -149,13 +154,13 @@ def run_job(source: Agent, command: Sequence[str], mounts: dict[str, str], runne
     else:
         for path in _CARRIED:
             carried[path] = f"napdms-{runner.stack}-job-{int(time.time())}-{path.rsplit('/', 1)[-1]}"
-            client.volumes.create(carried[path], labels={"napdms.managed-by": "napdms-ops", "napdms.stack": runner.stack})
+            client.volumes.create(carried[path], labels=_job_labels(runner.stack))
             binds.append(f"{carried[path]}:{path}:rw")
             created.append(carried[path])
     networks = list(runner.container.attrs["NetworkSettings"]["Networks"])
     job = client.containers.create(
         runner.container.image.id,
-        command=[command[0], "--plan", PLAN, *command[1:]],
+        command=[command[0], "--plan", PLAN_FILE, *command[1:]],
         user="0",
         cap_drop=["ALL"],
         cap_add=RESTORE_CAPS,
@@ -168,7 +173,7 @@ def run_job(source: Agent, command: Sequence[str], mounts: dict[str, str], runne
         volumes=binds,
         network=networks[0] if networks else None,
         environment={"TMPDIR": "/tmp"},
-        labels={"napdms.managed-by": "napdms-ops", "napdms.stack": runner.stack, "napdms.job": command[0]},
+        labels={**_job_labels(runner.stack), JOB_LABEL: command[0]},
         mem_limit=runner.container.attrs["HostConfig"].get("Memory") or None,
         pids_limit=512,
     )
@@ -185,6 +190,10 @@ def run_job(source: Agent, command: Sequence[str], mounts: dict[str, str], runne
         for name in created:
             client.volumes.get(name).remove(force=True)
     return JobResult(status.get("StatusCode", 1), _json(stdout), stderr, tuple(mounts.values()))
+
+
+def _job_labels(stack: str) -> dict[str, str]:
+    return {MANAGED_BY_LABEL: MANAGED_BY_OPS, STACK_LABEL: stack}
 
 
 def restore(

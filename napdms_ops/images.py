@@ -1,12 +1,12 @@
 """`napdms-ops images`: every image a stack pulls from a registry, as the program would pull it.
 
-The list is the catalog with the stack's overrides applied (`PlatformSettings.effective_services()`,
+The list is the stack's resolved catalog (`components.settings.Stack.services`: overrides merged,
 disabled services left out), each as `ServiceSpec.image_ref` (`repo:tag`, plus `@digest` when
 pinned), and the init containers' busybox image (`components.hosts.INIT_IMAGE`). Images built from
 this repository at `pulumi up` (the backup agent, `napdms_ops/backup/Dockerfile`) are left out: no
 registry holds them, so there is nothing to pull or scan by reference (their base, the stack's
-PostgreSQL image, is in the list). It is read straight from `Pulumi.<stack>.yaml` and validated by
-the program's own `load_settings`, so it needs neither the Pulumi CLI nor the stack's passphrase;
+PostgreSQL image, is in the list). It is read straight from `Pulumi.<stack>.yaml` and resolved by
+the program's own `load_stack`, so it needs neither the Pulumi CLI nor the stack's passphrase;
 CI feeds it to an image scanner.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, Optional
 
 from components.hosts import INIT_IMAGE
-from components.settings import load_settings, read_stack_file
+from components.settings import load_stack, read_stack_file
 
 STACKS = ("dev", "staging", "prod")
 
@@ -28,8 +28,8 @@ def stack_images(
     if values is None:
         values, found = read_stack_file(stack)
         secret_keys = found if secret_keys is None else secret_keys
-    settings = load_settings(stack, values, set(secret_keys or ()))
-    refs = {spec.image_ref for spec in settings.effective_services().values() if spec.build is None}
+    resolved = load_stack(stack, values, set(secret_keys or ()))
+    refs = {spec.image_ref for spec in resolved.services.values() if spec.build is None}
     return sorted(refs | {INIT_IMAGE})
 
 

@@ -11,7 +11,7 @@ import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Mapping
 
-from components.catalog.spec import ServiceSpec
+from components.model.spec import ServiceSpec
 
 if TYPE_CHECKING:
     from components.catalog.context import CatalogContext

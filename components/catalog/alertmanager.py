@@ -1,6 +1,6 @@
 """Alertmanager: routes alerts to mail (its network reaches the SMTP relay)."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
+from components.model.spec import BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
 
 SPEC = ServiceSpec(
     name="alertmanager",

@@ -2,15 +2,18 @@
 
 It dumps each database through its `backup_hook` (over the data network) and backs up every other
 daily volume as files, mounted read-only under /source. What to back up, where to and when is
-one file, `plan.json` (`napdms_ops.backup.plan.BackupPlan`), rendered here from the stack's
+one file, `plan.json` (`components.model.plan.BackupPlan`), rendered here from the stack's
 settings and catalog into the agent's config volume.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import Mapping, Optional
 
-from components.catalog.spec import (
+from components.catalog.context import CatalogContext
+from components.model.backup import BackupSettings
+from components.model.operator_keys import BACKUP_SSH_KEY, S3_ACCESS_KEY, S3_SECRET_KEY
+from components.model.spec import (
     BackupPolicy,
     CapAdd,
     Exemption,
@@ -21,28 +24,21 @@ from components.catalog.spec import (
     VolumeMount,
     source_path,
 )
-from napdms_ops.backup.plan import (
+from components.model.plan import (
+    AGENT_SERVICE,
+    CONFIG_DIR,
+    KNOWN_HOSTS_FILE,
+    PLAN_FILE,
     BackupPlan,
-    Checks,
+    DumpSource,
     FilesSource,
-    MongodbSource,
     Offsite,
-    PostgresqlSource,
-    RedisSource,
     Repository,
-    Retention,
     Schedule,
     SftpAccess,
-    Source,
+    dump_source,
 )
 
-if TYPE_CHECKING:
-    from components.catalog.context import CatalogContext
-    from components.settings.model import BackupSettings
-
-CONFIG_DIR = "/etc/napdms-backup"
-PLAN_FILE = f"{CONFIG_DIR}/plan.json"
-KNOWN_HOSTS_FILE = f"{CONFIG_DIR}/known_hosts"
 STATE_DIR = "/state"
 CACHE_DIR = "/cache"
 DOCKERFILE = "napdms_ops/backup/Dockerfile"
@@ -50,12 +46,9 @@ POSTGRES_IMAGE_ARG = "POSTGRES_IMAGE"
 """Build argument naming the Dockerfile's base: the stack's PostgreSQL image."""
 
 RESTIC_PASSWORD = "restic-password"
-SSH_KEY = "backup-ssh-key"
-S3_ACCESS_KEY = "backup-s3-access-key"
-S3_SECRET_KEY = "backup-s3-secret-key"
 
 SPEC = ServiceSpec(
-    name="backup-agent",
+    name=AGENT_SERVICE,
     description="restic orchestrator: database dumps and daily volumes, to the ASUSTOR (and S3)",
     image="napdms/backup-agent",
     # Names the recipe's version only: the container runs the build's image id, so a changed
@@ -126,7 +119,7 @@ def file_backed(services: Mapping[str, ServiceSpec]) -> list[ServiceSpec]:
     ]
 
 
-def for_stack(spec: ServiceSpec, backup: "BackupSettings", services: Mapping[str, ServiceSpec]) -> ServiceSpec:
+def for_stack(spec: ServiceSpec, backup: BackupSettings, services: Mapping[str, ServiceSpec]) -> ServiceSpec:
     """The agent as this stack runs it: the passwords of the databases it dumps, the keys of its
     backup target, a volume for a local repository, and the stack's PostgreSQL image as its base."""
     secrets = {use.secret: use for use in spec.secrets}
@@ -137,10 +130,10 @@ def for_stack(spec: ServiceSpec, backup: "BackupSettings", services: Mapping[str
     if backup.sftp_host:
         # OpenSSH refuses a private key without its final newline; a value piped into
         # `pulumi config set` may have lost it. A blank line after the key is harmless.
-        secrets[SSH_KEY] = SecretUse(secret=SSH_KEY, template="{secret}\n")
+        secrets[BACKUP_SSH_KEY.secret] = SecretUse(secret=BACKUP_SSH_KEY.secret, template="{secret}\n")
     if backup.offsite:
-        secrets[S3_ACCESS_KEY] = SecretUse(secret=S3_ACCESS_KEY)
-        secrets[S3_SECRET_KEY] = SecretUse(secret=S3_SECRET_KEY)
+        secrets[S3_ACCESS_KEY.secret] = SecretUse(secret=S3_ACCESS_KEY.secret)
+        secrets[S3_SECRET_KEY.secret] = SecretUse(secret=S3_SECRET_KEY.secret)
     volumes = list(spec.volumes)
     if not backup.sftp_host:
         # A local repository (dev) needs a volume of its own: in the cache volume it would look
@@ -163,7 +156,7 @@ def for_stack(spec: ServiceSpec, backup: "BackupSettings", services: Mapping[str
     )
 
 
-def files(context: "CatalogContext") -> dict[str, str]:
+def files(context: CatalogContext) -> dict[str, str]:
     """`plan.json` for the agent, and the ASUSTOR's known_hosts when the repository is sftp."""
     backup = context.backup
     sftp = backup.sftp_host is not None
@@ -173,7 +166,7 @@ def files(context: "CatalogContext") -> dict[str, str]:
         repository=Repository(
             url=backup.repository,
             password_file=_secret_file(RESTIC_PASSWORD),
-            sftp=SftpAccess(key_file=_secret_file(SSH_KEY), known_hosts_file=KNOWN_HOSTS_FILE) if sftp else None,
+            sftp=SftpAccess(key_file=_secret_file(BACKUP_SSH_KEY.secret), known_hosts_file=KNOWN_HOSTS_FILE) if sftp else None,
         ),
         offsite=_offsite(context),
         sources=[_hook_source(spec) for spec in hooked(context.services)]
@@ -187,8 +180,8 @@ def files(context: "CatalogContext") -> dict[str, str]:
             retries=backup.retries,
             retry_delay_s=backup.retry_delay_s,
         ),
-        retention=Retention(**backup.retention.model_dump()),
-        checks=Checks(**backup.checks.model_dump()),
+        retention=backup.retention,
+        checks=backup.checks,
         state_dir=STATE_DIR,
         cache_dir=CACHE_DIR,
     )
@@ -198,18 +191,18 @@ def files(context: "CatalogContext") -> dict[str, str]:
     return rendered
 
 
-def _hook_source(spec: ServiceSpec) -> Source:
+def _hook_source(spec: ServiceSpec) -> DumpSource:
     """The dump source of a hooked service, reached by its alias on the data network."""
     hook = spec.backup_hook
-    password_file = _secret_file(hook.password_secret) if hook.password_secret else None
-    if hook.kind == "postgresql":
-        return PostgresqlSource(service=spec.name, host=spec.name, port=hook.port, user=hook.user, password_file=password_file)
-    if hook.kind == "mongodb":
-        return MongodbSource(service=spec.name, host=spec.name, port=hook.port, user=hook.user, password_file=password_file)
-    return RedisSource(service=spec.name, host=spec.name, port=hook.port, password_file=password_file)
+    fields = {"service": spec.name, "host": spec.name, "port": hook.port}
+    if hook.user is not None:
+        fields["user"] = hook.user
+    if hook.password_secret:
+        fields["password_file"] = _secret_file(hook.password_secret)
+    return dump_source(hook.kind, **fields)
 
 
-def _offsite(context: "CatalogContext") -> Optional[Offsite]:
+def _offsite(context: CatalogContext) -> Optional[Offsite]:
     offsite = context.backup.offsite
     if offsite is None:
         return None
@@ -218,14 +211,10 @@ def _offsite(context: "CatalogContext") -> Optional[Offsite]:
         repository=Repository(
             url=f"s3:{offsite.endpoint}/{offsite.bucket}/napdms-{context.stack}",
             password_file=_secret_file(RESTIC_PASSWORD),
-            s3_access_key_file=_secret_file(S3_ACCESS_KEY),
-            s3_secret_key_file=_secret_file(S3_SECRET_KEY),
+            s3_access_key_file=_secret_file(S3_ACCESS_KEY.secret),
+            s3_secret_key_file=_secret_file(S3_SECRET_KEY.secret),
         ),
-        endpoint=offsite.endpoint,
-        bucket=offsite.bucket,
-        region=offsite.region,
-        object_lock_days=offsite.object_lock_days,
-        noncurrent_days=offsite.noncurrent_days,
+        **offsite.model_dump(),
     )
 
 

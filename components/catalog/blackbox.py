@@ -1,6 +1,6 @@
 """Blackbox exporter: probes the public endpoints from inside, as a user would."""
 
-from components.catalog.spec import HealthCheck, ServiceSpec
+from components.model.spec import HealthCheck, ServiceSpec
 
 SPEC = ServiceSpec(
     name="blackbox",

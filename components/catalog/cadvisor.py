@@ -1,6 +1,6 @@
 """cAdvisor: per-container resource metrics, read from the host's cgroups and Docker state."""
 
-from components.catalog.spec import CapAdd, Exemption, HealthCheck, HostMount, ServiceSpec
+from components.model.spec import CapAdd, Exemption, HealthCheck, HostMount, ServiceSpec
 
 SPEC = ServiceSpec(
     name="cadvisor",

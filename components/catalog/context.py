@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
-from components.catalog.spec import ServiceSpec
-
-if TYPE_CHECKING:
-    # Only a type: the settings model imports the catalog.
-    from components.settings.model import BackupSettings
+from components.model.backup import BackupSettings
+from components.model.spec import ServiceSpec
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Gitea (rootless image): source hosting, configured entirely through GITEA__ variables."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, Port, PublicRoute, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import BackupPolicy, HealthCheck, Port, PublicRoute, SecretUse, ServiceSpec, VolumeMount
 
 SPEC = ServiceSpec(
     name="gitea",

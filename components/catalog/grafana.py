@@ -1,6 +1,6 @@
 """Grafana: dashboards over Prometheus and Loki."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, PublicRoute, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import BackupPolicy, HealthCheck, PublicRoute, SecretUse, ServiceSpec, VolumeMount
 
 SPEC = ServiceSpec(
     name="grafana",

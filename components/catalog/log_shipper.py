@@ -1,6 +1,6 @@
 """Grafana Alloy: ships every container's log stream to Loki (promtail reached end of life)."""
 
-from components.catalog.spec import BackupPolicy, Exemption, HealthCheck, HostMount, ServiceSpec, VolumeMount
+from components.model.spec import BackupPolicy, Exemption, HealthCheck, HostMount, ServiceSpec, VolumeMount
 
 _CONFIG = """discovery.docker "containers" {
   host = "unix:///var/run/docker.sock"

@@ -1,6 +1,6 @@
 """Loki: log storage, fed by the log shipper."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
+from components.model.spec import BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
 
 SPEC = ServiceSpec(
     name="loki",

@@ -1,6 +1,6 @@
 """MongoDB: Rocket.Chat's database, a single-member replica set (Rocket.Chat needs the oplog)."""
 
-from components.catalog.spec import BackupHook, BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
+from components.model.spec import BackupHook, BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
 
 # The health check doubles as the one-time replica-set initiation: it succeeds once the
 # member is PRIMARY, and initiates the set the first time it finds none.

@@ -1,6 +1,6 @@
 """n8n: workflow automation, on PostgreSQL (every n8n variable accepts a _FILE form)."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, PublicRoute, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import BackupPolicy, HealthCheck, PublicRoute, SecretUse, ServiceSpec, VolumeMount
 
 SPEC = ServiceSpec(
     name="n8n",

@@ -1,6 +1,6 @@
 """NAP-DMS backend: our API. Its image contract: listens on 8000, GET /healthz, uid 10001, wget."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, PublicRoute, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import BackupPolicy, HealthCheck, PublicRoute, SecretUse, ServiceSpec, VolumeMount
 
 SPEC = ServiceSpec(
     name="napdms-backend",

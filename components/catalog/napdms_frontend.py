@@ -1,6 +1,6 @@
 """NAP-DMS frontend: our web client. Image contract: static server on 8080, uid 10001, wget."""
 
-from components.catalog.spec import HealthCheck, PublicRoute, ServiceSpec
+from components.model.spec import HealthCheck, PublicRoute, ServiceSpec
 
 SPEC = ServiceSpec(
     name="napdms-frontend",

@@ -1,6 +1,6 @@
 """node-exporter: host CPU, memory and disk metrics, on every NAS."""
 
-from components.catalog.spec import Exemption, HealthCheck, HostMount, Port, ServiceSpec
+from components.model.spec import Exemption, HealthCheck, HostMount, Port, ServiceSpec
 
 SPEC = ServiceSpec(
     name="node-exporter",

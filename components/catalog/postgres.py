@@ -1,6 +1,6 @@
 """PostgreSQL: the relational store of NAP-DMS, Gitea and n8n (one role and database each)."""
 
-from components.catalog.spec import BackupHook, BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import BackupHook, BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
 
 # Executed once by the image's entrypoint on first start (an empty data directory). Each
 # `<app>-db-password` secret file becomes a login role and a database of the same name, so

@@ -1,6 +1,6 @@
 """Prometheus: metrics and alert rules (rules and targets come with the monitoring issue)."""
 
-from components.catalog.spec import BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
+from components.model.spec import BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
 
 SPEC = ServiceSpec(
     name="prometheus",

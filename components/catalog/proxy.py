@@ -1,7 +1,7 @@
 """Caddy: the TLS edge. Listens on 8080/8443 inside as uid 1000, published as 80/443."""
 
 from components.catalog.context import CatalogContext
-from components.catalog.spec import BackupPolicy, CapAdd, HealthCheck, Port, ServiceSpec, VolumeMount
+from components.model.spec import BackupPolicy, CapAdd, HealthCheck, Port, ServiceSpec, VolumeMount
 
 _EDGE = "the public edge: browsers and ACME reach 80/443 on every interface"
 

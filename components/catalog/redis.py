@@ -1,6 +1,6 @@
 """Redis: cache and session store of NAP-DMS."""
 
-from components.catalog.spec import BackupHook, BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import BackupHook, BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
 
 SPEC = ServiceSpec(
     name="redis",

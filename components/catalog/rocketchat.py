@@ -1,6 +1,6 @@
 """Rocket.Chat: team chat, stateless over MongoDB (files in GridFS)."""
 
-from components.catalog.spec import HealthCheck, PublicRoute, ServiceSpec
+from components.model.spec import HealthCheck, PublicRoute, ServiceSpec
 
 _HTTP_OK = (
     "require('http').get('http://127.0.0.1:3000/api/info',"

@@ -1,6 +1,8 @@
-"""Typed stack settings: parsed once from Pulumi config, validated before any resource exists."""
+"""Typed stack settings: parsed once from the stack's config, validated and resolved into a
+`Stack` before any resource exists."""
 
-from components.settings.loader import SECRET_KEYS, SettingsError, load_settings, read_project_config, read_stack_file
+from components.settings.loader import SettingsError, load_settings, read_stack_file
 from components.settings.model import PlatformSettings
+from components.settings.stack import Stack, load_stack, read_stack
 
-__all__ = ["PlatformSettings", "SECRET_KEYS", "SettingsError", "load_settings", "read_project_config", "read_stack_file"]
+__all__ = ["PlatformSettings", "SettingsError", "Stack", "load_settings", "load_stack", "read_stack", "read_stack_file"]

@@ -13,22 +13,13 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import pulumi
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from components.model.operator_keys import BY_CONFIG_KEY
 from components.settings.model import _PROBLEMS_MARK, PlatformSettings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-SECRET_KEYS: Mapping[str, str] = {
-    "smtp_password": "the SMTP relay's password for alert mail",
-    "backup_ssh_key": "the private key the backup agent logs in to the ASUSTOR's sftp with",
-    "s3_access_key_id": "the offsite S3 bucket's access key id",
-    "s3_secret_access_key": "the offsite S3 bucket's secret key",
-}
-"""Config keys that must be stored encrypted (`pulumi config set --secret`), with what they hold."""
-
 
 class SettingsError(Exception):
     """A stack file that cannot be deployed; `lines` holds one complete message per mistake."""
@@ -38,37 +29,11 @@ class SettingsError(Exception):
         self.lines = lines
 
 
-def read_project_config(project: str) -> tuple[dict[str, Any], set[str]]:
-    """All config values of `project` (key without namespace -> decoded value) and the secret keys.
-
-    Pulumi hands structured values over as JSON text; scalars stay as typed by the operator.
-    """
-    prefix = f"{project}:"
-    raw: dict[str, Any] = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
-    values = {key[len(prefix) :]: _decode(value) for key, value in raw.items() if key.startswith(prefix)}
-    marked = set(pulumi.runtime.get_config_secret_keys_env())
-    secret_keys = {
-        key[len(prefix) :]
-        for key in raw
-        if key.startswith(prefix) and (key in marked or pulumi.runtime.is_config_secret(key))
-    }
-    return values, secret_keys
-
-
-def _decode(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
 def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str, Any], set[str]]:
     """The `<project>:*` values of `Pulumi.<stack>.yaml` (keys without the namespace) and the keys
     stored encrypted (`{secure: ...}`), the two things `load_settings` takes.
 
-    The engine normally hands these over (`read_project_config`); without it the stack file is the
+    The engine normally hands these over (`components.config.read_project_config`); without it the stack file is the
     source. Encrypted values stay undecrypted: no image depends on a secret.
     """
     project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
@@ -82,12 +47,12 @@ def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[s
 def load_settings(stack: str, values: Mapping[str, Any], secret_keys: set[str]) -> PlatformSettings:
     """Validate a stack's config values; raise `SettingsError` naming stack, key and fix."""
     lines = [
-        f"{stack}: {key}: stored in plain text but holds {what}; "
+        f"{stack}: {key}: stored in plain text but holds {operator_key.holds}; "
         f"set it with `pulumi config set --secret {key} --stack {stack}`"
-        for key, what in SECRET_KEYS.items()
+        for key, operator_key in BY_CONFIG_KEY.items()
         if key in values and key not in secret_keys
     ]
-    settings_input = {key: value for key, value in values.items() if key not in SECRET_KEYS}
+    settings_input = {key: value for key, value in values.items() if key not in BY_CONFIG_KEY}
     try:
         settings = PlatformSettings.model_validate(settings_input)
     except ValidationError as error:

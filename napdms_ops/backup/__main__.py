@@ -19,13 +19,10 @@ import json
 import sys
 from typing import Optional, Sequence
 
+from components.model.plan import PLAN_FILE, PlanError, load_plan
 from napdms_ops.backup import agent
-from napdms_ops.backup.plan import PlanError, load_plan
 from napdms_ops.backup.restic import ResticError
 from napdms_ops.backup.run import RunLocked
-
-DEFAULT_PLAN = "/etc/napdms-backup/plan.json"
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m napdms_ops.backup", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         ("drill", "restore the latest run into scratch space, verify it, extrapolate the RTO"),
     ):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--plan", default=DEFAULT_PLAN, help=f"backup plan file (default {DEFAULT_PLAN})")
+        command.add_argument("--plan", default=PLAN_FILE, help=f"backup plan file (default {PLAN_FILE})")
         if name == "verify":
             command.add_argument("--full", action="store_true", help="read every pack, not a subset")
         if name in ("restore", "drill"):

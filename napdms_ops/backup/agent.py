@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from napdms_ops.backup import offsite
 from napdms_ops.backup.drill import drill
 from napdms_ops.backup.metrics import METRICS_FILE
-from napdms_ops.backup.plan import BackupPlan
+from components.model.plan import BackupPlan
 from napdms_ops.backup.manifest import manifests
 from napdms_ops.backup.restore import RestoreError, restore
 from napdms_ops.backup.run import RunLocked, open_repository, prune, repository, run_backup, verify

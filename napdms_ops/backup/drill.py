@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from napdms_ops.backup import hooks
 from napdms_ops.backup.hooks import HookError
-from napdms_ops.backup.plan import BackupPlan
+from components.model.plan import BackupPlan
 from napdms_ops.backup.manifest import manifests
 from napdms_ops.backup.restore import select
 from napdms_ops.backup.run import context_for, repository

@@ -11,7 +11,7 @@ from typing import Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from napdms_ops.backup.plan import BackupPlan
+from components.model.plan import BackupPlan
 from napdms_ops.backup.restic import Restic, Snapshot
 
 MANIFEST_PATH = "/napdms-run/manifest.json"

@@ -37,7 +37,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from napdms_ops.backup.plan import Offsite, Repository
+from components.model.plan import Offsite, Repository
 
 LOCK_MODE = "GOVERNANCE"
 LIFECYCLE_RULE_ID = "napdms-backup-versions"

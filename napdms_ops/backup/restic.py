@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-from napdms_ops.backup.plan import Repository
+from components.model.plan import Repository
 
 ErrorKind = Literal["missing-password", "wrong-password", "no-repository", "disk-full", "network", "locked", "failed"]
 

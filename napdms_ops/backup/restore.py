@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from napdms_ops.backup import hooks
 from napdms_ops.backup.manifest import RunManifest, manifests
-from napdms_ops.backup.plan import BackupPlan
+from components.model.plan import BackupPlan
 from napdms_ops.backup.restic import Restic
 from napdms_ops.backup.run import context_for, repository
 

@@ -24,7 +24,7 @@ from napdms_ops.backup import hooks
 from napdms_ops.backup.hooks import HookContext, HookError
 from napdms_ops.backup.manifest import MANIFEST_PATH, MANIFEST_TAG, RunManifest, ServiceRecord, manifests
 from napdms_ops.backup.metrics import RunState, read_state, write_state
-from napdms_ops.backup.plan import BackupPlan
+from components.model.plan import BackupPlan
 from napdms_ops.backup.restic import Restic, ResticError
 
 

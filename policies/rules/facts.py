@@ -10,17 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-EXEMPT_LABEL = "napdms.exempt."
-"""Prefix of the label that exempts its carrier from one rule: `napdms.exempt.<rule-id>: <reason>`."""
-CAP_ADD_LABEL = "napdms.cap-add."
-"""Prefix of the label that documents one added capability: `napdms.cap-add.<CAP>: <reason>`."""
-MANAGED_BY_LABEL = "napdms.managed-by"
-STACK_LABEL = "napdms.stack"
-SERVICE_LABEL = "napdms.service"
-STATELESS_LABEL = "napdms.stateless"
-SEGMENT_LABEL = "napdms.segment"
-BACKUP_LABEL = "napdms.backup"
-BACKUP_REASON_LABEL = "napdms.backup.reason"
+from .names import EXEMPT_LABEL
 
 
 @dataclass(frozen=True)

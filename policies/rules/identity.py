@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .facts import CAP_ADD_LABEL, ContainerFacts
+from .facts import ContainerFacts
+from .names import CAP_ADD_LABEL
 from .rule import container_rule
 
 DANGEROUS_CAPABILITIES = frozenset(

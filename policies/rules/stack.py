@@ -6,22 +6,19 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
-from .facts import (
+from .facts import ContainerFacts, PublishedPort, StackFacts
+from .names import (
     BACKUP_LABEL,
     BACKUP_REASON_LABEL,
+    INTERNAL_SEGMENTS,
     MANAGED_BY_LABEL,
+    MANAGED_BY_PROGRAM,
     SEGMENT_LABEL,
     SERVICE_LABEL,
     STACK_LABEL,
     STATELESS_LABEL,
-    ContainerFacts,
-    PublishedPort,
-    StackFacts,
 )
 from .rule import Subject, container_rule, stack_rule
-
-INTERNAL_SEGMENTS = ("data", "monitoring")
-"""Network segments that must have no route out (`napdms.segment` label)."""
 
 
 @container_rule(
@@ -34,7 +31,7 @@ INTERNAL_SEGMENTS = ("data", "monitoring")
     ),
 )
 def unmanaged_container(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
-    if c.labels.get(MANAGED_BY_LABEL) != "pulumi" or not c.labels.get(STACK_LABEL):
+    if c.labels.get(MANAGED_BY_LABEL) != MANAGED_BY_PROGRAM or not c.labels.get(STACK_LABEL):
         yield "no stack declares it, so no policy, backup or alert covers it"
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-from .facts import STACK_LABEL, StackFacts
+from .facts import StackFacts
+from .names import STACK_LABEL
 from .levels import StackLevels
 from .rule import CONTAINER_RULES, STACK_RULES, Finding, Subject, check_container
 

@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 from napdms_ops.backup.drill import drill  # noqa: E402
 from napdms_ops.backup.hooks import postgresql as postgresql_hook  # noqa: E402
 from napdms_ops.backup.hooks.postgresql import _SUM, _TABLES  # noqa: E402  (the exact checksum query the hook runs)
-from napdms_ops.backup.plan import BackupPlan, Checks, FilesSource, PostgresqlSource, Repository, Schedule  # noqa: E402
+from components.model.plan import BackupPlan, Checks, FilesSource, PostgresqlSource, Repository, Schedule  # noqa: E402
 from napdms_ops.backup.restore import restore  # noqa: E402
 from napdms_ops.backup.restic import Restic  # noqa: E402
 from napdms_ops.backup.run import context_for, run_backup  # noqa: E402

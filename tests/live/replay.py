@@ -19,7 +19,7 @@ from typing import Iterable
 import docker
 from docker.types import LogConfig, Mount, Ulimit
 
-from components.units import duration_seconds
+from components.model.units import duration_seconds
 from tests.live.standins import standin_image, upstream_repo_of
 from tests.program import Declared, Program, labels_of
 

@@ -112,7 +112,13 @@ _BACKUP_AGENT = StandIn(
         "six==1.17.0",
         "urllib3==2.7.0",
     ),
-    code=("napdms_ops/__init__.py", "napdms_ops/backup"),
+    code=(
+        "components/__init__.py",
+        "components/model/__init__.py",
+        "components/model/plan.py",
+        "napdms_ops/__init__.py",
+        "napdms_ops/backup",
+    ),
 )
 
 # Upstream repository (as normalised by upstream_repo_of) -> stand-in.

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from napdms_ops import backups
-from napdms_ops.backup.plan import BackupPlan, FilesSource, PostgresqlSource, Repository, SftpAccess
+from components.model.plan import BackupPlan, FilesSource, PostgresqlSource, Repository, SftpAccess
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 

@@ -190,7 +190,7 @@ def test_an_agent_container_reaches_moto_s3(s3_server, run_agent):
 @pytest.mark.parametrize(
     "command, expected",
     [
-        (["python3", "-c", "import napdms_ops.backup.plan, pydantic, boto3; print(pydantic.VERSION)"], "2.13.4"),
+        (["python3", "-c", "import components.model.plan, pydantic, boto3; print(pydantic.VERSION)"], "2.13.4"),
         (["restic", "version"], "restic 0.14"),
         (["pg_dump", "--version"], "pg_dump (PostgreSQL) 15"),
         (["initdb", "--version"], "initdb (PostgreSQL) 15"),

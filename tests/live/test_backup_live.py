@@ -18,7 +18,7 @@ import pytest
 from napdms_ops.backup.hooks import postgresql
 from napdms_ops.backup.manifest import manifests
 from napdms_ops.backup.metrics import read_state, render
-from napdms_ops.backup.plan import BackupPlan, FilesSource, Offsite, PostgresqlSource, Repository, Schedule, SftpAccess
+from components.model.plan import BackupPlan, FilesSource, Offsite, PostgresqlSource, Repository, Schedule, SftpAccess
 from napdms_ops.backup.drill import drill
 from napdms_ops.backup.restore import restore
 from napdms_ops.backup.run import repository, run_backup, verify

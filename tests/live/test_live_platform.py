@@ -6,13 +6,13 @@ import http.client
 import pytest
 
 from components.catalog import CATALOG
-from components.settings import load_settings
+from components.settings import load_stack
 from tests.live.engine import ensure_engine
 from tests.live.replay import replay
 from tests.program import run_program, stack_config
 
 SERVICES = ("postgres", "redis", "prometheus", "proxy")
-DEV = load_settings("dev", stack_config("dev"), set()).effective_services()
+DEV = load_stack("dev", stack_config("dev"), set()).services
 _CAP_BITS = {"NET_BIND_SERVICE": 10, "CHOWN": 0, "DAC_READ_SEARCH": 2, "FOWNER": 3}
 
 

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from components.catalog import CATALOG, generated_files
 from components.catalog.backup_agent import DOCKERFILE, PLAN_FILE
-from components.catalog.spec import BackupHook, HealthCheck, SecretUse, ServiceSpec
-from components.settings import SettingsError, load_settings
-from napdms_ops.backup.plan import BackupPlan
+from components.model.spec import BackupHook, HealthCheck, SecretUse, ServiceSpec
+from components.settings import SettingsError, load_settings, load_stack
+from components.model.plan import BackupPlan
 from napdms_ops.images import stack_images
 from tests.conftest import program_of
 from tests.program import OPERATOR_CONFIG, ROOT, STACKS, is_secret, labels_of, run_program, stack_config
@@ -113,7 +113,7 @@ def test_agent_is_built_from_its_dockerfile_by_its_hosts_daemon(program):
 
 def test_agent_is_built_on_the_stacks_postgres_image(program):
     [image] = program.of_type("docker:index/image:Image")
-    postgres = load_settings(program.stack, stack_config(program.stack), set()).effective_services()["postgres"]
+    postgres = load_stack(program.stack, stack_config(program.stack), set()).services["postgres"]
     assert image.plain("build")["args"] == {"POSTGRES_IMAGE": postgres.image_ref}, f"{image.name}: dump tools of another release"
 
 
@@ -251,8 +251,8 @@ def test_missing_ssh_key_stops_the_program_naming_stack_key_and_fix():
 
 
 def test_offsite_settings_render_into_the_plan():
-    settings = load_settings("prod", _config("prod", offsite=OFFSITE), set())
-    plan = BackupPlan.model_validate_json(generated_files(AGENT, settings.catalog_context("prod"))["plan.json"])
+    stack = load_stack("prod", _config("prod", offsite=OFFSITE), set())
+    plan = BackupPlan.model_validate_json(generated_files(AGENT, stack.context)["plan.json"])
     offsite = plan.offsite
     assert offsite is not None, "prod-backup-agent plan.json: no offsite"
     assert offsite.model_dump(exclude={"repository"}) == OFFSITE, f"prod-backup-agent plan.json: offsite {offsite}"

@@ -13,7 +13,7 @@ import pytest
 from napdms_ops.backup import agent
 from napdms_ops.backup.manifest import RunManifest, ServiceRecord, manifests
 from napdms_ops.backup.metrics import read_state, render
-from napdms_ops.backup.plan import BackupPlan, FilesSource, PostgresqlSource, Repository, Schedule
+from components.model.plan import BackupPlan, FilesSource, PostgresqlSource, Repository, Schedule
 from napdms_ops.backup.restic import ResticError, classify
 from napdms_ops.backup.restore import RestoreError, restore, select
 from napdms_ops.backup.run import RunLock, RunLocked, repository, run_backup

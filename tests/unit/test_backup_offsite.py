@@ -29,7 +29,7 @@ from napdms_ops.backup.offsite import (
     s3_client,
     verify_bucket,
 )
-from napdms_ops.backup.plan import Offsite, Repository
+from components.model.plan import Offsite, Repository
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from components.catalog import generated_files
-from components.settings import load_settings
+from components.settings import load_stack
 from tests.program import STACKS, stack_config
 
 
@@ -14,8 +14,7 @@ from tests.program import STACKS, stack_config
 def test_caddyfile_is_valid_for_caddy(stack, tmp_path):
     caddy = shutil.which("caddy")
     assert caddy, "caddy is not installed: apt-get install caddy (.ci/run does)"
-    settings = load_settings(stack, stack_config(stack), set())
-    context = settings.catalog_context(stack)
+    context = load_stack(stack, stack_config(stack), set()).context
     path = tmp_path / "Caddyfile"
     path.write_text(generated_files("proxy", context)["Caddyfile"])
     result = subprocess.run(

@@ -3,7 +3,7 @@
 import pytest
 
 from components.catalog import CATALOG
-from components.settings import load_settings
+from components.settings import load_settings, load_stack
 from tests.conftest import program_of
 from tests.program import STACKS, labels_of, stack_config
 
@@ -118,7 +118,7 @@ WITH_SECRETS = [p for p in CONTAINERS if CATALOG[labels_of(p.values[1])["napdms.
 @pytest.mark.parametrize("stack,container", WITH_SECRETS)
 def test_secret_files_are_0400_and_owned_by_the_service_user(stack, container):
     # As the stack resolves it: the backup agent's secrets depend on the stack's databases and target.
-    service = load_settings(stack, stack_config(stack), set()).effective_services()[labels_of(container)["napdms.service"]]
+    service = load_stack(stack, stack_config(stack), set()).services[labels_of(container)["napdms.service"]]
     uploads = {u["file"]: u for u in _init_of(stack, container).plain("uploads")}
     for use in service.secrets:
         upload = uploads[use.path]

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from components.catalog import CATALOG, generated_files
-from components.settings import load_settings
+from components.settings import load_stack
 from tests.program import ROOT, STACKS, stack_config
 
 
@@ -58,7 +58,7 @@ def test_secrets_shared_between_services_are_one_secret():
 
 
 def _context(stack: str):
-    return load_settings(stack, stack_config(stack), set()).catalog_context(stack)
+    return load_stack(stack, stack_config(stack), set()).context
 
 
 def test_caddyfile_balances_every_public_service_over_all_its_replicas():

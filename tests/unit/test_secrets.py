@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from components.settings import SECRET_KEYS
+from components.model.operator_keys import BY_CONFIG_KEY
 from tests.program import ROOT, STACKS, is_secret, mock_password, run_program, stack_config
 
 
@@ -57,7 +57,7 @@ def test_generated_passwords_mark_their_result_secret(program):
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_files_hold_no_secret_keys(stack):
     config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-    plain_secrets = [key for key in config if key.split(":")[-1] in SECRET_KEYS and not isinstance(config[key], dict)]
+    plain_secrets = [key for key in config if key.split(":")[-1] in BY_CONFIG_KEY and not isinstance(config[key], dict)]
     assert plain_secrets == [], f"Pulumi.{stack}.yaml holds {plain_secrets} in plain text"
 
 

@@ -1,24 +1,24 @@
-"""One module per kind of data source, each with the same three functions, called by name.
+"""One module per kind of data source, each with the same functions, called by name (borgmatic's
+shape). The kinds are the plan's source models (`components.model.plan.SOURCE_MODELS`): a module
+here is named after its model's `hook`, and `hook(name)` checks it keeps the `Hook` contract.
 
-    backup(source, context) -> ServiceRecord     dump or read the source into the repository
-    restore(source, record, context, into)       put the record's data back under `into`
-    verify(source, record, context, into)        problems found in what `restore` put there
-
-A new kind of service is one new module here and one new `*Source` model in the plan.
+A new kind of service is one `*Source` model in the plan and one module here (plus its dump tool
+in the agent's Dockerfile); the catalog's `BackupHook.kind` and this registry follow by themselves.
 """
 
 from __future__ import annotations
 
 import importlib
 import tempfile
+import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from types import ModuleType
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
-from napdms_ops.backup.restic import Restic
-
-HOOKS = ("files", "postgresql", "mongodb", "redis")
+from components.model.plan import HOOKS
+from napdms_ops.backup.manifest import Part, ServiceRecord
+from napdms_ops.backup.restic import BackupSummary, Restic
 
 
 class HookError(RuntimeError):
@@ -43,6 +43,50 @@ class HookContext:
         return [*self.tags, f"service={service}", *extra]
 
 
+@runtime_checkable
+class Hook(Protocol):
+    """What every hook module defines. `source` is the plan's model of the hook's kind.
+
+    A module may also define `restore(source, record, context, into)` when extracting its parts
+    (`restore_parts`) is not all a restore takes, and `load(source, record, into, env=None)`
+    when its restored dump can be loaded into a server (`env`: how to reach it; None: the source's).
+    """
+
+    def backup(self, source: Any, context: HookContext) -> ServiceRecord:
+        """Dump or read the source into the repository."""
+
+    def verify(self, source: Any, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
+        """Problems found in what a restore put under `into` (empty: it is what was backed up)."""
+
+
+@cache
+def hook(name: str) -> Hook:
+    """The module implementing hook `name`."""
+    if name not in HOOKS:
+        raise HookError(f'no backup hook "{name}"; known hooks: {", ".join(HOOKS)}')
+    module = importlib.import_module(f"{__name__}.{name}")
+    if not isinstance(module, Hook):
+        raise HookError(f"{module.__name__} lacks a function of the Hook contract (backup, verify)")
+    return module
+
+
+def part(summary: BackupSummary, path: str, files: int = 1) -> Part:
+    """The record of one restic snapshot a hook made (a dump stream is one file)."""
+    return Part(
+        snapshot=summary.snapshot_id, path=path, files=files, bytes=summary.bytes_processed,
+        bytes_added=summary.bytes_added,
+    )
+
+
+def record(source: Any, parts: list[Part], started: float, **facts: Any) -> ServiceRecord:
+    """A successful service record: what every hook's `backup` returns. `started` is the
+    `time.monotonic()` the hook began at; `facts` are hook-specific fields (tables, ...)."""
+    return ServiceRecord(
+        service=source.service, hook=source.hook, status="ok", parts=parts,
+        seconds=time.monotonic() - started, **facts,
+    )
+
+
 def read_password(service: str, path: Optional[str]) -> Optional[str]:
     """The content of a source's password file (None when it has none); a missing file fails only that service."""
     if not path:
@@ -53,29 +97,34 @@ def read_password(service: str, path: Optional[str]) -> Optional[str]:
         raise HookError(f"{service}: password file {path}: {error.strerror}") from None
 
 
-def restore_parts(record, context: HookContext, into: str) -> None:
-    """Extract each snapshot of `record` under `into`: what every hook's `restore` starts with."""
-    for part in record.parts:
-        context.restic.restore(part.snapshot, into, verify=context.verify_restore)
+def restore_parts(record: ServiceRecord, context: HookContext, into: str) -> None:
+    """Extract each snapshot of `record` under `into`: what every restore starts with."""
+    for each in record.parts:
+        context.restic.restore(each.snapshot, into, verify=context.verify_restore)
 
 
-def module(hook: str) -> ModuleType:
-    """The module implementing `hook`."""
-    if hook not in HOOKS:
-        raise HookError(f'no backup hook "{hook}"; known hooks: {", ".join(HOOKS)}')
-    return importlib.import_module(f"napdms_ops.backup.hooks.{hook}")
-
-
-def backup(source, context: HookContext):
+def backup(source: Any, context: HookContext) -> ServiceRecord:
     """Back up one source with its hook."""
-    return module(source.hook).backup(source, context)
+    return hook(source.hook).backup(source, context)
 
 
-def restore(source, record, context: HookContext, into: str) -> None:
-    """Restore one service's record with its hook."""
-    module(source.hook).restore(source, record, context, into)
+def restore(source: Any, record: ServiceRecord, context: HookContext, into: str) -> None:
+    """Restore one service's record with its hook (by default: extract its parts)."""
+    custom = getattr(hook(source.hook), "restore", None)
+    if custom is None:
+        restore_parts(record, context, into)
+    else:
+        custom(source, record, context, into)
 
 
-def verify(source, record, context: HookContext, into: str) -> list[str]:
+def verify(source: Any, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
     """Check one restored service against what was recorded at backup time."""
-    return module(source.hook).verify(source, record, context, into)
+    return hook(source.hook).verify(source, record, context, into)
+
+
+def load(source: Any, record: ServiceRecord, into: str, env: Optional[Mapping[str, str]] = None) -> None:
+    """Load a restored dump into a server, for hooks that can (`env`: how to reach it)."""
+    loader = getattr(hook(source.hook), "load", None)
+    if loader is None:
+        raise HookError(f"{source.service}: a {source.hook} backup is restored as files; there is nothing to load")
+    loader(source, record, into, env)

@@ -6,9 +6,10 @@ import os
 import time
 from pathlib import Path
 
-from napdms_ops.backup.hooks import HookContext, HookError, restore_parts
-from napdms_ops.backup.manifest import Part, ServiceRecord
-from napdms_ops.backup.plan import FilesSource
+from components.model.plan import FilesSource
+from napdms_ops.backup import hooks
+from napdms_ops.backup.hooks import HookContext, HookError
+from napdms_ops.backup.manifest import ServiceRecord
 
 
 def backup(source: FilesSource, context: HookContext) -> ServiceRecord:
@@ -18,19 +19,7 @@ def backup(source: FilesSource, context: HookContext) -> ServiceRecord:
         raise HookError(f"{source.service}: {', '.join(missing)} not mounted in the agent; run `pulumi up` so the agent mounts the volume")
     started = time.monotonic()
     summary = context.restic.backup_paths(source.paths, context.host_tag, context.tags_for(source.service))
-    part = Part(
-        snapshot=summary.snapshot_id,
-        path=",".join(source.paths),
-        files=summary.files,
-        bytes=summary.bytes_processed,
-        bytes_added=summary.bytes_added,
-    )
-    return ServiceRecord(service=source.service, hook="files", status="ok", parts=[part], seconds=time.monotonic() - started)
-
-
-def restore(source: FilesSource, record: ServiceRecord, context: HookContext, into: str) -> None:
-    """Recreate the volumes' files (owners, modes, times) under `into`."""
-    restore_parts(record, context, into)
+    return hooks.record(source, [hooks.part(summary, ",".join(source.paths), files=summary.files)], started)
 
 
 def verify(source: FilesSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:

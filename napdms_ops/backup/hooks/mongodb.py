@@ -8,11 +8,12 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping, Optional
 
-from napdms_ops.backup.hooks import HookContext, HookError, read_password, restore_parts
-from napdms_ops.backup.manifest import Part, ServiceRecord
-from napdms_ops.backup.plan import MongodbSource
+from components.model.plan import MongodbSource
+from napdms_ops.backup import hooks
+from napdms_ops.backup.hooks import HookContext, HookError, read_password
+from napdms_ops.backup.manifest import ServiceRecord
 from napdms_ops.backup.restic import CommandFailed
 
 
@@ -43,21 +44,16 @@ def backup(source: MongodbSource, context: HookContext) -> ServiceRecord:
             if source.oplog and "oplog" in str(error):
                 raise HookError(f"{source.service}: {error}; a standalone server has no oplog: set oplog false") from None
             raise HookError(f"{source.service}: {error}") from None
-    part = Part(snapshot=summary.snapshot_id, path=path, files=1, bytes=summary.bytes_processed, bytes_added=summary.bytes_added)
-    return ServiceRecord(service=source.service, hook="mongodb", status="ok", parts=[part], seconds=time.monotonic() - started)
+    return hooks.record(source, [hooks.part(summary, path)], started)
 
 
-def restore(source: MongodbSource, record: ServiceRecord, context: HookContext, into: str) -> None:
-    """Put the archive under `into/<service>/` (load it with `load`)."""
-    restore_parts(record, context, into)
-
-
-def load(source: MongodbSource, into: str) -> None:
-    """Replay the archive into the server the source names (`mongorestore --drop`)."""
+def load(source: MongodbSource, record: ServiceRecord, into: str, env: Optional[Mapping[str, str]] = None) -> None:
+    """Replay the restored archive (`restore` puts it under `into/<service>/`) into the server the
+    source names, `mongorestore --drop`; `env` adds to the tool's environment."""
     with _config(source) as connection:
         archive = Path(into) / source.service / "dump.archive"
         argv = ["mongorestore", *connection, f"--archive={archive}", "--drop"] + (["--oplogReplay"] if source.oplog else [])
-        done = subprocess.run(argv, capture_output=True)
+        done = subprocess.run(argv, capture_output=True, env={**os.environ, **(env or {})})
         if done.returncode != 0:
             raise HookError(f"{source.service}: mongorestore: {done.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
 

@@ -15,11 +15,12 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Mapping, Optional
 
-from napdms_ops.backup.hooks import HookContext, HookError, read_password, restore_parts
-from napdms_ops.backup.manifest import Part, ServiceRecord, TableSum
-from napdms_ops.backup.plan import PostgresqlSource
+from components.model.plan import PostgresqlSource
+from napdms_ops.backup import hooks
+from napdms_ops.backup.hooks import HookContext, HookError, read_password
+from napdms_ops.backup.manifest import ServiceRecord, TableSum
 from napdms_ops.backup.restic import CommandFailed
 
 _TABLES = (
@@ -130,7 +131,7 @@ def backup(source: PostgresqlSource, context: HookContext) -> ServiceRecord:
             ["pg_dumpall", "--globals-only"], env, f"/{source.service}/globals.sql",
             context.host_tag, context.tags_for(source.service, "part=globals"),
         )
-        parts.append(_part(summary, f"/{source.service}/globals.sql"))
+        parts.append(hooks.part(summary, f"/{source.service}/globals.sql"))
         for database in databases:
             session = _SnapshotSession(env, database)
             try:
@@ -150,14 +151,11 @@ def backup(source: PostgresqlSource, context: HookContext) -> ServiceRecord:
                     raise failure[0]
             finally:
                 session.close()
-            parts.append(_part(summary, path))
+            parts.append(hooks.part(summary, path))
             tables[database] = sums
     except CommandFailed as error:
         raise HookError(f"{source.service}: {error}") from None
-    return ServiceRecord(
-        service=source.service, hook="postgresql", status="ok", parts=parts, tables=tables,
-        checksum_method=CHECKSUM_METHOD, seconds=time.monotonic() - started,
-    )
+    return hooks.record(source, parts, started, tables=tables, checksum_method=CHECKSUM_METHOD)
 
 
 def _collect(session: _SnapshotSession, sums: dict, failure: list) -> None:
@@ -167,22 +165,17 @@ def _collect(session: _SnapshotSession, sums: dict, failure: list) -> None:
         failure.append(error)
 
 
-def _part(summary, path: str) -> Part:
-    return Part(snapshot=summary.snapshot_id, path=path, files=1, bytes=summary.bytes_processed, bytes_added=summary.bytes_added)
+def load(source: PostgresqlSource, record: ServiceRecord, into: str, env: Optional[Mapping[str, str]] = None) -> None:
+    """Load the restored dumps (`restore` puts them under `into/<service>/`) into the server `env`
+    points at (libpq variables; None: the source's own server): roles first, then each database,
+    each recreated as it was (`--create`: owner, encoding, locale)."""
+    _load(source, record, into, dict(env) if env is not None else _environment(source), scratch=False)
 
 
-def restore(source: PostgresqlSource, record: ServiceRecord, context: HookContext, into: str) -> None:
-    """Put the dump files under `into/<service>/` (load them with `load`)."""
-    restore_parts(record, context, into)
-
-
-def load(source: PostgresqlSource, record: ServiceRecord, into: str, env: dict[str, str], jobs: int = 2, scratch: bool = False) -> None:
-    """Load restored dumps into the server `env` points at: roles first, then each database.
-
-    A real restore recreates each database as it was (`--create`: owner, encoding, locale). A
-    `scratch` cluster may lack the original locale, so there each database is created plain;
-    the drill compares data, which the locale does not change.
-    """
+def _load(source: PostgresqlSource, record: ServiceRecord, into: str, env: dict[str, str], scratch: bool) -> None:
+    # A scratch cluster may lack the original locale, so there each database is created plain;
+    # the drill compares data, which the locale does not change.
+    jobs = os.cpu_count() or 2
     dumps = Path(into) / source.service
     # Roles that already exist (the bootstrap superuser at least) make some lines fail: expected.
     subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-f", str(dumps / "globals.sql")], env=env, capture_output=True)
@@ -205,7 +198,7 @@ def verify(source: PostgresqlSource, record: ServiceRecord, context: HookContext
     if record.checksum_method != CHECKSUM_METHOD:
         return [f"{source.service}: sums were recorded as {record.checksum_method}, this drill computes {CHECKSUM_METHOD}; drill a newer run"]
     with scratch_cluster(Path(context.workdir) / f"drill-{source.service}") as env:
-        load(source, record, into, env, jobs=os.cpu_count() or 2, scratch=True)
+        _load(source, record, into, env, scratch=True)
         problems = []
         for database, recorded in record.tables.items():
             restored = {}

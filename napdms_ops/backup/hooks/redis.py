@@ -6,9 +6,10 @@ import os
 import time
 from pathlib import Path
 
-from napdms_ops.backup.hooks import HookContext, HookError, read_password, restore_parts
-from napdms_ops.backup.manifest import Part, ServiceRecord
-from napdms_ops.backup.plan import RedisSource
+from components.model.plan import RedisSource
+from napdms_ops.backup import hooks
+from napdms_ops.backup.hooks import HookContext, HookError, read_password
+from napdms_ops.backup.manifest import ServiceRecord
 from napdms_ops.backup.restic import CommandFailed
 
 _MAGIC = b"REDIS"
@@ -38,13 +39,7 @@ def backup(source: RedisSource, context: HookContext) -> ServiceRecord:
     if summary.bytes_processed < len(_MAGIC):
         context.restic.forget(summary.snapshot_id)
         raise HookError(f"{source.service}: redis-cli wrote {summary.bytes_processed} bytes, not an RDB file")
-    part = Part(snapshot=summary.snapshot_id, path=path, files=1, bytes=summary.bytes_processed, bytes_added=summary.bytes_added)
-    return ServiceRecord(service=source.service, hook="redis", status="ok", parts=[part], seconds=time.monotonic() - started)
-
-
-def restore(source: RedisSource, record: ServiceRecord, context: HookContext, into: str) -> None:
-    """Put `dump.rdb` under `into/<service>/`: copied into an empty data volume, Redis loads it at start."""
-    restore_parts(record, context, into)
+    return hooks.record(source, [hooks.part(summary, path)], started)
 
 
 def verify(source: RedisSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:

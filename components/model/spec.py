@@ -8,15 +8,15 @@ reason, which ends up as a container label that the policy pack and the audit re
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from components.units import Cpus, Duration, SizeMB
+from components.model.plan import DUMP_HOOKS, SOURCE_MODELS
+from components.model.units import Cpus, Duration, SizeMB
 from policies.rules import RULE_IDS
+from policies.rules.names import Segment
 
-NetworkName = Literal["edge", "app", "data", "monitoring"]
-"""The four network segments. `data` and `monitoring` are internal (no route out)."""
 
 Placement = Literal["primary", "backup", "every-host"]
 """Where a service runs: the primary NAS (QNAP), the backup NAS (ASUSTOR), or on each host."""
@@ -33,7 +33,16 @@ def check_fixed_tag(value: str) -> str:
     return value
 
 
-DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+Tag = Annotated[str, AfterValidator(check_fixed_tag)]
+"""An image tag that names one release."""
+Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+"""A manifest digest, `sha256:` and 64 hex digits."""
+ImageRepository = Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")]
+"""A repository as pulled (`registry/owner/name`), without tag or digest."""
+Pids = Annotated[int, Field(ge=16, le=65536)]
+"""A container's process limit."""
+Replicas = Annotated[int, Field(ge=1, le=8)]
+"""How many containers of a service run on its host."""
 
 SECRETS_VOLUME = "run-secrets"
 """Volume name suffix of a service's secret files (mounted at /run/secrets)."""
@@ -189,8 +198,9 @@ class BackupHook(_Frozen):
     """How the backup agent dumps a database consistently (borgmatic style) instead of copying
     its files: a running server's data directory is no consistent backup."""
 
-    kind: Literal["postgresql", "mongodb", "redis"]
-    """The dump tool the agent runs: `pg_dumpall --globals-only` + `pg_dump`, `mongodump`, `redis-cli --rdb`."""
+    kind: Literal[DUMP_HOOKS]  # type: ignore[valid-type]
+    """The agent's dump hook (`napdms_ops/backup/hooks/<kind>.py`): `postgresql` (`pg_dumpall
+    --globals-only` + `pg_dump`), `mongodb` (`mongodump`), `redis` (`redis-cli --rdb`)."""
     port: int = Field(ge=1, le=65535)
     """Port the server listens on, reached through the service's alias on the data network."""
     user: Optional[str] = None
@@ -201,8 +211,9 @@ class BackupHook(_Frozen):
 
     @model_validator(mode="after")
     def _user_fits_kind(self) -> "BackupHook":
-        if self.kind == "redis" and self.user is not None:
-            raise ValueError("a redis hook has no user; Redis authenticates with the password alone")
+        source = next(m for m in SOURCE_MODELS if m.model_fields["hook"].default == self.kind)
+        if self.user is not None and "user" not in source.model_fields:
+            raise ValueError(f"a {self.kind} hook has no user; it authenticates with the password alone")
         if self.kind == "postgresql" and self.user is None:
             raise ValueError('a postgresql hook needs a user; name a superuser such as "postgres"')
         return self
@@ -231,11 +242,11 @@ class ServiceSpec(_Frozen):
 
     name: str
     description: str
-    image: str
+    image: ImageRepository
     """Repository as pulled, e.g. `docker.io/library/postgres`, or the local name of a built image."""
-    tag: str
+    tag: Tag
     """A real, fixed release tag (never `latest`)."""
-    digest: Optional[str] = Field(default=None, pattern=DIGEST_PATTERN)
+    digest: Optional[Digest] = None
     """Optional manifest digest; when set the pull itself is pinned."""
     user: str = Field(pattern=r"^\d+(:\d+)?$")
     """Numeric uid[:gid] so the runtime never resolves a name to root."""
@@ -251,14 +262,15 @@ class ServiceSpec(_Frozen):
     secrets: list[SecretUse] = []
     config_dir: Optional[str] = None
     """Where generated config files land (a volume, so they can be uploaded before start)."""
-    networks: list[NetworkName] = Field(min_length=1)
+    networks: list[Segment] = Field(min_length=1)
+    """Network segments it joins; `data` and `monitoring` are internal (no route out)."""
     health: HealthCheck
     cap_add: list[CapAdd] = []
     exemptions: list[Exemption] = []
     memory: SizeMB
     cpus: Cpus
-    pids: int = Field(default=512, ge=16, le=65536)
-    replicas: int = Field(default=1, ge=1, le=8)
+    pids: Pids = 512
+    replicas: Replicas = 1
     stateless: bool = False
     """Holds no state of its own, so prod runs two or more replicas."""
     placement: Placement = "primary"
@@ -279,11 +291,6 @@ class ServiceSpec(_Frozen):
         if not _SERVICE_NAME.match(value):
             raise ValueError(f'"{value}" is not a service name; use lower-case letters, digits and -')
         return value
-
-    @field_validator("tag")
-    @classmethod
-    def _fixed_tag(cls, value: str) -> str:
-        return check_fixed_tag(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ServiceSpec":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt])(?:i?b)?\s*$", re.IGNORECASE)
 _SIZE_FACTORS_MB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
@@ -64,6 +64,8 @@ def format_size_mb(megabytes: int) -> str:
 SizeMB = Annotated[
     int,
     BeforeValidator(parse_size_mb),
+    # JSON holds a size as an operator writes it, so a dumped model validates again unchanged.
+    PlainSerializer(format_size_mb, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": _SIZE.pattern, "examples": ["512m", "2g"]}),
 ]
 """Memory size written with a unit ("512m", "2g"), held as MiB."""

@@ -12,7 +12,13 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-_RETRYABLE_HINT = "use e.g. 300 (seconds); tests use 1"
+AGENT_SERVICE = "backup-agent"
+"""The backup agent's catalog name, hence its `napdms.service` label and container names."""
+CONFIG_DIR = "/etc/napdms-backup"
+"""Where the program puts the agent's generated files (its config volume)."""
+PLAN_FILE = f"{CONFIG_DIR}/plan.json"
+"""The plan inside the agent's container."""
+KNOWN_HOSTS_FILE = f"{CONFIG_DIR}/known_hosts"
 
 
 class _Strict(BaseModel):
@@ -54,18 +60,26 @@ class Repository(_Strict):
         return value
 
 
-class Offsite(_Strict):
-    """The optional S3 copy: restic `copy` of each run, into a bucket boto3 prepares."""
+class OffsiteBucket(_Strict):
+    """The optional S3 copy of every run (restic `copy`), into a bucket the agent prepares with
+    versioning, lifecycle and object lock. A stack's `backup.offsite`; its keys are the encrypted
+    config keys `s3_access_key_id` and `s3_secret_access_key`."""
 
-    repository: Repository
-    endpoint: str = Field(pattern=r"^https?://")
-    """S3 endpoint URL (AWS or compatible), also used by boto3 to prepare the bucket."""
+    endpoint: str = Field(pattern=r"^https?://[^/\s]+$")
+    """S3 endpoint URL without a path, e.g. `https://s3.eu-central-1.amazonaws.com` (AWS or
+    compatible), also used by boto3 to prepare the bucket."""
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     region: str = "us-east-1"
     object_lock_days: int = Field(default=30, ge=0, le=3650)
-    """Default retention (GOVERNANCE) of each object; 0 turns object lock off."""
+    """Days each object version is locked (GOVERNANCE) after it is written; 0 turns object lock off."""
     noncurrent_days: int = Field(default=90, ge=1, le=3650)
-    """Lifecycle: days a replaced or deleted object version is kept before it expires."""
+    """Days a replaced or deleted object version is kept before it expires."""
+
+
+class Offsite(OffsiteBucket):
+    """The offsite bucket as the agent uses it: plus the restic repository inside it."""
+
+    repository: Repository
 
 
 class Retention(_Strict):
@@ -104,42 +118,62 @@ class FilesSource(_Strict):
     """Absolute paths the agent reads (the volumes, mounted read-only under /source)."""
 
 
-class PostgresqlSource(_Strict):
+class DumpSource(_Strict):
+    """A database server the agent dumps over the data network: what every dump hook needs."""
+
+    service: str
+    host: str
+    """The service's alias on the data network."""
+    port: int = Field(ge=1, le=65535)
+    password_file: Optional[str] = Field(default=None, pattern=r"^/")
+    """The login's password (or Redis' requirepass), as a secret file of the agent."""
+
+
+class PostgresqlSource(DumpSource):
     """A PostgreSQL server: roles with `pg_dumpall --globals-only`, each database with `pg_dump`."""
 
     hook: Literal["postgresql"] = "postgresql"
-    service: str
-    host: str
     port: int = Field(default=5432, ge=1, le=65535)
     user: str = "postgres"
-    password_file: Optional[str] = Field(default=None, pattern=r"^/")
     databases: list[str] = []
     """Databases to dump; empty means every database that accepts connections."""
 
 
-class MongodbSource(_Strict):
+class MongodbSource(DumpSource):
     """A MongoDB server, dumped with `mongodump --archive` (oplog included on replica sets)."""
 
     hook: Literal["mongodb"] = "mongodb"
-    service: str
-    host: str
     port: int = Field(default=27017, ge=1, le=65535)
     user: Optional[str] = None
-    password_file: Optional[str] = Field(default=None, pattern=r"^/")
     oplog: bool = True
 
 
-class RedisSource(_Strict):
+class RedisSource(DumpSource):
     """A Redis server: its RDB snapshot fetched with `redis-cli --rdb` (a consistent fork)."""
 
     hook: Literal["redis"] = "redis"
-    service: str
-    host: str
     port: int = Field(default=6379, ge=1, le=65535)
-    password_file: Optional[str] = Field(default=None, pattern=r"^/")
 
 
-Source = Annotated[Union[FilesSource, PostgresqlSource, MongodbSource, RedisSource], Field(discriminator="hook")]
+SOURCE_MODELS: tuple[type[BaseModel], ...] = (FilesSource, PostgresqlSource, MongodbSource, RedisSource)
+"""Every kind of data source, the one list the hook registry, the catalog's `BackupHook.kind` and
+the plan's `Source` union derive from. A new kind of service is a model here and a module in
+`napdms_ops/backup/hooks/` of the same name."""
+
+HOOKS: tuple[str, ...] = tuple(model.model_fields["hook"].default for model in SOURCE_MODELS)
+"""Hook names, which are also the modules of `napdms_ops.backup.hooks`."""
+DUMP_HOOKS: tuple[str, ...] = tuple(
+    model.model_fields["hook"].default for model in SOURCE_MODELS if issubclass(model, DumpSource)
+)
+"""Hooks that dump a server (a catalog `backup_hook`), rather than read volumes as files."""
+
+Source = Annotated[Union[SOURCE_MODELS], Field(discriminator="hook")]  # type: ignore[valid-type]
+
+
+def dump_source(hook: str, **fields: object) -> DumpSource:
+    """The plan's source for a server dumped by `hook`; fields a kind does not know are refused."""
+    model = next(m for m in SOURCE_MODELS if m.model_fields["hook"].default == hook)
+    return model.model_validate(fields)
 
 
 class BackupPlan(_Strict):

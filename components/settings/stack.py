@@ -1,0 +1,78 @@
+"""`Stack`: one stack's settings resolved once, the object every reader takes.
+
+The program, `napdms-ops images`, the backup commands and the tests all read a stack through
+this: its catalog entries with overrides merged and validated, where each runs, the secrets they
+read, and what the catalog's config renderers see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from components.catalog.context import CatalogContext
+from components.model.spec import ServiceSpec
+from components.settings.loader import PROJECT_DIR, load_settings, read_stack_file
+from components.settings.model import HostSettings, PlatformSettings
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A validated stack: its name, its settings and the catalog resolved for it."""
+
+    name: str
+    settings: PlatformSettings
+
+    @property
+    def services(self) -> Mapping[str, ServiceSpec]:
+        """The enabled services, overrides merged and validated, in catalog order."""
+        return self.settings.specs
+
+    @property
+    def placements(self) -> Mapping[str, tuple[str, ...]]:
+        """Host names that run each enabled service."""
+        return self.settings.placements
+
+    @cached_property
+    def secret_names(self) -> tuple[str, ...]:
+        """Every platform secret the enabled services read, in catalog order."""
+        return tuple(self.settings.secret_names())
+
+    @cached_property
+    def context(self) -> CatalogContext:
+        """What the catalog's config renderers may read for this stack."""
+        return CatalogContext(
+            stack=self.name,
+            domain=self.settings.domain,
+            tls_mode=self.settings.tls.mode,
+            acme_email=self.settings.tls.acme_email,
+            services=self.services,
+            backup=self.settings.backup,
+        )
+
+    @property
+    def name_prefix(self) -> str:
+        """Prefix of every Docker object name of the stack, so stacks sharing a daemon never collide."""
+        return f"napdms-{self.name}"
+
+    def host_of(self, service: str) -> tuple[str, HostSettings]:
+        """The (first) host that runs `service`, by name and settings."""
+        host = self.placements[service][0]
+        return host, self.settings.hosts[host]
+
+    def endpoint_of(self, service: str) -> Optional[str]:
+        """The Docker endpoint of the host running `service`; None means DOCKER_HOST or the local socket."""
+        return self.host_of(service)[1].docker_host
+
+
+def load_stack(stack: str, values: Mapping[str, Any], secret_keys: set[str]) -> Stack:
+    """Validate `stack`'s config values and resolve it; raises `SettingsError` naming stack, key and fix."""
+    return Stack(stack, load_settings(stack, values, secret_keys))
+
+
+def read_stack(stack: str, project_dir: Path = PROJECT_DIR) -> Stack:
+    """`stack` as its `Pulumi.<stack>.yaml` declares it (no engine, no passphrase needed)."""
+    values, secret_keys = read_stack_file(stack, project_dir)
+    return load_stack(stack, values, secret_keys)
