@@ -16,8 +16,9 @@ from typing import Optional, Sequence
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
-from components.model.plan import AGENT_SERVICE, CONFIG_DIR, PLAN_FILE
-from components.settings import read_stack
+from components.model.plan import AGENT_SERVICE, CONFIG_DIR, PLAN_FILE, BackupPlan, FilesSource
+from components.model.spec import SOURCE_ROOT
+from components.settings import Stack, read_stack
 from napdms_ops.audit import AuditError, connect, default_host
 from policies.rules.names import (
     JOB_LABEL,
@@ -46,16 +47,16 @@ class Agent:
     container: "docker.models.containers.Container"
 
 
-def endpoint(stack: str) -> str:
+def endpoint(stack: Stack) -> str:
     """The Docker endpoint of the host that runs `stack`'s backup agent (its placement, including a
     `services.backup-agent.host` override)."""
-    return read_stack(stack).endpoint_of(AGENT_SERVICE) or default_host()
+    return stack.endpoint_of(AGENT_SERVICE) or default_host()
 
 
 def find_agent(stack: str, client: Optional[docker.DockerClient] = None) -> Agent:
     """The running agent of `stack`, found by the labels the program puts on it."""
     try:
-        client = client or connect(endpoint(stack))
+        client = client or connect(endpoint(read_stack(stack)))
         found = client.containers.list(filters={"label": [f"{STACK_LABEL}={stack}", f"{SERVICE_LABEL}={AGENT_SERVICE}"]})
     except AuditError as error:
         raise BackupCommandError(f"stack {stack}: {error}") from None
@@ -101,27 +102,37 @@ def restore_volumes(agent: Agent, services: Sequence[str], label: str, live: boo
     volumes (dumps still land in fresh ones: they are loaded into the database by hand).
     """
     plan = _plan(agent)
-    chosen = [s for s in plan["sources"] if not services or s["service"] in services]
-    missing = sorted(set(services) - {s["service"] for s in plan["sources"]})
+    known = [source.service for source in plan.sources]
+    missing = sorted(set(services) - set(known))
     if missing:
-        raise BackupCommandError(f"stack {agent.stack}: {', '.join(missing)} not in the backup plan; known: {', '.join(s['service'] for s in plan['sources'])}")
+        raise BackupCommandError(
+            f"stack {agent.stack}: {', '.join(missing)} not in the backup plan; known: {', '.join(known)}"
+        )
     prefix = f"napdms-{agent.stack}-restore-{label}"
     mounts = {}
-    for source in chosen:
-        if source["hook"] == "files":
-            for path in source["paths"]:
-                volume = path.removeprefix("/source/").replace("/", "-")
+    for source in plan.sources:
+        if services and source.service not in services:
+            continue
+        if isinstance(source, FilesSource):
+            for path in source.paths:
+                volume = path.removeprefix(f"{SOURCE_ROOT}/").replace("/", "-")
                 mounts[f"{RESTORE_ROOT}{path}"] = f"napdms-{agent.stack}-{volume}" if live else f"{prefix}-{volume}"
         else:
-            mounts[f"{RESTORE_ROOT}/{source['service']}"] = f"{prefix}-{source['service']}-dump"
+            mounts[f"{RESTORE_ROOT}/{source.service}"] = f"{prefix}-{source.service}-dump"
     return mounts
 
 
-def _plan(agent: Agent) -> dict:
+def _plan(agent: Agent) -> BackupPlan:
     code, output = agent.container.exec_run(["cat", PLAN_FILE])
     if code != 0:
         raise BackupCommandError(f"stack {agent.stack}: the agent has no plan at {PLAN_FILE}; redeploy it")
-    return json.loads(output)
+    try:
+        return BackupPlan.model_validate_json(output)
+    except ValueError as error:
+        raise BackupCommandError(
+            f"stack {agent.stack}: the agent's {PLAN_FILE} does not match this ops CLI's plan model ({error}); "
+            "deploy the same version of the program as this CLI"
+        ) from None
 
 
 _CARRIED = ("/run/secrets", CONFIG_DIR)

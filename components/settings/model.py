@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from types import MappingProxyType
 from typing import Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -204,12 +205,12 @@ class PlatformSettings(_Strict):
     def specs(self) -> Mapping[str, ServiceSpec]:
         """Catalog entries with this stack's overrides merged and validated, disabled services
         left out, the backup agent fitted to this stack's backup target and databases."""
-        return self._services
+        return MappingProxyType(self._services)
 
     @property
     def placements(self) -> Mapping[str, tuple[str, ...]]:
         """Host names that run each enabled service."""
-        return self._placements
+        return MappingProxyType(self._placements)
 
     def host_for_role(self, role: str) -> str:
         """The first host carrying `role` (validation guarantees there is one)."""
