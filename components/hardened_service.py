@@ -220,13 +220,7 @@ class HardenedService(pulumi.ComponentResource):
             # Only lowered limits: raising one above the daemon's own (nofile) fails at start
             # once every capability is dropped.
             ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=spec.pids, hard=spec.pids)],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=spec.health.test,
-                interval=spec.health.interval,
-                timeout=spec.health.timeout,
-                retries=spec.health.retries,
-                start_period=spec.health.start_period,
-            ),
+            healthcheck=_healthcheck(spec),
             wait=True,
             wait_timeout=_wait_timeout(spec),
             restart="unless-stopped",
@@ -238,16 +232,7 @@ class HardenedService(pulumi.ComponentResource):
                 )
                 for segment in spec.networks
             ],
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=port.internal,
-                    external=port.external,
-                    protocol=port.protocol,
-                    ip="0.0.0.0" if port.all_interfaces else args.bind_address,
-                )
-                for port in spec.ports
-            ]
-            or None,
+            ports=_ports(spec, args.bind_address),
             volumes=volumes or None,
             mounts=prepared or None,
             labels=_label_args({**labels, REPLICA_LABEL: str(replica)}),
@@ -324,6 +309,31 @@ def _image(resource_name: str, spec: ServiceSpec, on_host: pulumi.ResourceOption
         skip_push=True,
         opts=on_host,
     ).repo_digest
+
+
+def _healthcheck(spec: ServiceSpec) -> docker.ContainerHealthcheckArgs:
+    health = spec.health
+    return docker.ContainerHealthcheckArgs(
+        tests=health.test,
+        interval=health.interval,
+        timeout=health.timeout,
+        retries=health.retries,
+        start_period=health.start_period,
+    )
+
+
+def _ports(spec: ServiceSpec, bind_address: str) -> Optional[list[docker.ContainerPortArgs]]:
+    """Published ports, bound to the host's LAN address unless the catalog says why not."""
+    ports = [
+        docker.ContainerPortArgs(
+            internal=port.internal,
+            external=port.external,
+            protocol=port.protocol,
+            ip="0.0.0.0" if port.all_interfaces else bind_address,
+        )
+        for port in spec.ports
+    ]
+    return ports or None
 
 
 def _init_script(spec: ServiceSpec, chown_paths: list[str], seeded_paths: list[str]) -> str:

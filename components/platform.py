@@ -34,68 +34,64 @@ class Platform(pulumi.ComponentResource):
         # Read before anything is registered: a missing key stops the program with nothing half-declared.
         supplied = operator_secrets(stack.name, stack.secret_names)
         super().__init__("napdms:platform:Platform", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        self._stack = stack
+        self._child = pulumi.ResourceOptions(parent=self)
         settings = stack.settings
-        specs, placements, prefix = stack.services, stack.placements, stack.name_prefix
 
         self.hosts = {
-            host: DockerHost(
-                host,
-                settings.hosts[host],
-                _segments_on(host, stack),
-                prefix,
-                opts=child,
-            )
+            host: DockerHost(host, settings.hosts[host], _segments_on(host, stack), stack.name_prefix, opts=self._child)
             for host in settings.hosts
         }
         self.secrets = {
             secret: supplied[secret]
             if secret in supplied
-            else GeneratedSecret(secret, settings.secrets.rotation.get(secret, 0), opts=child).value
+            else GeneratedSecret(secret, settings.secrets.rotation.get(secret, 0), opts=self._child).value
             for secret in stack.secret_names
         }
-        placeholders = {"{domain}": settings.domain, "{stack}": stack.name}
-
         self.services = {}
-        for service in _start_order(specs):
-            spec = specs[service]
-            self.services[service] = {}
-            for host in placements[service]:
-                self.services[service][host] = HardenedService(
-                    f"{host}-{service}",
-                    HardenedServiceArgs(
-                        spec=spec,
-                        stack=stack.name,
-                        host=host,
-                        name_prefix=prefix,
-                        provider=self.hosts[host].provider,
-                        networks=self.hosts[host].networks,
-                        bind_address=settings.hosts[host].bind_address,
-                        init_image=self.hosts[host].init_image,
-                        env={key: _substitute(value, placeholders) for key, value in spec.env.items()},
-                        secrets={use.secret: self.secrets[use.secret] for use in spec.secrets},
-                        files=generated_files(service, stack.context),
-                        protect_data=settings.environment != "dev",
-                        sources=self._sources(host, spec, specs) if spec.reads_backed_up_volumes else (),
-                        depends_on=[
-                            container
-                            for dependency in spec.depends_on
-                            if host in self.services.get(dependency, {})
-                            for container in self.services[dependency][host].containers
-                        ],
-                    ),
-                    opts=child,
-                )
+        for service in _start_order(stack.services):
+            self.services[service] = {host: self._service(service, host) for host in stack.placements[service]}
 
         self.urls = pulumi.Output.from_input(
             {
                 service: f"https://{spec.public.subdomain}.{settings.domain}"
-                for service, spec in specs.items()
+                for service, spec in stack.services.items()
                 if spec.public
             }
         )
         self.admin_password = self.secrets.get("grafana-admin-password", pulumi.Output.secret(""))
         self.register_outputs({"urls": self.urls, "admin_password": self.admin_password})
+
+    def _service(self, service: str, host: str) -> HardenedService:
+        """`service` on `host`, after the services it depends on there."""
+        stack, settings = self._stack, self._stack.settings
+        spec, docker_host = stack.services[service], self.hosts[host]
+        placeholders = {"{domain}": settings.domain, "{stack}": stack.name}
+        return HardenedService(
+            f"{host}-{service}",
+            HardenedServiceArgs(
+                spec=spec,
+                stack=stack.name,
+                host=host,
+                name_prefix=stack.name_prefix,
+                provider=docker_host.provider,
+                networks=docker_host.networks,
+                bind_address=settings.hosts[host].bind_address,
+                init_image=docker_host.init_image,
+                env={key: _substitute(value, placeholders) for key, value in spec.env.items()},
+                secrets={use.secret: self.secrets[use.secret] for use in spec.secrets},
+                files=generated_files(service, stack.context),
+                protect_data=settings.environment != "dev",
+                sources=self._sources(host, spec, stack.services) if spec.reads_backed_up_volumes else (),
+                depends_on=[
+                    container
+                    for dependency in spec.depends_on
+                    if host in self.services.get(dependency, {})
+                    for container in self.services[dependency][host].containers
+                ],
+            ),
+            opts=self._child,
+        )
 
     def _sources(self, host: str, reader: ServiceSpec, specs: Mapping[str, ServiceSpec]) -> list[SourceVolume]:
         """Every daily-backed-up volume already declared on `host`, at /source/<service>/<volume>,
