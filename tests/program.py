@@ -2,7 +2,8 @@
 
 This is how the unit tests, the live replay and the benchmarks see what the program declares:
 every registered resource with its inputs (secrets still wrapped as secrets), its provider,
-its parent, and the stack outputs.
+its parent, and the stack outputs. The Pulumi internals a whole run needs stay behind
+`tests/pulumi_seam.py`; this module uses the SDK's public API only.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from typing import Any, Mapping, Optional
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime import rpc
 
 from components.settings import read_stack_file
+from tests.pulumi_seam import run_under_mocks
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "nap-dms-platform"
@@ -184,16 +184,14 @@ def run_program(
         {f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in values.items()},
         [f"{PROJECT}:{key}" for key in secret_keys],
     )
-    settings.reset_options(project=PROJECT, stack=stack)
-    settings.set_root_resource(None)
     mocks = _Mocks(program)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=_Monitor(mocks, program))
-    settings.SETTINGS.rpc_manager.clear()
-    settings.SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
-    # Under mocks the stack's exports are never sent to the monitor; read them off the root stack.
-    for name, value in settings.get_root_resource().outputs.items():
-        output = pulumi.Output.from_input(value)
-        resolved = _sync_await(output.future())
-        program.outputs[name] = rpc.wrap_rpc_secret(resolved) if _sync_await(output.is_secret()) else resolved
+    exports = run_under_mocks(
+        lambda: runpy.run_path(str(main), run_name="__main__"),
+        mocks,
+        _Monitor(mocks, program),
+        project=PROJECT,
+        stack=stack,
+    )
+    for name, export in exports.items():
+        program.outputs[name] = rpc.wrap_rpc_secret(export.value) if export.secret else export.value
     return program
