@@ -1,15 +1,40 @@
-"""`napdms-ops up`: the Pulumi CLI with the defaults this project expects, checked first."""
+"""`napdms-ops up`: the Pulumi CLI with the defaults this project expects, checked first.
+
+When no `pulumi` is on PATH, `up` installs the CLI release that matches the pinned SDK with the
+Automation API, into the API's default root, and runs it from there.
+"""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import subprocess
+import threading
+import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Mapping
+
+from pulumi.automation import PulumiCommand
+from semver import Version
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 LOCAL_BACKEND = "file://~"
+
+# The CLI released together with the SDK pinned in requirements.txt: the Automation API expects
+# its own release, and one pin keeps every machine on the same CLI.
+PULUMI_CLI_VERSION = "3.272.0"
+PULUMI_DOWNLOAD_HOST = "get.pulumi.com"
+# The first thing PulumiCommand.install fetches; it then runs this script, which downloads the CLI.
+PULUMI_INSTALL_SCRIPT_URL = f"https://{PULUMI_DOWNLOAD_HOST}/install.sh"
+MANUAL_INSTALL = (
+    f"curl -fsSL https://{PULUMI_DOWNLOAD_HOST} | sh -s -- --version {PULUMI_CLI_VERSION}"
+)
+# Seconds the download host gets to answer before `up` gives up on installing the CLI.
+PROBE_TIMEOUT_S = 5.0
+
+# Installs the Pulumi CLI `version` so that `root`/bin/pulumi runs it; raises DeployError if not.
+Installer = Callable[[Path, str], None]
 
 
 class DeployError(Exception):
@@ -24,8 +49,8 @@ def deploy_environment(stack: str, environ: Mapping[str, str]) -> dict[str, str]
     if "PULUMI_CONFIG_PASSPHRASE" not in env and "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
         if stack != "dev":
             raise DeployError(
-                f"{stack}: PULUMI_CONFIG_PASSPHRASE is not set; export it (or PULUMI_CONFIG_PASSPHRASE_FILE) "
-                "so the stack's secrets can be decrypted"
+                f"{stack}: PULUMI_CONFIG_PASSPHRASE is not set; export it (or "
+                "PULUMI_CONFIG_PASSPHRASE_FILE) so the stack's secrets can be decrypted"
             )
         env["PULUMI_CONFIG_PASSPHRASE"] = ""
     return env
@@ -39,26 +64,91 @@ def up_commands(stack: str, yes: bool) -> list[list[str]]:
     ]
 
 
-def check_tools(stack: str) -> None:
-    """Fail early, with the fix, when the Pulumi CLI or (for dev) the local Docker daemon is missing."""
-    if shutil.which("pulumi") is None:
-        raise DeployError(
-            "the Pulumi CLI is not installed; install it with `curl -fsSL https://get.pulumi.com | sh` "
-            "and open a new shell"
-        )
+def check_docker(stack: str) -> None:
+    """Fail early, with the fix, when dev's local Docker daemon does not answer."""
     if stack == "dev":
         docker = shutil.which("docker")
         if docker is None or subprocess.run([docker, "info"], capture_output=True).returncode != 0:
             raise DeployError(
-                "dev: no Docker daemon answers (DOCKER_HOST or /var/run/docker.sock); start Docker, "
-                "or set DOCKER_HOST"
+                "dev: no Docker daemon answers (DOCKER_HOST or /var/run/docker.sock); start "
+                "Docker, or set DOCKER_HOST"
             )
 
 
-def up(stack: str, yes: bool) -> int:
-    """Select (or create) the stack and run `pulumi up` in the project directory."""
-    check_tools(stack)
+def pinned_cli_root() -> Path:
+    """Where the pinned CLI lives: the Automation API's default root for that version."""
+    return Path.home() / ".pulumi" / "versions" / PULUMI_CLI_VERSION
+
+
+def _cannot_download(reason: str) -> str:
+    return (
+        f"the Pulumi CLI is not installed and could not be downloaded from "
+        f"{PULUMI_DOWNLOAD_HOST} ({' '.join(reason.split())}; no internet?); install it by hand "
+        f"with `{MANUAL_INSTALL}` and open a new shell"
+    )
+
+
+def _reason(error: Exception) -> str:
+    """The last line a failed install script printed, else what the error says."""
+    output = getattr(error, "output", None)
+    lines = output.decode(errors="replace").strip().splitlines() if output else []
+    return lines[-1] if lines else str(getattr(error, "reason", error))
+
+
+def _unreachable(url: str, timeout: float) -> str | None:
+    """Why `url` cannot be fetched within `timeout` seconds, or None when it answers."""
+    reasons: list[str | None] = []
+
+    def fetch() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout):
+                reasons.append(None)
+        except (OSError, http.client.HTTPException) as error:
+            reasons.append(_reason(error))
+
+    # The socket timeout does not bound the name lookup, which can stall where no resolver
+    # answers; a daemon thread that has not finished in time is left behind.
+    probe = threading.Thread(target=fetch, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return reasons[0] if reasons else f"no answer within {timeout:g} s"
+
+
+def install_pulumi_cli(root: Path, version: str) -> None:
+    """Install Pulumi CLI `version` into `root` with the Automation API, once its download host
+    has answered a quick probe: the SDK's download has no timeout and would hang offline."""
+    unreachable = _unreachable(PULUMI_INSTALL_SCRIPT_URL, PROBE_TIMEOUT_S)
+    if unreachable is not None:
+        raise DeployError(_cannot_download(unreachable))
+    try:
+        PulumiCommand.install(root=str(root), version=Version.parse(version))
+    # Whatever broke (the download, the install script, the installed CLI), the fix is the same.
+    except Exception as error:
+        raise DeployError(_cannot_download(_reason(error))) from None
+
+
+def pulumi_bin_dir(install: Installer = install_pulumi_cli) -> Path | None:
+    """None when `pulumi` is on PATH; else the pinned CLI's bin directory, installed first with
+    `install` unless a CLI is already there."""
+    if shutil.which("pulumi") is not None:
+        return None
+    root = pinned_cli_root()
+    if not os.access(root / "bin" / "pulumi", os.X_OK):
+        install(root, PULUMI_CLI_VERSION)
+    return root / "bin"
+
+
+def up(stack: str, yes: bool, install: Installer = install_pulumi_cli) -> int:
+    """Select (or create) the stack and run `pulumi up` in the project directory, with the pinned
+    CLI (installed by `install` if need be) when no `pulumi` is on PATH."""
     env = deploy_environment(stack, os.environ)
+    check_docker(stack)
+    # Last: the checks above are cheap, an install downloads a hundred megabytes.
+    bin_dir = pulumi_bin_dir(install)
+    if bin_dir is not None:
+        # First on PATH rather than only by absolute path: the CLI finds its language hosts and
+        # bundled plugins next to it on PATH (the Automation API runs it the same way).
+        env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", os.defpath)])
     for command in up_commands(stack, yes):
         status = subprocess.run(command, cwd=PROJECT_DIR, env=env).returncode
         if status != 0:
