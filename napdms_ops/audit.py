@@ -22,13 +22,18 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TextIO
 
 from policies.rules import StackFacts, StackLevels, Verdict, judge
 from policies.rules import from_docker, levels
 from policies.rules.facts import ContainerFacts, NetworkFacts, VolumeFacts
+
+if TYPE_CHECKING:  # rich is imported when a report is printed, to keep the CLI's start fast
+    from rich.console import Console
+    from rich.table import Table
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DEFAULT_STACK = "prod"
@@ -170,20 +175,24 @@ def _unreachable(host: str, what: str, error: BaseException) -> AuditError:
 
 # ------------------------------------------------------------------------------ rendering
 
+PIPE_WIDTH = 80
+"""Columns of the report on a pipe or in CI when COLUMNS is not set (rich's own default)."""
+LEVEL_STYLES = {"mandatory": "bold red", "advisory": "yellow", "exempt": "dim"}
+"""Colours of the level column; rich drops them when the output is not a terminal."""
+
 
 def level_text(verdict: Verdict) -> str:
-    """`mandatory`, `advisory`, or `advisory (exempt: <reason>)`."""
-    if verdict.finding.exempt_reason:
-        return f"advisory (exempt: {verdict.finding.exempt_reason})"
-    return verdict.level
+    """`mandatory`, `advisory`, or `exempt` for an exempted finding (advisory, and its reason is
+    shown with the problem)."""
+    return "exempt" if verdict.finding.exempt_reason else verdict.level
 
 
 def summary(report: AuditReport) -> str:
     """One line: what was read and what was found."""
     return (
-        f"{report.host}: {report.containers} containers, {report.volumes} volumes, {report.networks} networks; "
-        f"{len(report.mandatory)} mandatory, {len(report.advisory)} advisory "
-        f"(unmanaged judged at {report.stack} levels)"
+        f"{report.host}: {report.containers} containers, {report.volumes} volumes, "
+        f"{report.networks} networks; {len(report.mandatory)} mandatory, "
+        f"{len(report.advisory)} advisory (unmanaged judged at {report.stack} levels)"
     )
 
 
@@ -213,30 +222,67 @@ def document(report: AuditReport) -> dict[str, Any]:
     }
 
 
-def table(verdicts: Sequence[Verdict]):
-    """A rich table of the findings, in the order given."""
-    from rich.table import Table
+def console(file: TextIO | None = None, environ: Mapping[str, str] = os.environ) -> Console:
+    """A rich Console for the report on `file` (stdout by default): on a terminal, rich sizes it
+    (COLUMNS first, else the terminal); on a pipe or in CI, COLUMNS, else 80 columns."""
+    from rich.console import Console
 
-    grid = Table(show_lines=False, expand=False)
-    grid.add_column("level", no_wrap=True)
-    grid.add_column("rule", no_wrap=True)
-    grid.add_column("CIS", no_wrap=True)
-    grid.add_column("subject")
-    grid.add_column("problem + fix")
+    width = None
+    # rich would take the width of stdin or stderr when either is a terminal, so
+    # `napdms-ops audit | less` would be as wide as the terminal rather than what a pipe gets.
+    if not (file or sys.stdout).isatty():
+        columns = environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() else PIPE_WIDTH
+    return Console(file=file, width=width)
+
+
+def print_report(report: AuditReport, out: Console) -> None:
+    """The findings table (when there are findings), then the summary wrapped to `out`'s width."""
+    from rich.text import Text
+
+    if report.verdicts:
+        out.print(table(report.verdicts))
+        out.print()
+    out.print(Text(summary(report)))
+
+
+def table(verdicts: Sequence[Verdict]) -> Table:
+    """A rich table of the findings, in the order given, that reads at 80 columns.
+
+    Subject over rule id in the first column, a one-word level, the CIS id, then the problem, the
+    exemption reason when there is one, and the fix, wrapped in the last column. No column is
+    cut with an ellipsis: a subject longer than its share of the width folds onto more lines.
+    """
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table(
+        # No vertical rules, no outer edge, two spaces between columns: the width goes to the
+        # text, and a finding starts at column 0 in a log. A blank line separates findings.
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_lines=True,
+    )
+    # Every column may wrap, so rich shrinks the widest (problem) first and never crops a cell;
+    # "fold" breaks a word longer than its column instead of hiding its end behind "…".
+    grid.add_column("subject / rule", overflow="fold")
+    grid.add_column("level", overflow="fold")
+    grid.add_column("CIS", overflow="fold")
+    grid.add_column("problem + fix", overflow="fold")
     for verdict in verdicts:
         finding = verdict.finding
-        style = "bold red" if verdict.mandatory else "yellow"
+        level = level_text(verdict)
+        details = [finding.problem]
+        if finding.exempt_reason:
+            details.append(f"exempt: {finding.exempt_reason}")
+        details.append(f"Fix: {finding.rule.fix}")
         grid.add_row(
-            f"[{style}]{_escape(level_text(verdict))}[/]",
-            finding.rule.id,
-            finding.rule.cis or "-",
-            _escape(finding.subject),
-            _escape(f"{finding.problem}. Fix: {finding.rule.fix}"),
+            Text.assemble((finding.subject, "bold"), "\n", finding.rule.id),
+            Text(level, style=LEVEL_STYLES[level]),
+            Text(finding.rule.cis or "-"),
+            Text("\n".join(details)),
         )
     return grid
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

@@ -1,4 +1,4 @@
-"""The operators' command line: `python -m napdms_ops --help`."""
+"""The operators' command line: `napdms-ops --help` (or `python3 -m napdms_ops --help`)."""
 
 from __future__ import annotations
 
@@ -92,12 +92,7 @@ def audit(
     if as_json:
         typer.echo(json.dumps(auditing.document(report), indent=2))
     else:
-        from rich.console import Console
-
-        console = Console()
-        if report.verdicts:
-            console.print(auditing.table(report.verdicts))
-        typer.echo(auditing.summary(report))
+        auditing.print_report(report, auditing.console())
     raise typer.Exit(report.exit_code)
 
 

@@ -1,17 +1,38 @@
 """`napdms-ops audit` without a daemon: which levels judge which subject, the order and shape of
 the report, the exit codes, and the one-line error when no daemon answers."""
 
+import io
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 from typer.testing import CliRunner
 
-from napdms_ops.audit import AuditError, AuditReport, audit, default_host, document, level_text, summary, table
-from policies.rules import judge
+from napdms_ops import audit as auditing
+from napdms_ops.audit import (
+    AuditError,
+    AuditReport,
+    audit,
+    console,
+    default_host,
+    document,
+    level_text,
+    summary,
+    table,
+)
 from napdms_ops.cli import app
-from policies.rules import ContainerFacts, Mount, NetworkFacts, PublishedPort, StackFacts, VolumeFacts, levels
+from policies.rules import (
+    ContainerFacts,
+    Mount,
+    NetworkFacts,
+    PublishedPort,
+    StackFacts,
+    VolumeFacts,
+    judge,
+    levels,
+)
 from tests.program import ROOT
 
 LEVELS = {
@@ -83,7 +104,7 @@ def test_an_exempted_finding_is_advisory_with_its_reason():
     container = hardened("x", cpus=0.0, labels={**hardened("x").labels, "napdms.exempt.no-cpu-limit": "batch"})
     (verdict,) = judge(StackFacts((container,)), "prod", LEVELS.get)
     assert (verdict.finding.rule.id, verdict.level, verdict.finding.exempt_reason) == ("no-cpu-limit", "advisory", "batch")
-    assert level_text(verdict) == "advisory (exempt: batch)"
+    assert level_text(verdict) == "exempt"
 
 
 def test_host_ports_conflict_across_stacks_and_are_reported_once():
@@ -175,6 +196,121 @@ def test_table_and_summary():
     assert summary(report) == (
         "unix:///x.sock: 1 containers, 0 volumes, 0 networks; 1 mandatory, 0 advisory (unmanaged judged at prod levels)"
     )
+
+
+# A realistic daemon for the rendering tests: long subject names, the longest rule id, an exemption
+# with a 120-character reason, and a CIS id of each width.
+REASON = (
+    "the nightly importer is CPU-bound for ten minutes and a quota would push it past the backup "
+    "window; reviewed in OPS-1412"
+)
+BACKEND = "napdms-prod-napdms-backend-2"
+IMPORTER = "napdms-prod-napdms-importer-1"
+
+
+def _realistic_verdicts():
+    exempt = {**hardened(IMPORTER).labels, "napdms.exempt.no-cpu-limit": REASON}
+    data_labels = {"napdms.stack": "prod", "napdms.segment": "data"}
+    daemon = StackFacts(
+        (
+            hardened(BACKEND, user=""),
+            hardened(IMPORTER, cpus=0.0, labels=exempt),
+            hardened("napdms-dev-napdms-web-1", "dev", pids_limit=0),
+        ),
+        networks=(NetworkFacts("napdms-prod-data", labels=data_labels),),
+    )
+    return judge(daemon, "prod", LEVELS.get)
+
+
+def _render(verdicts, width: int = 80) -> list[str]:
+    """The table as a pipe shows it, one string per line, trailing padding removed."""
+    out = io.StringIO()
+    console(out, {"COLUMNS": str(width)}).print(table(verdicts))
+    return [line.rstrip() for line in out.getvalue().splitlines()]
+
+
+def _column(lines: list[str], header: str, next_header: str = "") -> list[str]:
+    """One column's text, line by line, located by its header (the table's first line)."""
+    start = lines[0].index(header)
+    end = lines[0].index(next_header) if next_header else None
+    return [line[start:end].strip() for line in lines[2:]]
+
+
+def test_table_lines_fit_80_columns():
+    lines = _render(_realistic_verdicts())
+    assert len(lines) > 10 and max(len(line) for line in lines) <= 80
+
+
+def test_table_shows_subjects_and_rule_ids_whole():
+    verdicts = _realistic_verdicts()
+    first_column = _column(_render(verdicts), "subject / rule", "level")
+    for verdict in verdicts:
+        assert verdict.finding.subject in first_column and verdict.finding.rule.id in first_column
+    assert "data-network-internal" in first_column  # the longest rule id the daemon produces
+
+
+def test_table_wraps_the_whole_exemption_reason_into_the_problem_column():
+    problem = " ".join(_column(_render(_realistic_verdicts()), "problem + fix"))
+    assert f"exempt: {REASON}" in re.sub(r"\s+", " ", problem)
+
+
+def test_table_starts_each_finding_with_its_subject_over_its_rule():
+    lines = _render(_realistic_verdicts())
+    assert lines[2].split()[:3] == [BACKEND, "mandatory", "4.1"]
+    assert lines[3].split()[0] == "run-as-root"
+
+
+def test_table_level_column_holds_one_short_word():
+    lines = _render(_realistic_verdicts())
+    assert set(_column(lines, "level", "CIS")) == {"mandatory", "exempt", "advisory", ""}
+
+
+def test_table_leaves_the_problem_column_at_least_30_columns_at_80():
+    header = _render(_realistic_verdicts())[0]
+    assert 80 - header.index("problem + fix") >= 30
+
+
+def test_a_subject_too_long_for_its_column_folds_instead_of_being_cut():
+    name = "napdms-staging-napdms-postgres-exporter-replica-12-of-a-very-long-service"
+    (verdict,) = judge(StackFacts((hardened(name, user=""),)), "prod", LEVELS.get)
+    lines = _render([verdict])
+    assert max(len(line) for line in lines) <= 80 and "…" not in "".join(lines)
+    assert name in "".join(_column(lines, "subject / rule", "level"))
+
+
+def test_a_pipe_gets_80_columns():
+    assert console(io.StringIO(), {}).width == 80
+
+
+def test_columns_sets_the_width_of_a_pipe():
+    assert console(io.StringIO(), {"COLUMNS": "132"}).width == 132
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_terminal(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    verdicts = _realistic_verdicts()
+    for stream, coloured in ((io.StringIO(), False), (_Terminal(), True)):
+        console(stream, {}).print(table(verdicts))
+        assert ("\x1b[" in stream.getvalue()) is coloured
+
+
+def test_cli_prints_table_and_summary_within_80_columns_on_a_pipe(monkeypatch):
+    verdicts = tuple(_realistic_verdicts())
+    report = AuditReport("ssh://deploy@qnap.nap-dms.example.org", "prod", 14, 9, 6, verdicts)
+    monkeypatch.setattr(auditing, "audit", lambda host, stack: report)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = CliRunner().invoke(app, ["audit"])
+    assert result.exit_code == 1
+    lines = [line.rstrip() for line in result.output.splitlines()]
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert " ".join(lines[-2:]) == summary(report)  # the summary, wrapped after the table
 
 
 def test_default_host_is_docker_host_else_the_local_socket():
