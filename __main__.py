@@ -19,5 +19,8 @@ pulumi.export("urls", platform.urls)
 pulumi.export("grafana_admin_password", platform.admin_password)
 pulumi.export(
     "containers",
-    {name: {host: s.container_names for host, s in by_host.items()} for name, by_host in platform.services.items()},
+    {
+        name: {host: s.container_names for host, s in by_host.items()}
+        for name, by_host in platform.services.items()
+    },
 )

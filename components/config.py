@@ -18,7 +18,9 @@ def read_project_config(project: str) -> tuple[dict[str, Any], set[str]]:
     """
     prefix = f"{project}:"
     raw: dict[str, Any] = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
-    values = {key[len(prefix) :]: _decode(value) for key, value in raw.items() if key.startswith(prefix)}
+    values = {
+        key[len(prefix) :]: _decode(value) for key, value in raw.items() if key.startswith(prefix)
+    }
     marked = set(pulumi.runtime.get_config_secret_keys_env())
     secret_keys = {
         key[len(prefix) :]

@@ -12,13 +12,19 @@ Anything else is an exemption from the catalog, with its reason, written to a la
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_docker as docker
 
-from components.model.spec import CONFIG_VOLUME, SECRETS_VOLUME, BackupPolicy, SecretUse, ServiceSpec
+from components.model.spec import (
+    CONFIG_VOLUME,
+    SECRETS_VOLUME,
+    BackupPolicy,
+    SecretUse,
+    ServiceSpec,
+)
 from components.model.units import duration_seconds
 from components.volumes import REGENERATED, declare_volume
 from policies.rules.names import (
@@ -101,7 +107,9 @@ class HardenedService(pulumi.ComponentResource):
     image_digest: pulumi.Output[str]
     """`repo@sha256:...` the containers run, or the built image's id (`sha256:...`)."""
 
-    def __init__(self, name: str, args: HardenedServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self, name: str, args: HardenedServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("napdms:service:HardenedService", name, None, opts)
         self._name, self._args = name, args
         self._on_host = pulumi.ResourceOptions(parent=self, provider=args.provider)
@@ -126,20 +134,30 @@ class HardenedService(pulumi.ComponentResource):
             replica_labels[INIT_CONTAINER_LABEL] = init.id
         mounts = self._mounts(seeded)
         self.containers = [
-            self._replica(replica, mounts, replica_labels, depends_on) for replica in range(1, args.spec.replicas + 1)
+            self._replica(replica, mounts, replica_labels, depends_on)
+            for replica in range(1, args.spec.replicas + 1)
         ]
         self.container_names = pulumi.Output.all(*[c.name for c in self.containers])
-        self.register_outputs({"container_names": self.container_names, "image_digest": self.image_digest})
+        self.register_outputs(
+            {"container_names": self.container_names, "image_digest": self.image_digest}
+        )
 
     def _volume(self, suffix: str, policy: BackupPolicy, protect: bool = False) -> docker.Volume:
         return declare_volume(
-            f"{self._name}-{suffix}", f"{self._docker_name}-{suffix}", policy, self._labels, self._on_host, protect=protect
+            f"{self._name}-{suffix}",
+            f"{self._docker_name}-{suffix}",
+            policy,
+            self._labels,
+            self._on_host,
+            protect=protect,
         )
 
     def _data_volumes(self) -> dict[str, docker.Volume]:
         """The catalog's volumes; backed-up ones are protected outside dev."""
         return {
-            v.name: self._volume(v.name, v.backup, protect=self._args.protect_data and v.backup.policy == "daily")
+            v.name: self._volume(
+                v.name, v.backup, protect=self._args.protect_data and v.backup.policy == "daily"
+            )
             for v in self._args.spec.volumes
         }
 
@@ -154,11 +172,18 @@ class HardenedService(pulumi.ComponentResource):
             uploads = [_secret_upload(use, args.secrets[use.secret], spec) for use in spec.secrets]
             seeded.append(_Seeded(self._volume(SECRETS_VOLUME, REGENERATED), SECRETS_DIR, uploads))
         if args.files:
-            uploads = [_config_upload(spec, file_name, content) for file_name, content in sorted(args.files.items())]
-            seeded.append(_Seeded(self._volume(CONFIG_VOLUME, REGENERATED), spec.config_dir, uploads))
+            uploads = [
+                _config_upload(spec, file_name, content)
+                for file_name, content in sorted(args.files.items())
+            ]
+            seeded.append(
+                _Seeded(self._volume(CONFIG_VOLUME, REGENERATED), spec.config_dir, uploads)
+            )
         return seeded
 
-    def _mounts(self, seeded: Sequence[_Seeded]) -> tuple[list[docker.ContainerVolumeArgs], list[docker.ContainerMountArgs]]:
+    def _mounts(
+        self, seeded: Sequence[_Seeded]
+    ) -> tuple[list[docker.ContainerVolumeArgs], list[docker.ContainerMountArgs]]:
         """What each replica mounts: `volumes` entries, and `mounts` entries for prepared volumes."""
         spec = self._args.spec
         volumes = [
@@ -171,11 +196,16 @@ class HardenedService(pulumi.ComponentResource):
             for m in spec.host_mounts
         ]
         volumes += [
-            docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path, read_only=True)
+            docker.ContainerVolumeArgs(
+                volume_name=s.volume.name, container_path=s.path, read_only=True
+            )
             for s in self._args.sources
         ]
         volumes += [
-            docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path, read_only=True) for s in seeded
+            docker.ContainerVolumeArgs(
+                volume_name=s.volume.name, container_path=s.path, read_only=True
+            )
+            for s in seeded
         ]
         # A volume the init container prepared must not be filled from the image on first mount:
         # Docker would copy the image's root-owned sub-directories over the chown.
@@ -210,7 +240,9 @@ class HardenedService(pulumi.ComponentResource):
             command=spec.command,
             entrypoints=spec.entrypoint,
             envs=_envs(args.env, spec.secrets),
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=[cap.name for cap in spec.cap_add] or None),
+            capabilities=docker.ContainerCapabilitiesArgs(
+                drops=["ALL"], adds=[cap.name for cap in spec.cap_add] or None
+            ),
             read_only=True,
             tmpfs={path: TMPFS_OPTS for path in spec.tmpfs} or None,
             security_opts=["no-new-privileges:true"],
@@ -241,7 +273,8 @@ class HardenedService(pulumi.ComponentResource):
             must_run=True,
             # Fixed Docker names: the old container must go before its replacement starts.
             opts=pulumi.ResourceOptions.merge(
-                self._on_host, pulumi.ResourceOptions(depends_on=list(depends_on), delete_before_replace=True)
+                self._on_host,
+                pulumi.ResourceOptions(depends_on=list(depends_on), delete_before_replace=True),
             ),
         )
 
@@ -256,7 +289,11 @@ class HardenedService(pulumi.ComponentResource):
             name=f"{self._docker_name}-init",
             image=self._args.init_image,
             user="0:0",
-            command=["sh", "-c", _init_script(spec, [v.path for v in chown_volumes], [s.path for s in seeded])],
+            command=[
+                "sh",
+                "-c",
+                _init_script(spec, [v.path for v in chown_volumes], [s.path for s in seeded]),
+            ],
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN", "FOWNER"]),
             read_only=False,
             security_opts=["no-new-privileges:true"],
@@ -266,10 +303,15 @@ class HardenedService(pulumi.ComponentResource):
             cpus="0.1",
             ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=16, hard=16)],
             volumes=[
-                docker.ContainerVolumeArgs(volume_name=self.volumes[v.name].name, container_path=v.path)
+                docker.ContainerVolumeArgs(
+                    volume_name=self.volumes[v.name].name, container_path=v.path
+                )
                 for v in chown_volumes
             ]
-            + [docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path) for s in seeded],
+            + [
+                docker.ContainerVolumeArgs(volume_name=s.volume.name, container_path=s.path)
+                for s in seeded
+            ],
             uploads=[upload for s in seeded for upload in s.uploads] or None,
             attach=True,
             must_run=False,
@@ -277,13 +319,17 @@ class HardenedService(pulumi.ComponentResource):
             log_driver="json-file",
             log_opts=LOG_OPTS,
             labels=_label_args(labels),
-            opts=pulumi.ResourceOptions.merge(self._on_host, pulumi.ResourceOptions(delete_before_replace=True)),
+            opts=pulumi.ResourceOptions.merge(
+                self._on_host, pulumi.ResourceOptions(delete_before_replace=True)
+            ),
         )
 
 
 _INIT_EXCEPTIONS: Mapping[str, str] = {
     exempt_label("run-as-root"): "sets file owners; CHOWN and FOWNER are its only capabilities",
-    exempt_label("writable-root"): "the provider uploads files through /, refused on a read-only root",
+    exempt_label(
+        "writable-root"
+    ): "the provider uploads files through /, refused on a read-only root",
     exempt_label("no-health-check"): "one-shot: exits when done, up waits for its exit",
     exempt_label("no-restart-policy"): "one-shot: must not restart after it exits",
     cap_add_label("CHOWN"): "give the files and volume roots to the service user",
@@ -292,11 +338,15 @@ _INIT_EXCEPTIONS: Mapping[str, str] = {
 """The init container's documented exceptions and capabilities."""
 
 
-def _image(resource_name: str, spec: ServiceSpec, on_host: pulumi.ResourceOptions) -> pulumi.Output[str]:
+def _image(
+    resource_name: str, spec: ServiceSpec, on_host: pulumi.ResourceOptions
+) -> pulumi.Output[str]:
     """The image the containers run, by content: the pulled image's repo digest, or the id of an
     image built by the host's daemon (no registry holds it; the build never leaves the host)."""
     if spec.build is None:
-        return docker.RemoteImage(resource_name, name=spec.image_ref, keep_locally=True, opts=on_host).repo_digest
+        return docker.RemoteImage(
+            resource_name, name=spec.image_ref, keep_locally=True, opts=on_host
+        ).repo_digest
     return docker.Image(
         resource_name,
         image_name=spec.image_ref,
@@ -322,7 +372,7 @@ def _healthcheck(spec: ServiceSpec) -> docker.ContainerHealthcheckArgs:
     )
 
 
-def _ports(spec: ServiceSpec, bind_address: str) -> Optional[list[docker.ContainerPortArgs]]:
+def _ports(spec: ServiceSpec, bind_address: str) -> list[docker.ContainerPortArgs] | None:
     """Published ports, bound to the host's LAN address unless the catalog says why not."""
     ports = [
         docker.ContainerPortArgs(
@@ -354,7 +404,9 @@ def _init_script(spec: ServiceSpec, chown_paths: list[str], seeded_paths: list[s
     return "set -e; " + "; ".join(steps)
 
 
-def _secret_upload(use: SecretUse, value: pulumi.Output[str], spec: ServiceSpec) -> docker.ContainerUploadArgs:
+def _secret_upload(
+    use: SecretUse, value: pulumi.Output[str], spec: ServiceSpec
+) -> docker.ContainerUploadArgs:
     template = use.template
     content = value if template is None else value.apply(lambda v: template.replace("{secret}", v))
     return docker.ContainerUploadArgs(
@@ -377,7 +429,7 @@ def _config_upload(spec: ServiceSpec, file_name: str, content: str) -> docker.Co
     )
 
 
-def _envs(env: Mapping[str, str], secrets: Sequence[SecretUse]) -> Optional[list[str]]:
+def _envs(env: Mapping[str, str], secrets: Sequence[SecretUse]) -> list[str] | None:
     pairs = dict(env)
     pairs.update({use.env: use.path for use in secrets if use.env})
     return [f"{key}={value}" for key, value in sorted(pairs.items())] or None
@@ -398,7 +450,9 @@ def _policy_labels(spec: ServiceSpec) -> dict[str, str]:
 
 
 def _label_args(labels: Mapping[str, pulumi.Input[str]]) -> list[docker.ContainerLabelArgs]:
-    return [docker.ContainerLabelArgs(label=key, value=value) for key, value in sorted(labels.items())]
+    return [
+        docker.ContainerLabelArgs(label=key, value=value) for key, value in sorted(labels.items())
+    ]
 
 
 def _cpus(cpus: float) -> str:

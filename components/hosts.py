@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 import pulumi_docker as docker
 
@@ -36,7 +34,7 @@ class DockerHost(pulumi.ComponentResource):
         host: HostSettings,
         segments: list[Segment],
         name_prefix: str,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("napdms:hosts:DockerHost", name, None, opts)
         self.provider = docker.Provider(
@@ -60,6 +58,8 @@ class DockerHost(pulumi.ComponentResource):
             )
             for segment in segments
         }
-        image = docker.RemoteImage(f"{name}-init-image", name=INIT_IMAGE, keep_locally=True, opts=on_host)
+        image = docker.RemoteImage(
+            f"{name}-init-image", name=INIT_IMAGE, keep_locally=True, opts=on_host
+        )
         self.init_image = image.repo_digest
         self.register_outputs({"init_image": self.init_image})

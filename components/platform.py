@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from graphlib import TopologicalSorter
-from typing import Mapping, Optional
 
 import pulumi
 
@@ -30,7 +30,7 @@ class Platform(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]
     """Grafana's admin password (secret), for the operator's first login."""
 
-    def __init__(self, name: str, stack: Stack, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, stack: Stack, opts: pulumi.ResourceOptions | None = None):
         # Read before anything is registered: a missing key stops the program with nothing half-declared.
         supplied = operator_secrets(stack.name, stack.secret_names)
         super().__init__("napdms:platform:Platform", name, None, opts)
@@ -39,18 +39,28 @@ class Platform(pulumi.ComponentResource):
         settings = stack.settings
 
         self.hosts = {
-            host: DockerHost(host, settings.hosts[host], _segments_on(host, stack), stack.name_prefix, opts=self._child)
+            host: DockerHost(
+                host,
+                settings.hosts[host],
+                _segments_on(host, stack),
+                stack.name_prefix,
+                opts=self._child,
+            )
             for host in settings.hosts
         }
         self.secrets = {
             secret: supplied[secret]
             if secret in supplied
-            else GeneratedSecret(secret, settings.secrets.rotation.get(secret, 0), opts=self._child).value
+            else GeneratedSecret(
+                secret, settings.secrets.rotation.get(secret, 0), opts=self._child
+            ).value
             for secret in stack.secret_names
         }
         self.services = {}
         for service in _start_order(stack.services):
-            self.services[service] = {host: self._service(service, host) for host in stack.placements[service]}
+            self.services[service] = {
+                host: self._service(service, host) for host in stack.placements[service]
+            }
 
         self.urls = pulumi.Output.from_input(
             {
@@ -82,7 +92,9 @@ class Platform(pulumi.ComponentResource):
                 secrets={use.secret: self.secrets[use.secret] for use in spec.secrets},
                 files=generated_files(service, stack.context),
                 protect_data=settings.environment != "dev",
-                sources=self._sources(host, spec, stack.services) if spec.reads_backed_up_volumes else (),
+                sources=self._sources(host, spec, stack.services)
+                if spec.reads_backed_up_volumes
+                else (),
                 depends_on=[
                     container
                     for dependency in spec.depends_on
@@ -93,12 +105,16 @@ class Platform(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _sources(self, host: str, reader: ServiceSpec, specs: Mapping[str, ServiceSpec]) -> list[SourceVolume]:
+    def _sources(
+        self, host: str, reader: ServiceSpec, specs: Mapping[str, ServiceSpec]
+    ) -> list[SourceVolume]:
         """Every daily-backed-up volume already declared on `host`, at /source/<service>/<volume>,
         except those of services backed up by a dump: a running database's files are no
         consistent backup, so the agent never sees them."""
         return [
-            SourceVolume(volume=declared.volumes[volume.name], path=source_path(service, volume.name))
+            SourceVolume(
+                volume=declared.volumes[volume.name], path=source_path(service, volume.name)
+            )
             for service, by_host in self.services.items()
             if service != reader.name and host in by_host and not specs[service].backup_hook
             for declared in [by_host[host]]
@@ -108,7 +124,10 @@ class Platform(pulumi.ComponentResource):
 
 def _segments_on(host: str, stack: Stack) -> list[str]:
     used = {
-        segment for name, spec in stack.services.items() if host in stack.placements[name] for segment in spec.networks
+        segment
+        for name, spec in stack.services.items()
+        if host in stack.placements[name]
+        for segment in spec.networks
     }
     return [segment for segment in SEGMENTS if segment in used]
 

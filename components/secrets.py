@@ -3,7 +3,7 @@ written in a stack file in plain text; generated ones rotate by a config change.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import pulumi
 import pulumi_random as random
@@ -17,7 +17,7 @@ class GeneratedSecret(pulumi.ComponentResource):
     value: pulumi.Output[str]
     """The secret, always a Pulumi secret (encrypted in state, masked in output)."""
 
-    def __init__(self, name: str, rotation: int, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, rotation: int, opts: pulumi.ResourceOptions | None = None):
         super().__init__("napdms:secrets:GeneratedSecret", name, None, opts)
         password = random.RandomPassword(
             f"{name}-value",

@@ -23,12 +23,12 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from policies.rules import StackFacts, StackLevels, Verdict, judge
-from policies.rules import from_docker, levels
+from policies.rules import StackFacts, StackLevels, Verdict, from_docker, judge, levels
 from policies.rules.facts import ContainerFacts, NetworkFacts, VolumeFacts
 
 if TYPE_CHECKING:  # rich is imported when a report is printed, to keep the CLI's start fast
@@ -42,6 +42,7 @@ INSPECT_WORKERS = 8
 """Concurrent `GET /containers/{id}/json` calls: enough to hide the round trips, small enough for
 a NAS daemon (and within the SDK's connection pool)."""
 CLIENT_TIMEOUT_S = 30
+
 
 class AuditError(Exception):
     """The daemon or the policy config cannot be used; the one-line message says what to do."""
@@ -79,7 +80,7 @@ def default_host(environ: Mapping[str, str] = os.environ) -> str:
     return environ.get("DOCKER_HOST") or DEFAULT_HOST
 
 
-def audit(host: Optional[str] = None, stack: Optional[str] = None) -> AuditReport:
+def audit(host: str | None = None, stack: str | None = None) -> AuditReport:
     """Inspect every container (all states), volume and network of the daemon at `host` and judge
     them with the shared rules (see the module docstring for which levels apply)."""
     host = host or default_host()
@@ -91,7 +92,9 @@ def audit(host: Optional[str] = None, stack: Optional[str] = None) -> AuditRepor
         except levels.LevelsError as error:
             raise AuditError(str(error)) from None
     containers, volumes, networks = read_daemon(host)
-    verdicts = judge(StackFacts(tuple(containers), tuple(volumes), tuple(networks)), stack, stack_levels)
+    verdicts = judge(
+        StackFacts(tuple(containers), tuple(volumes), tuple(networks)), stack, stack_levels
+    )
     return AuditReport(host, stack, len(containers), len(volumes), len(networks), tuple(verdicts))
 
 
@@ -120,7 +123,7 @@ def read_daemon(host: str) -> tuple[list[ContainerFacts], list[VolumeFacts], lis
         api = client.api
         listed = api.containers(all=True)
 
-        def inspect(summary: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
+        def inspect(summary: Mapping[str, Any]) -> Mapping[str, Any] | None:
             try:
                 return api.inspect_container(summary["Id"])
             except NotFound:
@@ -143,13 +146,13 @@ def read_daemon(host: str) -> tuple[list[ContainerFacts], list[VolumeFacts], lis
     )
 
 
-def _levels_loader() -> Callable[[str], Optional[StackLevels]]:
+def _levels_loader() -> Callable[[str], StackLevels | None]:
     """Load each stack's config once; None for a stack without a config file, AuditError for a
     config file that cannot be used."""
     known = {path.stem for path in levels.CONFIG_DIR.glob("*.json")}
-    cache: dict[str, Optional[StackLevels]] = {}
+    cache: dict[str, StackLevels | None] = {}
 
-    def load(name: str) -> Optional[StackLevels]:
+    def load(name: str) -> StackLevels | None:
         if name not in cache:
             if name not in known:
                 cache[name] = None
@@ -166,7 +169,9 @@ def _levels_loader() -> Callable[[str], Optional[StackLevels]]:
 def _unreachable(host: str, what: str, error: BaseException) -> AuditError:
     reason = re.sub(r"\s+", " ", str(error)).strip() or type(error).__name__
     if "paramiko" in reason:
-        return AuditError(f"{host}: {what}: the docker SDK needs paramiko for ssh:// endpoints; pip install paramiko")
+        return AuditError(
+            f"{host}: {what}: the docker SDK needs paramiko for ssh:// endpoints; pip install paramiko"
+        )
     return AuditError(
         f"{host}: {what} ({reason}); start dockerd there, or point --host (or DOCKER_HOST) at a "
         "running daemon, e.g. unix:///var/run/docker.sock or ssh://deploy@qnap.<domain>"

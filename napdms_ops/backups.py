@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import docker
 from docker.errors import APIError, DockerException, NotFound
@@ -44,7 +44,7 @@ class Agent:
 
     stack: str
     client: docker.DockerClient
-    container: "docker.models.containers.Container"
+    container: docker.models.containers.Container
 
 
 def endpoint(stack: Stack) -> str:
@@ -53,17 +53,23 @@ def endpoint(stack: Stack) -> str:
     return stack.endpoint_of(AGENT_SERVICE) or default_host()
 
 
-def find_agent(stack: str, client: Optional[docker.DockerClient] = None) -> Agent:
+def find_agent(stack: str, client: docker.DockerClient | None = None) -> Agent:
     """The running agent of `stack`, found by the labels the program puts on it."""
     try:
         client = client or connect(endpoint(read_stack(stack)))
-        found = client.containers.list(filters={"label": [f"{STACK_LABEL}={stack}", f"{SERVICE_LABEL}={AGENT_SERVICE}"]})
+        found = client.containers.list(
+            filters={"label": [f"{STACK_LABEL}={stack}", f"{SERVICE_LABEL}={AGENT_SERVICE}"]}
+        )
     except AuditError as error:
         raise BackupCommandError(f"stack {stack}: {error}") from None
     except (DockerException, APIError) as error:
-        raise BackupCommandError(f"stack {stack}: cannot reach its Docker daemon ({error}); check DOCKER_HOST or the stack's hosts") from None
+        raise BackupCommandError(
+            f"stack {stack}: cannot reach its Docker daemon ({error}); check DOCKER_HOST or the stack's hosts"
+        ) from None
     if not found:
-        raise BackupCommandError(f"stack {stack}: no running {AGENT_SERVICE} container; deploy it with `python3 -m napdms_ops up --stack {stack}`")
+        raise BackupCommandError(
+            f"stack {stack}: no running {AGENT_SERVICE} container; deploy it with `python3 -m napdms_ops up --stack {stack}`"
+        )
     return Agent(stack, client, found[0])
 
 
@@ -76,7 +82,7 @@ def run_in_agent(agent: Agent, command: str, *args: str) -> tuple[int, dict, str
     return result.exit_code, _json(stdout), (stderr or b"").decode(errors="replace").strip()
 
 
-def _json(stdout: Optional[bytes]) -> dict:
+def _json(stdout: bytes | None) -> dict:
     lines = (stdout or b"").decode(errors="replace").strip().splitlines()
     try:
         return json.loads(lines[-1]) if lines else {}
@@ -94,7 +100,9 @@ class JobResult:
     volumes: tuple[str, ...]
 
 
-def restore_volumes(agent: Agent, services: Sequence[str], label: str, live: bool = False) -> dict[str, str]:
+def restore_volumes(
+    agent: Agent, services: Sequence[str], label: str, live: bool = False
+) -> dict[str, str]:
     """Volume names for each restored location: `<container path> -> <volume>`.
 
     Files services come back at their /source paths (as in the agent), dumps under /<service>.
@@ -116,7 +124,9 @@ def restore_volumes(agent: Agent, services: Sequence[str], label: str, live: boo
         if isinstance(source, FilesSource):
             for path in source.paths:
                 volume = path.removeprefix(f"{SOURCE_ROOT}/").replace("/", "-")
-                mounts[f"{RESTORE_ROOT}{path}"] = f"napdms-{agent.stack}-{volume}" if live else f"{prefix}-{volume}"
+                mounts[f"{RESTORE_ROOT}{path}"] = (
+                    f"napdms-{agent.stack}-{volume}" if live else f"{prefix}-{volume}"
+                )
         else:
             mounts[f"{RESTORE_ROOT}/{source.service}"] = f"{prefix}-{source.service}-dump"
     return mounts
@@ -125,7 +135,9 @@ def restore_volumes(agent: Agent, services: Sequence[str], label: str, live: boo
 def _plan(agent: Agent) -> BackupPlan:
     code, output = agent.container.exec_run(["cat", PLAN_FILE])
     if code != 0:
-        raise BackupCommandError(f"stack {agent.stack}: the agent has no plan at {PLAN_FILE}; redeploy it")
+        raise BackupCommandError(
+            f"stack {agent.stack}: the agent has no plan at {PLAN_FILE}; redeploy it"
+        )
     try:
         return BackupPlan.model_validate_json(output)
     except ValueError as error:
@@ -139,7 +151,13 @@ _CARRIED = ("/run/secrets", CONFIG_DIR)
 """What a job takes from the source agent: its secrets and its plan."""
 
 
-def run_job(source: Agent, command: Sequence[str], mounts: dict[str, str], runner: Optional[Agent] = None, timeout_s: float = 24 * 3600) -> JobResult:
+def run_job(
+    source: Agent,
+    command: Sequence[str],
+    mounts: dict[str, str],
+    runner: Agent | None = None,
+    timeout_s: float = 24 * 3600,
+) -> JobResult:
     """Run the agent image once with `source`'s plan and secrets plus `mounts`, on `runner`'s host.
 
     `runner` (default `source`) gives the image, network and daemon: restoring prod's backup for
@@ -164,7 +182,9 @@ def run_job(source: Agent, command: Sequence[str], mounts: dict[str, str], runne
         ]
     else:
         for path in _CARRIED:
-            carried[path] = f"napdms-{runner.stack}-job-{int(time.time())}-{path.rsplit('/', 1)[-1]}"
+            carried[path] = (
+                f"napdms-{runner.stack}-job-{int(time.time())}-{path.rsplit('/', 1)[-1]}"
+            )
             client.volumes.create(carried[path], labels=_job_labels(runner.stack))
             binds.append(f"{carried[path]}:{path}:rw")
             created.append(carried[path])
@@ -208,8 +228,12 @@ def _job_labels(stack: str) -> dict[str, str]:
 
 
 def restore(
-    source: Agent, snapshot: str, services: Sequence[str], runner: Optional[Agent] = None,
-    label: Optional[str] = None, force: bool = False,
+    source: Agent,
+    snapshot: str,
+    services: Sequence[str],
+    runner: Agent | None = None,
+    label: str | None = None,
+    force: bool = False,
 ) -> JobResult:
     """Restore into fresh volumes on `runner`'s host (default: the source's).
 
@@ -225,12 +249,16 @@ def restore(
     fresh = [name for name in mounts.values() if f"-restore-{label}-" in name]
     existing = [name for name in fresh if _volume_exists(runner.client, name)]
     if existing:
-        raise BackupCommandError(f"stack {runner.stack}: volumes {', '.join(existing)} exist already; choose another --label")
-    args = ["restore", "--snapshot", snapshot, "--into", RESTORE_ROOT] + [a for s in services for a in ("--service", s)]
+        raise BackupCommandError(
+            f"stack {runner.stack}: volumes {', '.join(existing)} exist already; choose another --label"
+        )
+    args = ["restore", "--snapshot", snapshot, "--into", RESTORE_ROOT] + [
+        a for s in services for a in ("--service", s)
+    ]
     return run_job(source, args + (["--force"] if force else []), mounts, runner)
 
 
-def drill(agent: Agent, snapshot: str, data_bytes: Optional[int]) -> JobResult:
+def drill(agent: Agent, snapshot: str, data_bytes: int | None) -> JobResult:
     """Run the drill in a one-shot container with a scratch volume, removed afterwards."""
     scratch = f"napdms-{agent.stack}-drill-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
     args = ["drill", "--snapshot", snapshot, "--workdir", "/scratch"]

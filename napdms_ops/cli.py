@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,7 +24,11 @@ def main() -> None:
 
 
 @app.command()
-def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout.")) -> None:
+def schema(
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file instead of stdout."
+    ),
+) -> None:
     """Print the JSON Schema of the stack settings (the `nap-dms-platform:*` config keys)."""
     document = PlatformSettings.model_json_schema()
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -40,7 +43,9 @@ def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="W
 @app.command()
 def up(
     stack: str = typer.Option("dev", "--stack", "-s", help="dev, staging or prod."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without the interactive confirmation."),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Apply without the interactive confirmation."
+    ),
 ) -> None:
     """Deploy a stack with `pulumi up` (local file backend unless PULUMI_BACKEND_URL is set)."""
     try:
@@ -53,13 +58,17 @@ def up(
 
 @app.command()
 def images(
-    stack: Optional[str] = typer.Option(None, "--stack", "-s", help="dev, staging or prod; all three when omitted."),
+    stack: str | None = typer.Option(
+        None, "--stack", "-s", help="dev, staging or prod; all three when omitted."
+    ),
 ) -> None:
     """Print the pullable image references a stack runs (catalog plus overrides, and the init image), one per
     line; images built from this repository at `pulumi up` (the backup agent) have no registry reference and
     are left out."""
     if stack is not None and stack not in STACKS:
-        typer.echo(f"napdms-ops images: unknown stack {stack!r}; use one of: {', '.join(STACKS)}", err=True)
+        typer.echo(
+            f"napdms-ops images: unknown stack {stack!r}; use one of: {', '.join(STACKS)}", err=True
+        )
         raise typer.Exit(2)
     try:
         refs = stack_images([stack] if stack else STACKS)
@@ -72,13 +81,21 @@ def images(
 
 @app.command()
 def audit(
-    host: Optional[str] = typer.Option(
-        None, "--host", "-H", help="Docker endpoint (unix://, ssh://, tcp://); default DOCKER_HOST, else the local socket."
+    host: str | None = typer.Option(
+        None,
+        "--host",
+        "-H",
+        help="Docker endpoint (unix://, ssh://, tcp://); default DOCKER_HOST, else the local socket.",
     ),
     stack: str = typer.Option(
-        auditing.DEFAULT_STACK, "--stack", "-s", help="Levels for containers, volumes and networks no known stack labels."
+        auditing.DEFAULT_STACK,
+        "--stack",
+        "-s",
+        help="Levels for containers, volumes and networks no known stack labels.",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of the table."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON document instead of the table."
+    ),
 ) -> None:
     """Check a live daemon with the hardening rules, including containers no stack manages.
 
@@ -96,7 +113,9 @@ def audit(
     raise typer.Exit(report.exit_code)
 
 
-backup_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Backups of a stack, run by its backup agent.")
+backup_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Backups of a stack, run by its backup agent."
+)
 app.add_typer(backup_app, name="backup")
 
 _STACK = typer.Option("dev", "--stack", "-s", help="dev, staging or prod.")
@@ -104,7 +123,9 @@ _STACK = typer.Option("dev", "--stack", "-s", help="dev, staging or prod.")
 
 def _agent(stack: str):
     if stack not in STACKS:
-        typer.echo(f"napdms-ops: unknown stack {stack!r}; use one of: {', '.join(STACKS)}", err=True)
+        typer.echo(
+            f"napdms-ops: unknown stack {stack!r}; use one of: {', '.join(STACKS)}", err=True
+        )
         raise typer.Exit(2)
     try:
         return backups.find_agent(stack)
@@ -139,7 +160,10 @@ def backup_list(stack: str = _STACK) -> None:
 
 
 @backup_app.command("verify")
-def backup_verify(stack: str = _STACK, full: bool = typer.Option(False, "--full", help="Read every pack, not a subset.")) -> None:
+def backup_verify(
+    stack: str = _STACK,
+    full: bool = typer.Option(False, "--full", help="Read every pack, not a subset."),
+) -> None:
     """Check the repository's integrity with `restic check`."""
     _agent_command("verify", stack, *(["--full"] if full else []))
 
@@ -159,17 +183,36 @@ def backup_init(stack: str = _STACK) -> None:
 @app.command()
 def restore(
     stack: str = _STACK,
-    snapshot: str = typer.Option("latest", "--snapshot", help="latest, a run or snapshot id, or a time like 2026-11-20T03:00."),
-    service: list[str] = typer.Option([], "--service", help="Restore only this service (repeatable)."),
-    target: str = typer.Option("scratch", "--target", help="scratch (fresh volumes beside the stack) or a stack name such as staging."),
-    label: Optional[str] = typer.Option(None, "--label", help="Name part of the fresh volumes (default: the time)."),
-    force: bool = typer.Option(False, "--force", help="Restore files into the target stack's live volumes, after a safety snapshot."),
+    snapshot: str = typer.Option(
+        "latest",
+        "--snapshot",
+        help="latest, a run or snapshot id, or a time like 2026-11-20T03:00.",
+    ),
+    service: list[str] = typer.Option(
+        [], "--service", help="Restore only this service (repeatable)."
+    ),
+    target: str = typer.Option(
+        "scratch",
+        "--target",
+        help="scratch (fresh volumes beside the stack) or a stack name such as staging.",
+    ),
+    label: str | None = typer.Option(
+        None, "--label", help="Name part of the fresh volumes (default: the time)."
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Restore files into the target stack's live volumes, after a safety snapshot.",
+    ),
 ) -> None:
     """Restore a backup of STACK into fresh volumes; live data only with --force, after a safety snapshot."""
     source = _agent(stack)
     runner = source if target in ("scratch", stack) else _agent(target)
     if force and target == "scratch":
-        typer.echo("napdms-ops restore: --force restores into a stack's live volumes; name it with --target <stack>", err=True)
+        typer.echo(
+            "napdms-ops restore: --force restores into a stack's live volumes; name it with --target <stack>",
+            err=True,
+        )
         raise typer.Exit(2)
     try:
         job = backups.restore(source, snapshot, service, runner, label, force)
@@ -182,8 +225,14 @@ def restore(
 @app.command()
 def drill(
     stack: str = _STACK,
-    snapshot: str = typer.Option("latest", "--snapshot", help="The run to drill (default: the latest)."),
-    data_bytes: Optional[int] = typer.Option(None, "--data-bytes", help="Extrapolate the RTO to this many bytes (default: the run's size)."),
+    snapshot: str = typer.Option(
+        "latest", "--snapshot", help="The run to drill (default: the latest)."
+    ),
+    data_bytes: int | None = typer.Option(
+        None,
+        "--data-bytes",
+        help="Extrapolate the RTO to this many bytes (default: the run's size).",
+    ),
 ) -> None:
     """Restore into scratch space, start PostgreSQL on it, verify every table and file, time it. Exit 1 if over the RTO or damaged."""
     job = backups.drill(_agent(stack), snapshot, data_bytes)

@@ -12,7 +12,8 @@ CI feeds it to an image scanner.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from components.hosts import INIT_IMAGE
 from components.settings import load_stack, read_stack_file
@@ -21,7 +22,7 @@ STACKS = ("dev", "staging", "prod")
 
 
 def stack_images(
-    stack: str, values: Optional[Mapping[str, Any]] = None, secret_keys: Optional[set[str]] = None
+    stack: str, values: Mapping[str, Any] | None = None, secret_keys: set[str] | None = None
 ) -> list[str]:
     """Sorted, unique references of the images `stack` pulls; `values` (and `secret_keys`) replace
     the stack file's config. Raises `SettingsError` when the config would not deploy."""

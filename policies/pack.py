@@ -8,7 +8,8 @@ reports it with its reason instead, so nothing is waived silently.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -22,11 +23,25 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from rules import CONTAINER_RULES, STACK_RULES, Finding, Rule, StackFacts, check_container, check_stack, from_pulumi
+from rules import (
+    CONTAINER_RULES,
+    STACK_RULES,
+    Finding,
+    Rule,
+    StackFacts,
+    check_container,
+    check_stack,
+    from_pulumi,
+)
 from rules.levels import EXEMPTIONS_POLICY
 
 PACK_NAME = "napdms-hardening"
-_SEVERITY = {"low": Severity.LOW, "medium": Severity.MEDIUM, "high": Severity.HIGH, "critical": Severity.CRITICAL}
+_SEVERITY = {
+    "low": Severity.LOW,
+    "medium": Severity.MEDIUM,
+    "high": Severity.HIGH,
+    "critical": Severity.CRITICAL,
+}
 
 
 def policies() -> list:
@@ -89,11 +104,15 @@ def _metadata(rule: Rule) -> dict[str, Any]:
         "severity": _SEVERITY[rule.severity],
         "remediation_steps": rule.fix,
         "framework": (
-            PolicyComplianceFramework(name="CIS Docker Benchmark", version="1.6.0", reference=rule.cis)
+            PolicyComplianceFramework(
+                name="CIS Docker Benchmark", version="1.6.0", reference=rule.cis
+            )
             if rule.cis
             else None
         ),
-        "config_schema": PolicyConfigSchema(properties=dict(rule.config_schema)) if rule.config_schema else None,
+        "config_schema": PolicyConfigSchema(properties=dict(rule.config_schema))
+        if rule.config_schema
+        else None,
     }
 
 
@@ -123,7 +142,7 @@ def _stack_facts(resources: Sequence[PolicyResource]) -> tuple[StackFacts, dict[
     )
 
 
-def _host(provider: Optional[Any]) -> str:
+def _host(provider: Any | None) -> str:
     # Ports collide per Docker daemon, and each daemon is one provider resource.
     return provider.urn if provider is not None else ""
 

@@ -12,9 +12,10 @@ import hashlib
 import json
 import runpy
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -114,7 +115,9 @@ def _digest(text: str) -> str:
 def mock_password(text: str, size: int = 32) -> str:
     """The value the mocks give the RandomPassword named `text`."""
     alphabet = string.ascii_letters + string.digits
-    return "".join(alphabet[b % len(alphabet)] for b in hashlib.sha256(text.encode()).digest()[:size])
+    return "".join(
+        alphabet[b % len(alphabet)] for b in hashlib.sha256(text.encode()).digest()[:size]
+    )
 
 
 class _Mocks(pulumi_mocks.Mocks):
@@ -132,7 +135,9 @@ class _Mocks(pulumi_mocks.Mocks):
             state["imageId"] = f"sha256:{_digest('id' + ref)}"
         elif args.typ == "docker:index/image:Image":
             # A local build without push: the provider reports the built image's id as repoDigest.
-            state["repoDigest"] = f"sha256:{_digest(json.dumps(unwrap(args.inputs), sort_keys=True))}"
+            state["repoDigest"] = (
+                f"sha256:{_digest(json.dumps(unwrap(args.inputs), sort_keys=True))}"
+            )
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = mock_password(args.name)
         return f"{args.name}-id", state
@@ -168,7 +173,7 @@ class _Monitor(pulumi_mocks.MockMonitor):
 
 def run_program(
     stack: str,
-    config: Optional[Mapping[str, Any]] = None,
+    config: Mapping[str, Any] | None = None,
     secret_keys: tuple[str, ...] = (),
     main: Path = ROOT / "__main__.py",
 ) -> Program:
@@ -181,7 +186,10 @@ def run_program(
         values = config
     program = Program(stack=stack)
     pulumi.runtime.set_all_config(
-        {f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in values.items()},
+        {
+            f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
+            for key, value in values.items()
+        },
         [f"{PROJECT}:{key}" for key in secret_keys],
     )
     mocks = _Mocks(program)

@@ -8,8 +8,9 @@ service is adding one module here and its name to `_MODULES`.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from components.model.spec import ServiceSpec
 
@@ -55,7 +56,7 @@ CATALOG: Mapping[str, ServiceSpec] = {name: m.SPEC for name, m in _BY_NAME.items
 """Every service the platform knows, by name, in catalog order."""
 
 
-def generated_files(service: str, context: "CatalogContext") -> dict[str, str]:
+def generated_files(service: str, context: CatalogContext) -> dict[str, str]:
     """Config files `service` needs, rendered for this stack (empty if it needs none)."""
     render = getattr(_BY_NAME[service], "files", None)
     return render(context) if render else {}

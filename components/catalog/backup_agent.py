@@ -8,22 +8,11 @@ settings and catalog into the agent's config volume.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from components.catalog.context import CatalogContext
 from components.model.backup import BackupSettings
 from components.model.operator_keys import BACKUP_SSH_KEY, S3_ACCESS_KEY, S3_SECRET_KEY
-from components.model.spec import (
-    BackupPolicy,
-    CapAdd,
-    Exemption,
-    HealthCheck,
-    ImageBuild,
-    SecretUse,
-    ServiceSpec,
-    VolumeMount,
-    source_path,
-)
 from components.model.plan import (
     AGENT_SERVICE,
     CONFIG_DIR,
@@ -37,6 +26,17 @@ from components.model.plan import (
     Schedule,
     SftpAccess,
     dump_source,
+)
+from components.model.spec import (
+    BackupPolicy,
+    CapAdd,
+    Exemption,
+    HealthCheck,
+    ImageBuild,
+    SecretUse,
+    ServiceSpec,
+    VolumeMount,
+    source_path,
 )
 
 STATE_DIR = "/state"
@@ -64,13 +64,17 @@ SPEC = ServiceSpec(
             name="state",
             path=STATE_DIR,
             backup=BackupPolicy(
-                policy="exclude", reason="lock, last-run record and metrics; the runs themselves are in the repository"
+                policy="exclude",
+                reason="lock, last-run record and metrics; the runs themselves are in the repository",
             ),
         ),
         VolumeMount(
             name="cache",
             path=CACHE_DIR,
-            backup=BackupPolicy(policy="exclude", reason="restic's index cache and staged packs, rebuilt from the repository"),
+            backup=BackupPolicy(
+                policy="exclude",
+                reason="restic's index cache and staged packs, rebuilt from the repository",
+            ),
         ),
     ],
     # The base image declares VOLUME /var/lib/postgresql/data: without a mount there every
@@ -80,9 +84,13 @@ SPEC = ServiceSpec(
     config_dir=CONFIG_DIR,
     # edge: the ASUSTOR and S3; data: the databases it dumps; monitoring: Prometheus scrapes it.
     networks=["edge", "data", "monitoring"],
-    cap_add=[CapAdd(name="DAC_READ_SEARCH", reason="read every service's files whatever their owner")],
+    cap_add=[
+        CapAdd(name="DAC_READ_SEARCH", reason="read every service's files whatever their owner")
+    ],
     exemptions=[
-        Exemption(rule="run-as-root", reason="reads all volumes; the only capability is DAC_READ_SEARCH"),
+        Exemption(
+            rule="run-as-root", reason="reads all volumes; the only capability is DAC_READ_SEARCH"
+        ),
         Exemption(
             rule="dangerous-capability",
             reason="DAC_READ_SEARCH to read every volume whatever its owner; each one is mounted read-only",
@@ -119,7 +127,9 @@ def file_backed(services: Mapping[str, ServiceSpec]) -> list[ServiceSpec]:
     ]
 
 
-def for_stack(spec: ServiceSpec, backup: BackupSettings, services: Mapping[str, ServiceSpec]) -> ServiceSpec:
+def for_stack(
+    spec: ServiceSpec, backup: BackupSettings, services: Mapping[str, ServiceSpec]
+) -> ServiceSpec:
     """The agent as this stack runs it: the passwords of the databases it dumps, the keys of its
     backup target, a volume for a local repository, and the stack's PostgreSQL image as its base."""
     secrets = {use.secret: use for use in spec.secrets}
@@ -130,7 +140,9 @@ def for_stack(spec: ServiceSpec, backup: BackupSettings, services: Mapping[str, 
     if backup.sftp_host:
         # OpenSSH refuses a private key without its final newline; a value piped into
         # `pulumi config set` may have lost it. A blank line after the key is harmless.
-        secrets[BACKUP_SSH_KEY.secret] = SecretUse(secret=BACKUP_SSH_KEY.secret, template="{secret}\n")
+        secrets[BACKUP_SSH_KEY.secret] = SecretUse(
+            secret=BACKUP_SSH_KEY.secret, template="{secret}\n"
+        )
     if backup.offsite:
         secrets[S3_ACCESS_KEY.secret] = SecretUse(secret=S3_ACCESS_KEY.secret)
         secrets[S3_SECRET_KEY.secret] = SecretUse(secret=S3_SECRET_KEY.secret)
@@ -142,11 +154,16 @@ def for_stack(spec: ServiceSpec, backup: BackupSettings, services: Mapping[str, 
             VolumeMount(
                 name="repository",
                 path=backup.repository,
-                backup=BackupPolicy(policy="exclude", reason="the local restic repository: it holds the backups themselves"),
+                backup=BackupPolicy(
+                    policy="exclude",
+                    reason="the local restic repository: it holds the backups themselves",
+                ),
             )
         )
     postgres = services.get("postgres")
-    args = {**spec.build.args, POSTGRES_IMAGE_ARG: postgres.image_ref} if postgres else spec.build.args
+    args = (
+        {**spec.build.args, POSTGRES_IMAGE_ARG: postgres.image_ref} if postgres else spec.build.args
+    )
     return spec.model_copy(
         update={
             "secrets": list(secrets.values()),
@@ -166,12 +183,19 @@ def files(context: CatalogContext) -> dict[str, str]:
         repository=Repository(
             url=backup.repository,
             password_file=_secret_file(RESTIC_PASSWORD),
-            sftp=SftpAccess(key_file=_secret_file(BACKUP_SSH_KEY.secret), known_hosts_file=KNOWN_HOSTS_FILE) if sftp else None,
+            sftp=SftpAccess(
+                key_file=_secret_file(BACKUP_SSH_KEY.secret), known_hosts_file=KNOWN_HOSTS_FILE
+            )
+            if sftp
+            else None,
         ),
         offsite=_offsite(context),
         sources=[_hook_source(spec) for spec in hooked(context.services)]
         + [
-            FilesSource(service=spec.name, paths=[source_path(spec.name, v.name) for v in spec.daily_volumes])
+            FilesSource(
+                service=spec.name,
+                paths=[source_path(spec.name, v.name) for v in spec.daily_volumes],
+            )
             for spec in file_backed(context.services)
         ],
         schedule=Schedule(
@@ -202,7 +226,7 @@ def _hook_source(spec: ServiceSpec) -> DumpSource:
     return dump_source(hook.kind, **fields)
 
 
-def _offsite(context: CatalogContext) -> Optional[Offsite]:
+def _offsite(context: CatalogContext) -> Offsite | None:
     offsite = context.backup.offsite
     if offsite is None:
         return None

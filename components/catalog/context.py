@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from components.model.backup import BackupSettings
 from components.model.spec import ServiceSpec

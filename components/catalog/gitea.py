@@ -1,6 +1,14 @@
 """Gitea (rootless image): source hosting, configured entirely through GITEA__ variables."""
 
-from components.model.spec import BackupPolicy, HealthCheck, Port, PublicRoute, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import (
+    BackupPolicy,
+    HealthCheck,
+    Port,
+    PublicRoute,
+    SecretUse,
+    ServiceSpec,
+    VolumeMount,
+)
 
 SPEC = ServiceSpec(
     name="gitea",
@@ -30,7 +38,9 @@ SPEC = ServiceSpec(
         SecretUse(secret="gitea-internal-token", env="GITEA__security__INTERNAL_TOKEN__FILE"),
     ],
     networks=["app", "data"],
-    health=HealthCheck(test=["CMD", "curl", "-fsS", "http://127.0.0.1:3000/api/healthz"], start_period="60s"),
+    health=HealthCheck(
+        test=["CMD", "curl", "-fsS", "http://127.0.0.1:3000/api/healthz"], start_period="60s"
+    ),
     memory="1g",
     cpus=1,
     public=PublicRoute(subdomain="git", port=3000),

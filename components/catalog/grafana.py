@@ -1,6 +1,13 @@
 """Grafana: dashboards over Prometheus and Loki."""
 
-from components.model.spec import BackupPolicy, HealthCheck, PublicRoute, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import (
+    BackupPolicy,
+    HealthCheck,
+    PublicRoute,
+    SecretUse,
+    ServiceSpec,
+    VolumeMount,
+)
 
 SPEC = ServiceSpec(
     name="grafana",
@@ -14,7 +21,9 @@ SPEC = ServiceSpec(
         "GF_ANALYTICS_REPORTING_ENABLED": "false",
         "GF_PATHS_DATA": "/var/lib/grafana",
     },
-    volumes=[VolumeMount(name="data", path="/var/lib/grafana", backup=BackupPolicy(policy="daily"))],
+    volumes=[
+        VolumeMount(name="data", path="/var/lib/grafana", backup=BackupPolicy(policy="daily"))
+    ],
     tmpfs=["/tmp"],
     secrets=[SecretUse(secret="grafana-admin-password", env="GF_SECURITY_ADMIN_PASSWORD__FILE")],
     networks=["monitoring", "app"],

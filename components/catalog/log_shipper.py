@@ -1,6 +1,13 @@
 """Grafana Alloy: ships every container's log stream to Loki (promtail reached end of life)."""
 
-from components.model.spec import BackupPolicy, Exemption, HealthCheck, HostMount, ServiceSpec, VolumeMount
+from components.model.spec import (
+    BackupPolicy,
+    Exemption,
+    HealthCheck,
+    HostMount,
+    ServiceSpec,
+    VolumeMount,
+)
 
 _CONFIG = """discovery.docker "containers" {
   host = "unix:///var/run/docker.sock"
@@ -49,17 +56,25 @@ SPEC = ServiceSpec(
         VolumeMount(
             name="data",
             path="/var/lib/alloy/data",
-            backup=BackupPolicy(policy="exclude", reason="read positions only; a loss re-sends recent lines"),
+            backup=BackupPolicy(
+                policy="exclude", reason="read positions only; a loss re-sends recent lines"
+            ),
         )
     ],
     host_mounts=[
-        HostMount(source="/var/run/docker.sock", target="/var/run/docker.sock", reason="log streams via the API")
+        HostMount(
+            source="/var/run/docker.sock",
+            target="/var/run/docker.sock",
+            reason="log streams via the API",
+        )
     ],
     tmpfs=["/tmp"],
     config_dir="/etc/alloy",
     networks=["monitoring"],
     exemptions=[
-        Exemption(rule="run-as-root", reason="the Docker socket is root:docker 0660; no capability added"),
+        Exemption(
+            rule="run-as-root", reason="the Docker socket is root:docker 0660; no capability added"
+        ),
         Exemption(rule="docker-socket", reason="log collection through the Docker API"),
     ],
     # The Ubuntu-based image has bash but neither curl nor wget.

@@ -13,12 +13,16 @@ SPEC = ServiceSpec(
         VolumeMount(
             name="data",
             path="/loki",
-            backup=BackupPolicy(policy="exclude", reason="logs are diagnostics kept 30 days, not restored"),
+            backup=BackupPolicy(
+                policy="exclude", reason="logs are diagnostics kept 30 days, not restored"
+            ),
         )
     ],
     tmpfs=["/tmp"],
     networks=["monitoring"],
-    health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:3100/ready"], start_period="60s"),
+    health=HealthCheck(
+        test=["CMD", "wget", "-qO-", "http://127.0.0.1:3100/ready"], start_period="60s"
+    ),
     memory="1g",
     cpus=1,
 )

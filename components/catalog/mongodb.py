@@ -21,12 +21,16 @@ SPEC = ServiceSpec(
         VolumeMount(
             name="configdb",
             path="/data/configdb",
-            backup=BackupPolicy(policy="exclude", reason="empty for a replica set without config servers"),
+            backup=BackupPolicy(
+                policy="exclude", reason="empty for a replica set without config servers"
+            ),
         ),
     ],
     tmpfs=["/tmp"],
     networks=["data"],
-    health=HealthCheck(test=["CMD", "mongosh", "--quiet", "--eval", _PRIMARY_OR_INITIATE], start_period="60s"),
+    health=HealthCheck(
+        test=["CMD", "mongosh", "--quiet", "--eval", _PRIMARY_OR_INITIATE], start_period="60s"
+    ),
     memory="1g",
     cpus=1,
     # No user: mongod runs without --auth and is reachable only on the internal data network.

@@ -1,6 +1,13 @@
 """n8n: workflow automation, on PostgreSQL (every n8n variable accepts a _FILE form)."""
 
-from components.model.spec import BackupPolicy, HealthCheck, PublicRoute, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import (
+    BackupPolicy,
+    HealthCheck,
+    PublicRoute,
+    SecretUse,
+    ServiceSpec,
+    VolumeMount,
+)
 
 SPEC = ServiceSpec(
     name="n8n",
@@ -26,7 +33,9 @@ SPEC = ServiceSpec(
         SecretUse(secret="n8n-encryption-key", env="N8N_ENCRYPTION_KEY_FILE"),
     ],
     networks=["app", "data"],
-    health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:5678/healthz"], start_period="60s"),
+    health=HealthCheck(
+        test=["CMD", "wget", "-qO-", "http://127.0.0.1:5678/healthz"], start_period="60s"
+    ),
     memory="1g",
     cpus=1,
     public=PublicRoute(subdomain="n8n", port=5678),

@@ -1,6 +1,13 @@
 """NAP-DMS backend: our API. Its image contract: listens on 8000, GET /healthz, uid 10001, wget."""
 
-from components.model.spec import BackupPolicy, HealthCheck, PublicRoute, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import (
+    BackupPolicy,
+    HealthCheck,
+    PublicRoute,
+    SecretUse,
+    ServiceSpec,
+    VolumeMount,
+)
 
 SPEC = ServiceSpec(
     name="napdms-backend",
@@ -17,7 +24,11 @@ SPEC = ServiceSpec(
         "PUBLIC_URL": "https://dms.{domain}",
     },
     # The documents volume is shared by every replica: the containers stay stateless.
-    volumes=[VolumeMount(name="documents", path="/var/lib/napdms/documents", backup=BackupPolicy(policy="daily"))],
+    volumes=[
+        VolumeMount(
+            name="documents", path="/var/lib/napdms/documents", backup=BackupPolicy(policy="daily")
+        )
+    ],
     tmpfs=["/tmp"],
     secrets=[
         SecretUse(secret="napdms-db-password", env="DATABASE_PASSWORD_FILE"),

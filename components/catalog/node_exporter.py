@@ -11,9 +11,15 @@ SPEC = ServiceSpec(
     command=["--path.rootfs=/host"],
     # Published on the LAN address so the QNAP's Prometheus scrapes the ASUSTOR too.
     ports=[Port(internal=9100, external=9100)],
-    host_mounts=[HostMount(source="/", target="/host", reason="host filesystem and /proc statistics, read-only")],
+    host_mounts=[
+        HostMount(
+            source="/", target="/host", reason="host filesystem and /proc statistics, read-only"
+        )
+    ],
     networks=["monitoring", "edge"],
-    exemptions=[Exemption(rule="host-mount", reason="host root read-only, the exporter's only input")],
+    exemptions=[
+        Exemption(rule="host-mount", reason="host root read-only, the exporter's only input")
+    ],
     health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:9100/metrics"]),
     memory="128m",
     cpus=0.25,

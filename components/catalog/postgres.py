@@ -1,6 +1,13 @@
 """PostgreSQL: the relational store of NAP-DMS, Gitea and n8n (one role and database each)."""
 
-from components.model.spec import BackupHook, BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import (
+    BackupHook,
+    BackupPolicy,
+    HealthCheck,
+    SecretUse,
+    ServiceSpec,
+    VolumeMount,
+)
 
 # Executed once by the image's entrypoint on first start (an empty data directory). Each
 # `<app>-db-password` secret file becomes a login role and a database of the same name, so
@@ -25,7 +32,11 @@ SPEC = ServiceSpec(
     tag="17.6-bookworm",
     user="999:999",
     env={"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres-password"},
-    volumes=[VolumeMount(name="data", path="/var/lib/postgresql/data", backup=BackupPolicy(policy="daily"))],
+    volumes=[
+        VolumeMount(
+            name="data", path="/var/lib/postgresql/data", backup=BackupPolicy(policy="daily")
+        )
+    ],
     tmpfs=["/var/run/postgresql", "/tmp"],
     secrets=[
         SecretUse(secret="postgres-password"),
@@ -41,7 +52,9 @@ SPEC = ServiceSpec(
     # SIGTERM is a smart shutdown: give open sessions time before Docker kills it.
     stop_grace_s=60,
     # The superuser, so the dump includes the roles and every application's database.
-    backup_hook=BackupHook(kind="postgresql", port=5432, user="postgres", password_secret="postgres-password"),
+    backup_hook=BackupHook(
+        kind="postgresql", port=5432, user="postgres", password_secret="postgres-password"
+    ),
 )
 
 

@@ -17,7 +17,9 @@ SPEC = ServiceSpec(
         VolumeMount(
             name="data",
             path="/prometheus",
-            backup=BackupPolicy(policy="exclude", reason="metrics history is diagnostic and re-scraped"),
+            backup=BackupPolicy(
+                policy="exclude", reason="metrics history is diagnostic and re-scraped"
+            ),
         )
     ],
     tmpfs=["/tmp"],

@@ -22,7 +22,9 @@ SPEC = ServiceSpec(
         VolumeMount(
             name="config",
             path="/config",
-            backup=BackupPolicy(policy="exclude", reason="Caddy's autosave of the config we generate"),
+            backup=BackupPolicy(
+                policy="exclude", reason="Caddy's autosave of the config we generate"
+            ),
             chown=True,
         ),
     ],
@@ -45,12 +47,25 @@ def files(context: CatalogContext) -> dict[str, str]:
     """The Caddyfile: one site per public service, load-balanced over its replicas."""
     # The internal CA never goes into a trust store: the proxy is not root and dev browsers
     # are told to accept it explicitly.
-    tls = ["local_certs", "skip_install_trust"] if context.tls_mode == "internal" else [f"email {context.acme_email}"]
-    lines = ["{", "\tadmin localhost:2019", "\thttp_port 8080", "\thttps_port 8443", *[f"\t{t}" for t in tls], "}"]
+    tls = (
+        ["local_certs", "skip_install_trust"]
+        if context.tls_mode == "internal"
+        else [f"email {context.acme_email}"]
+    )
+    lines = [
+        "{",
+        "\tadmin localhost:2019",
+        "\thttp_port 8080",
+        "\thttps_port 8443",
+        *[f"\t{t}" for t in tls],
+        "}",
+    ]
     for name, spec in context.services.items():
         if spec.public is None:
             continue
-        upstreams = " ".join(f"{replica}:{spec.public.port}" for replica in context.replica_names(name))
+        upstreams = " ".join(
+            f"{replica}:{spec.public.port}" for replica in context.replica_names(name)
+        )
         lines += [
             "",
             f"{spec.public.subdomain}.{context.domain} {{",

@@ -1,6 +1,13 @@
 """Redis: cache and session store of NAP-DMS."""
 
-from components.model.spec import BackupHook, BackupPolicy, HealthCheck, SecretUse, ServiceSpec, VolumeMount
+from components.model.spec import (
+    BackupHook,
+    BackupPolicy,
+    HealthCheck,
+    SecretUse,
+    ServiceSpec,
+    VolumeMount,
+)
 
 SPEC = ServiceSpec(
     name="redis",
@@ -9,12 +16,21 @@ SPEC = ServiceSpec(
     tag="7.4.1-bookworm",
     user="999:999",
     # The password reaches redis-server through an included config file, never argv or env.
-    command=["redis-server", "/run/secrets/redis-auth.conf", "--save", "300 10", "--appendonly", "no"],
+    command=[
+        "redis-server",
+        "/run/secrets/redis-auth.conf",
+        "--save",
+        "300 10",
+        "--appendonly",
+        "no",
+    ],
     volumes=[VolumeMount(name="data", path="/data", backup=BackupPolicy(policy="daily"))],
     tmpfs=["/tmp"],
     secrets=[
         SecretUse(secret="redis-password"),
-        SecretUse(secret="redis-password", file="redis-auth.conf", template="requirepass {secret}\n"),
+        SecretUse(
+            secret="redis-password", file="redis-auth.conf", template="requirepass {secret}\n"
+        ),
     ],
     networks=["data"],
     health=HealthCheck(

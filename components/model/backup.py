@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from fnmatch import fnmatch
-from typing import Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,7 +30,7 @@ class BackupSettings(_Strict):
     repository: str
     """restic repository: `sftp:user@asustor:/path` (staging, prod; its private key is the encrypted
     config key `backup_ssh_key`), or an absolute path inside the agent (dev)."""
-    sftp_known_hosts: Optional[str] = None
+    sftp_known_hosts: str | None = None
     """The ASUSTOR's host key as known_hosts line(s) (`ssh-keyscan -t ed25519 <host>`, checked by
     hand once); required with an sftp repository, so a changed host key stops the backup."""
     schedule: str = "0 2 * * *"
@@ -41,7 +40,7 @@ class BackupSettings(_Strict):
     retry_delay_s: int = Field(default=300, ge=1)
     retention: Retention = Retention()
     checks: Checks = Checks()
-    offsite: Optional[OffsiteBucket] = None
+    offsite: OffsiteBucket | None = None
 
     @field_validator("repository")
     @classmethod
@@ -49,13 +48,13 @@ class BackupSettings(_Strict):
         if not (_SFTP_REPOSITORY.match(value) or _LOCAL_REPOSITORY.match(value)):
             raise ValueError(
                 f'"{value}" is not a repository the agent can reach; use "sftp:backup@asustor:/backups/napdms" '
-                'or an absolute path inside the agent (S3 goes under backup.offsite)'
+                "or an absolute path inside the agent (S3 goes under backup.offsite)"
             )
         return value
 
     @field_validator("sftp_known_hosts")
     @classmethod
-    def _known_hosts(cls, value: Optional[str]) -> Optional[str]:
+    def _known_hosts(cls, value: str | None) -> str | None:
         for line in known_hosts_lines(value or ""):
             fields = line.split()
             if fields[0].startswith("@"):
@@ -84,7 +83,9 @@ class BackupSettings(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f'"{value}" is not an IANA time zone; use e.g. "Europe/Berlin"') from None
+            raise ValueError(
+                f'"{value}" is not an IANA time zone; use e.g. "Europe/Berlin"'
+            ) from None
         return value
 
     @property
@@ -110,7 +111,7 @@ class BackupSettings(_Strict):
         return []
 
     @property
-    def sftp_host(self) -> Optional[str]:
+    def sftp_host(self) -> str | None:
         """The host of an sftp repository, None for a local one."""
         match = _SFTP_REPOSITORY.match(self.repository)
         return match["host"] if match else None
@@ -118,7 +119,11 @@ class BackupSettings(_Strict):
 
 def known_hosts_lines(text: str) -> list[str]:
     """The non-comment lines of a known_hosts text."""
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def _names_host(line: str, host: str) -> bool:
@@ -127,4 +132,6 @@ def _names_host(line: str, host: str) -> bool:
     patterns = fields[1] if fields[0].startswith("@") else fields[0]
     if patterns.startswith("|1|"):
         return True
-    return any(fnmatch(host, pattern) for pattern in patterns.split(",") if not pattern.startswith("!"))
+    return any(
+        fnmatch(host, pattern) for pattern in patterns.split(",") if not pattern.startswith("!")
+    )

@@ -7,8 +7,8 @@ agent's plan names their files, the README tells how to set them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -19,18 +19,29 @@ class OperatorKey:
     """The config key (`pulumi config set --secret <config_key>`)."""
     holds: str
     """What it holds, for error messages."""
-    secret: Optional[str] = None
+    secret: str | None = None
     """The platform secret it becomes (delivered as `/run/secrets/<secret>`), if a service reads it."""
 
 
 SMTP_PASSWORD = OperatorKey("smtp_password", "the SMTP relay's password for alert mail")
 BACKUP_SSH_KEY = OperatorKey(
-    "backup_ssh_key", "the private key the backup agent logs in to the ASUSTOR's sftp with", "backup-ssh-key"
+    "backup_ssh_key",
+    "the private key the backup agent logs in to the ASUSTOR's sftp with",
+    "backup-ssh-key",
 )
-S3_ACCESS_KEY = OperatorKey("s3_access_key_id", "the offsite S3 bucket's access key id", "backup-s3-access-key")
-S3_SECRET_KEY = OperatorKey("s3_secret_access_key", "the offsite S3 bucket's secret key", "backup-s3-secret-key")
+S3_ACCESS_KEY = OperatorKey(
+    "s3_access_key_id", "the offsite S3 bucket's access key id", "backup-s3-access-key"
+)
+S3_SECRET_KEY = OperatorKey(
+    "s3_secret_access_key", "the offsite S3 bucket's secret key", "backup-s3-secret-key"
+)
 
-OPERATOR_KEYS: tuple[OperatorKey, ...] = (SMTP_PASSWORD, BACKUP_SSH_KEY, S3_ACCESS_KEY, S3_SECRET_KEY)
+OPERATOR_KEYS: tuple[OperatorKey, ...] = (
+    SMTP_PASSWORD,
+    BACKUP_SSH_KEY,
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+)
 """Every config key that must be stored encrypted."""
 
 BY_CONFIG_KEY: Mapping[str, OperatorKey] = {key.config_key: key for key in OPERATOR_KEYS}

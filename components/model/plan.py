@@ -8,7 +8,7 @@ secret values, so it can sit in a config volume and in test fixtures alike.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -46,17 +46,19 @@ class Repository(_Strict):
     """restic repository string: `sftp:user@host:/path`, `s3:https://host/bucket/path`, or a path."""
     password_file: str = Field(pattern=r"^/")
     """File holding the repository's encryption password (restic's RESTIC_PASSWORD_FILE)."""
-    sftp: Optional[SftpAccess] = None
+    sftp: SftpAccess | None = None
     """Required when `url` starts with `sftp:`."""
-    s3_access_key_file: Optional[str] = Field(default=None, pattern=r"^/")
+    s3_access_key_file: str | None = Field(default=None, pattern=r"^/")
     """For `s3:` repositories: files holding the access key id and the secret key."""
-    s3_secret_key_file: Optional[str] = Field(default=None, pattern=r"^/")
+    s3_secret_key_file: str | None = Field(default=None, pattern=r"^/")
 
     @field_validator("url")
     @classmethod
     def _known_backend(cls, value: str) -> str:
         if not (value.startswith(("sftp:", "s3:", "/"))):
-            raise ValueError(f'"{value}" is not a restic repository; use "sftp:user@host:/path", "s3:https://host/bucket" or an absolute path')
+            raise ValueError(
+                f'"{value}" is not a restic repository; use "sftp:user@host:/path", "s3:https://host/bucket" or an absolute path'
+            )
         return value
 
 
@@ -125,7 +127,7 @@ class DumpSource(_Strict):
     host: str
     """The service's alias on the data network."""
     port: int = Field(ge=1, le=65535)
-    password_file: Optional[str] = Field(default=None, pattern=r"^/")
+    password_file: str | None = Field(default=None, pattern=r"^/")
     """The login's password (or Redis' requirepass), as a secret file of the agent."""
 
 
@@ -144,7 +146,7 @@ class MongodbSource(DumpSource):
 
     hook: Literal["mongodb"] = "mongodb"
     port: int = Field(default=27017, ge=1, le=65535)
-    user: Optional[str] = None
+    user: str | None = None
     oplog: bool = True
 
 
@@ -155,7 +157,12 @@ class RedisSource(DumpSource):
     port: int = Field(default=6379, ge=1, le=65535)
 
 
-SOURCE_MODELS: tuple[type[BaseModel], ...] = (FilesSource, PostgresqlSource, MongodbSource, RedisSource)
+SOURCE_MODELS: tuple[type[BaseModel], ...] = (
+    FilesSource,
+    PostgresqlSource,
+    MongodbSource,
+    RedisSource,
+)
 """Every kind of data source, the one list the hook registry, the catalog's `BackupHook.kind` and
 the plan's `Source` union derive from. A new kind of service is a model here and a module in
 `napdms_ops/backup/hooks/` of the same name."""
@@ -167,7 +174,8 @@ DUMP_HOOKS: tuple[str, ...] = tuple(
 )
 """Hooks that dump a server (a catalog `backup_hook`), rather than read volumes as files."""
 
-Source = Annotated[Union[SOURCE_MODELS], Field(discriminator="hook")]  # type: ignore[valid-type]
+# Union over a runtime tuple: the `|` spelling cannot take one.
+Source = Annotated[Union[SOURCE_MODELS], Field(discriminator="hook")]  # type: ignore[valid-type]  # noqa: UP007
 
 
 def dump_source(hook: str, **fields: object) -> DumpSource:
@@ -183,14 +191,14 @@ class BackupPlan(_Strict):
     host_tag: str
     """restic `--host` of every snapshot, so several stacks may share one repository safely."""
     repository: Repository
-    offsite: Optional[Offsite] = None
+    offsite: Offsite | None = None
     sources: list[Source] = Field(min_length=1)
     schedule: Schedule = Schedule()
     retention: Retention = Retention()
     checks: Checks = Checks()
     state_dir: str = Field(default="/state", pattern=r"^/")
     """Lock file, last-run record and metrics file live here (a volume of the agent)."""
-    cache_dir: Optional[str] = Field(default=None, pattern=r"^/")
+    cache_dir: str | None = Field(default=None, pattern=r"^/")
     """restic's local cache; None keeps restic's default."""
     metrics_port: int = Field(default=9102, ge=1, le=65535)
     """Port the agent serves `/metrics` on for Prometheus."""
@@ -216,7 +224,9 @@ def load_plan(path: str | Path) -> BackupPlan:
     try:
         text = path.read_text()
     except OSError as error:
-        raise PlanError(f"backup plan {path}: cannot read it ({error.strerror}); the program writes it to the agent's config volume") from None
+        raise PlanError(
+            f"backup plan {path}: cannot read it ({error.strerror}); the program writes it to the agent's config volume"
+        ) from None
     try:
         return BackupPlan.model_validate_json(text)
     except ValidationError as error:

@@ -8,7 +8,7 @@ reason, which ends up as a container label that the policy pack and the audit re
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,7 +16,6 @@ from components.model.plan import DUMP_HOOKS, SOURCE_MODELS
 from components.model.units import Cpus, Duration, SizeMB
 from policies.rules import RULE_IDS
 from policies.rules.names import Segment
-
 
 Placement = Literal["primary", "backup", "every-host"]
 """Where a service runs: the primary NAS (QNAP), the backup NAS (ASUSTOR), or on each host."""
@@ -66,11 +65,11 @@ class BackupPolicy(_Frozen):
 
     policy: Literal["daily", "exclude"]
     """`daily`: in the nightly restic run. `exclude`: deliberately not backed up."""
-    reason: Optional[str] = None
+    reason: str | None = None
     """Why the volume may be lost (required with `exclude`)."""
 
     @model_validator(mode="after")
-    def _exclusion_needs_reason(self) -> "BackupPolicy":
+    def _exclusion_needs_reason(self) -> BackupPolicy:
         if self.policy == "exclude" and not (self.reason and self.reason.strip()):
             raise ValueError(
                 'an excluded volume needs a reason; add reason: "<why it may be lost>"'
@@ -114,7 +113,7 @@ class Port(_Frozen):
     internal: int = Field(ge=1, le=65535)
     external: int = Field(ge=1, le=65535)
     protocol: Literal["tcp", "udp"] = "tcp"
-    all_interfaces: Optional[str] = None
+    all_interfaces: str | None = None
     """Reason to bind 0.0.0.0 instead of the host's address (only the proxy's 80/443)."""
 
 
@@ -144,7 +143,9 @@ class Exemption(_Frozen):
     @classmethod
     def _known_rule(cls, value: str) -> str:
         if value not in RULE_IDS:
-            raise ValueError(f'"{value}" is not a rule id; use one of {", ".join(sorted(RULE_IDS))}')
+            raise ValueError(
+                f'"{value}" is not a rule id; use one of {", ".join(sorted(RULE_IDS))}'
+            )
         return value
 
 
@@ -153,15 +154,15 @@ class SecretUse(_Frozen):
 
     secret: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     """Platform-wide secret name; two services naming the same secret share it."""
-    env: Optional[str] = None
+    env: str | None = None
     """Environment variable that receives the file's *path* (the image's `*_FILE` convention)."""
-    file: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    file: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
     """File name under /run/secrets; defaults to the secret's name."""
-    template: Optional[str] = None
+    template: str | None = None
     """File content around the value, `{secret}` marking where it goes (e.g. a config line)."""
 
     @model_validator(mode="after")
-    def _template_has_slot(self) -> "SecretUse":
+    def _template_has_slot(self) -> SecretUse:
         if self.template is not None and "{secret}" not in self.template:
             raise ValueError("a secret template must contain {secret}")
         return self
@@ -203,17 +204,19 @@ class BackupHook(_Frozen):
     --globals-only` + `pg_dump`), `mongodb` (`mongodump`), `redis` (`redis-cli --rdb`)."""
     port: int = Field(ge=1, le=65535)
     """Port the server listens on, reached through the service's alias on the data network."""
-    user: Optional[str] = None
+    user: str | None = None
     """Login the dump connects as (PostgreSQL: a superuser, so it reads roles and every database)."""
-    password_secret: Optional[str] = Field(default=None, pattern=r"^[a-z][a-z0-9-]*$")
+    password_secret: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]*$")
     """Platform secret holding that login's password (or Redis' requirepass); the agent receives it
     as /run/secrets/<name>. It must be a secret the service itself reads, so both hold one value."""
 
     @model_validator(mode="after")
-    def _user_fits_kind(self) -> "BackupHook":
+    def _user_fits_kind(self) -> BackupHook:
         source = next(m for m in SOURCE_MODELS if m.model_fields["hook"].default == self.kind)
         if self.user is not None and "user" not in source.model_fields:
-            raise ValueError(f"a {self.kind} hook has no user; it authenticates with the password alone")
+            raise ValueError(
+                f"a {self.kind} hook has no user; it authenticates with the password alone"
+            )
         if self.kind == "postgresql" and self.user is None:
             raise ValueError('a postgresql hook needs a user; name a superuser such as "postgres"')
         return self
@@ -246,12 +249,12 @@ class ServiceSpec(_Frozen):
     """Repository as pulled, e.g. `docker.io/library/postgres`, or the local name of a built image."""
     tag: Tag
     """A real, fixed release tag (never `latest`)."""
-    digest: Optional[Digest] = None
+    digest: Digest | None = None
     """Optional manifest digest; when set the pull itself is pinned."""
     user: str = Field(pattern=r"^\d+(:\d+)?$")
     """Numeric uid[:gid] so the runtime never resolves a name to root."""
-    command: Optional[list[str]] = None
-    entrypoint: Optional[list[str]] = None
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
     env: dict[str, str] = {}
     """Non-secret environment. `{domain}` and `{stack}` are substituted."""
     ports: list[Port] = []
@@ -260,7 +263,7 @@ class ServiceSpec(_Frozen):
     tmpfs: list[str] = []
     """Paths the service writes that need no persistence (root filesystem is read-only)."""
     secrets: list[SecretUse] = []
-    config_dir: Optional[str] = None
+    config_dir: str | None = None
     """Where generated config files land (a volume, so they can be uploaded before start)."""
     networks: list[Segment] = Field(min_length=1)
     """Network segments it joins; `data` and `monitoring` are internal (no route out)."""
@@ -274,31 +277,35 @@ class ServiceSpec(_Frozen):
     stateless: bool = False
     """Holds no state of its own, so prod runs two or more replicas."""
     placement: Placement = "primary"
-    public: Optional[PublicRoute] = None
+    public: PublicRoute | None = None
     depends_on: list[str] = []
     stop_grace_s: int = Field(default=30, ge=1, le=600)
     reads_backed_up_volumes: bool = False
     """Mount the daily-backed-up volumes of its host's services without a `backup_hook` read-only
     under /source (the backup agent)."""
-    backup_hook: Optional[BackupHook] = None
+    backup_hook: BackupHook | None = None
     """Back this database up by a dump; its daily volumes are then never mounted into the agent."""
-    build: Optional[ImageBuild] = None
+    build: ImageBuild | None = None
     """Build the image from this repository instead of pulling `image:tag`."""
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not _SERVICE_NAME.match(value):
-            raise ValueError(f'"{value}" is not a service name; use lower-case letters, digits and -')
+            raise ValueError(
+                f'"{value}" is not a service name; use lower-case letters, digits and -'
+            )
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ServiceSpec":
+    def _consistent(self) -> ServiceSpec:
         names = [v.name for v in self.volumes]
         if len(names) != len(set(names)):
             raise ValueError(f"volume names repeat in {names}")
         if self.user.split(":")[0] == "0" and not self.exempt("run-as-root"):
-            raise ValueError('user 0 is root; pick the image\'s service uid or add a "run-as-root" exemption')
+            raise ValueError(
+                'user 0 is root; pick the image\'s service uid or add a "run-as-root" exemption'
+            )
         files = [use.file_name for use in self.secrets]
         if len(files) != len(set(files)):
             raise ValueError(f"secret file names repeat in {files}")
@@ -306,14 +313,20 @@ class ServiceSpec(_Frozen):
         if self.config_dir and self.config_dir in mounted:
             raise ValueError(f"config_dir {self.config_dir} is also a data mount")
         hook = self.backup_hook
-        if hook and hook.password_secret and hook.password_secret not in {use.secret for use in self.secrets}:
+        if (
+            hook
+            and hook.password_secret
+            and hook.password_secret not in {use.secret for use in self.secrets}
+        ):
             raise ValueError(
                 f'backup_hook.password_secret "{hook.password_secret}" is not a secret {self.name} reads, so it '
                 f"may not exist or may differ from the server's; name one of: "
                 f"{', '.join(dict.fromkeys(use.secret for use in self.secrets)) or '(none)'}"
             )
         if self.build and self.digest:
-            raise ValueError("a built image has no registry digest; remove digest (the container runs the build's id)")
+            raise ValueError(
+                "a built image has no registry digest; remove digest (the container runs the build's id)"
+            )
         return self
 
     @property
@@ -321,7 +334,7 @@ class ServiceSpec(_Frozen):
         """The volumes in the nightly backup."""
         return [v for v in self.volumes if v.backup.policy == "daily"]
 
-    def exempt(self, rule: str) -> Optional[str]:
+    def exempt(self, rule: str) -> str | None:
         """The reason this service is exempt from `rule`, or None."""
         return next((e.reason for e in self.exemptions if e.rule == rule), None)
 

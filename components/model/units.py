@@ -20,13 +20,13 @@ _DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 def parse_size_mb(value: object) -> int:
     """Return a memory size in MiB, the unit pulumi-docker's `memory` field takes."""
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a size; use a string with a unit, e.g. \"512m\" or \"2g\"")
+        raise ValueError(f'{value!r} is not a size; use a string with a unit, e.g. "512m" or "2g"')
     match = _SIZE.match(value)
     if not match:
-        raise ValueError(f"\"{value}\" is not a size; use e.g. \"512m\"")
+        raise ValueError(f'"{value}" is not a size; use e.g. "512m"')
     megabytes = float(match.group(1)) * _SIZE_FACTORS_MB[match.group(2).lower()]
     if megabytes < 4:
-        raise ValueError(f"\"{value}\" is below Docker's 4m minimum; use e.g. \"64m\"")
+        raise ValueError(f'"{value}" is below Docker\'s 4m minimum; use e.g. "64m"')
     return int(megabytes)
 
 
@@ -37,7 +37,7 @@ def parse_cpus(value: object) -> float:
     except (TypeError, ValueError):
         cpus = None
     if cpus is None:
-        raise ValueError(f"{value!r} is not a CPU count; use e.g. \"0.5\" or 2")
+        raise ValueError(f'{value!r} is not a CPU count; use e.g. "0.5" or 2')
     if not 0.01 <= cpus <= 256:
         raise ValueError(f"{value!r} is out of range; use a CPU count between 0.01 and 256")
     return cpus
@@ -46,7 +46,7 @@ def parse_cpus(value: object) -> float:
 def parse_duration(value: object) -> str:
     """Check a Docker-style duration ("500ms", "10s", "5m") and return it unchanged."""
     if not isinstance(value, str) or not _DURATION.match(value):
-        raise ValueError(f"{value!r} is not a duration; use e.g. \"10s\" or \"5m\"")
+        raise ValueError(f'{value!r} is not a duration; use e.g. "10s" or "5m"')
     return value
 
 

@@ -5,4 +5,12 @@ from components.settings.loader import SettingsError, load_settings, read_stack_
 from components.settings.model import PlatformSettings
 from components.settings.stack import Stack, load_stack, read_stack
 
-__all__ = ["PlatformSettings", "SettingsError", "Stack", "load_settings", "load_stack", "read_stack", "read_stack_file"]
+__all__ = [
+    "PlatformSettings",
+    "SettingsError",
+    "Stack",
+    "load_settings",
+    "load_stack",
+    "read_stack",
+    "read_stack_file",
+]

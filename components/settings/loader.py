@@ -10,8 +10,9 @@ import difflib
 import json
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -20,6 +21,7 @@ from components.model.operator_keys import BY_CONFIG_KEY
 from components.settings.model import _PROBLEMS_MARK, PlatformSettings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+
 
 class SettingsError(Exception):
     """A stack file that cannot be deployed; `lines` holds one complete message per mistake."""
@@ -39,8 +41,14 @@ def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[s
     project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
     document = yaml.safe_load((project_dir / f"Pulumi.{stack}.yaml").read_text()) or {}
     prefix = f"{project}:"
-    values = {key[len(prefix) :]: value for key, value in (document.get("config") or {}).items() if key.startswith(prefix)}
-    secret_keys = {key for key, value in values.items() if isinstance(value, dict) and set(value) == {"secure"}}
+    values = {
+        key[len(prefix) :]: value
+        for key, value in (document.get("config") or {}).items()
+        if key.startswith(prefix)
+    }
+    secret_keys = {
+        key for key, value in values.items() if isinstance(value, dict) and set(value) == {"secure"}
+    }
     return values, secret_keys
 
 
@@ -72,11 +80,19 @@ def _explain(stack: str, detail: Mapping[str, Any]) -> list[str]:
             return [f"{stack}: {line}" for line in message[len(_PROBLEMS_MARK) :].splitlines()]
     is_key = loc and loc[-1] == "[key]"
     path = ".".join(part for part in loc if part != "[key]") or "(top level)"
-    return [f"{stack}: {path}: {_reason(kind, message, value, detail.get('ctx') or {}, loc, is_key)}"]
+    return [
+        f"{stack}: {path}: {_reason(kind, message, value, detail.get('ctx') or {}, loc, is_key)}"
+    ]
 
 
-def _reason(kind: str, message: str, value: Any, ctx: Mapping[str, Any], loc: list[str], is_key: bool) -> str:
-    shown = json.dumps(value) if isinstance(value, (str, int, float, bool)) or value is None else repr(value)
+def _reason(
+    kind: str, message: str, value: Any, ctx: Mapping[str, Any], loc: list[str], is_key: bool
+) -> str:
+    shown = (
+        json.dumps(value)
+        if isinstance(value, (str, int, float, bool)) or value is None
+        else repr(value)
+    )
     if kind == "extra_forbidden":
         return _unknown_key(loc[-1], _field_names(loc[:-1]))
     if kind == "literal_error" and is_key:
@@ -110,7 +126,11 @@ def _reason(kind: str, message: str, value: Any, ctx: Mapping[str, Any], loc: li
 
 
 def _choices(ctx: Mapping[str, Any]) -> list[str]:
-    return [choice.strip().strip("'") for choice in str(ctx.get("expected", "")).replace(" or ", ",").split(",") if choice.strip()]
+    return [
+        choice.strip().strip("'")
+        for choice in str(ctx.get("expected", "")).replace(" or ", ",").split(",")
+        if choice.strip()
+    ]
 
 
 def _unknown_key(key: str, valid: list[str], what: str = "key") -> str:
@@ -130,7 +150,7 @@ def _field_names(loc: list[str]) -> list[str]:
     return list(model.model_fields) if model else []
 
 
-def _step(annotation: Any, part: str) -> Optional[Any]:
+def _step(annotation: Any, part: str) -> Any | None:
     model = _as_model(annotation)
     if model is not None:
         field = model.model_fields.get(part)
@@ -143,7 +163,7 @@ def _step(annotation: Any, part: str) -> Optional[Any]:
     return None
 
 
-def _as_model(annotation: Any) -> Optional[type[BaseModel]]:
+def _as_model(annotation: Any) -> type[BaseModel] | None:
     is_optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     for candidate in (annotation, *(typing.get_args(annotation) if is_optional else ())):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):

@@ -10,16 +10,32 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal, Mapping, Optional
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from components.catalog import CATALOG
-from components.catalog import backup_agent
+from components.catalog import CATALOG, backup_agent
 from components.model.backup import BackupSettings
 from components.model.operator_keys import BY_SECRET
-from components.model.spec import BackupPolicy, Digest, ImageRepository, Pids, Replicas, ServiceSpec, Tag
+from components.model.spec import (
+    BackupPolicy,
+    Digest,
+    ImageRepository,
+    Pids,
+    Replicas,
+    ServiceSpec,
+    Tag,
+)
 from components.model.units import Cpus, SizeMB, format_size_mb
 
 ServiceName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
@@ -37,7 +53,7 @@ class _Strict(BaseModel):
 class HostSettings(_Strict):
     """A Docker daemon: the QNAP, the ASUSTOR, or the local daemon in dev."""
 
-    docker_host: Optional[str] = None
+    docker_host: str | None = None
     """`ssh://user@host`, `unix:///path` or `tcp://host:port`; unset means DOCKER_HOST or the local socket."""
     ssh_opts: list[str] = []
     """Extra ssh options for an `ssh://` host (e.g. an identity file)."""
@@ -51,9 +67,11 @@ class HostSettings(_Strict):
 
     @field_validator("docker_host")
     @classmethod
-    def _endpoint(cls, value: Optional[str]) -> Optional[str]:
+    def _endpoint(cls, value: str | None) -> str | None:
         if value is not None and not _DOCKER_HOST.match(value):
-            raise ValueError(f'"{value}" is not a Docker endpoint; use e.g. "ssh://deploy@qnap.example.org"')
+            raise ValueError(
+                f'"{value}" is not a Docker endpoint; use e.g. "ssh://deploy@qnap.example.org"'
+            )
         return value
 
     @field_validator("bind_address")
@@ -80,21 +98,23 @@ class ServiceOverride(_Strict):
     """What a stack may change about a catalog service."""
 
     enabled: bool = True
-    tag: Optional[Tag] = None
-    image: Optional[ImageRepository] = None
-    digest: Optional[Digest] = None
-    memory: Optional[SizeMB] = None
-    cpus: Optional[Cpus] = None
-    pids: Optional[Pids] = None
-    replicas: Optional[Replicas] = None
-    host: Optional[str] = None
+    tag: Tag | None = None
+    image: ImageRepository | None = None
+    digest: Digest | None = None
+    memory: SizeMB | None = None
+    cpus: Cpus | None = None
+    pids: Pids | None = None
+    replicas: Replicas | None = None
+    host: str | None = None
     """Host name (a key of `hosts`) to run on instead of the one its placement picks."""
     volumes: dict[str, VolumeOverride] = {}
 
     def apply(self, spec: ServiceSpec) -> ServiceSpec:
         """`spec` with these changes, validated again as a whole: every rule of the catalog's
         model holds for the merged entry too. Raises pydantic's `ValidationError`."""
-        changes = self.model_dump(mode="json", exclude_none=True, exclude={"enabled", "host", "volumes"})
+        changes = self.model_dump(
+            mode="json", exclude_none=True, exclude={"enabled", "host", "volumes"}
+        )
         entry = spec.model_dump(mode="json")
         for volume in entry["volumes"]:
             if volume["name"] in self.volumes:
@@ -107,14 +127,18 @@ class TlsSettings(_Strict):
 
     mode: Literal["acme", "internal"]
     """`acme`: Let's Encrypt (public DNS needed). `internal`: Caddy's local CA (dev)."""
-    acme_email: Optional[str] = None
+    acme_email: str | None = None
 
     @model_validator(mode="after")
-    def _acme_needs_email(self) -> "TlsSettings":
+    def _acme_needs_email(self) -> TlsSettings:
         if self.mode == "acme" and not self.acme_email:
-            raise ValueError('mode "acme" needs acme_email: Let\'s Encrypt mails expiry warnings there')
+            raise ValueError(
+                'mode "acme" needs acme_email: Let\'s Encrypt mails expiry warnings there'
+            )
         if self.acme_email and not _EMAIL.match(self.acme_email):
-            raise ValueError(f'"{self.acme_email}" is not an e-mail address; use e.g. "ops@example.org"')
+            raise ValueError(
+                f'"{self.acme_email}" is not an e-mail address; use e.g. "ops@example.org"'
+            )
         return self
 
 
@@ -138,7 +162,9 @@ class AlertingSettings(_Strict):
     def _to(cls, value: list[str]) -> list[str]:
         for address in value:
             if not _EMAIL.match(address):
-                raise ValueError(f'"{address}" is not an e-mail address; use e.g. "ops@example.org"')
+                raise ValueError(
+                    f'"{address}" is not an e-mail address; use e.g. "ops@example.org"'
+                )
         return value
 
 
@@ -174,14 +200,16 @@ class PlatformSettings(_Strict):
     def _host_names(cls, value: dict[str, HostSettings]) -> dict[str, HostSettings]:
         for name in value:
             if not re.match(r"^[a-z][a-z0-9-]*$", name):
-                raise ValueError(f'"{name}" is not a host name; use lower-case letters, digits and -')
+                raise ValueError(
+                    f'"{name}" is not a host name; use lower-case letters, digits and -'
+                )
         return value
 
     _services: dict[str, ServiceSpec] = PrivateAttr(default_factory=dict)
     _placements: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> "PlatformSettings":
+    def _cross_field_rules(self) -> PlatformSettings:
         roles, overrides = self._role_problems(), self._override_problems()
         # Resolved once, here; every rule below and every reader after reads the result.
         resolution = [] if overrides else self._resolve_services()
@@ -218,7 +246,9 @@ class PlatformSettings(_Strict):
 
     def secret_names(self) -> list[str]:
         """Every platform secret the enabled services read, in catalog order."""
-        return list(dict.fromkeys(use.secret for spec in self._services.values() for use in spec.secrets))
+        return list(
+            dict.fromkeys(use.secret for spec in self._services.values() for use in spec.secrets)
+        )
 
     def _resolve_services(self) -> list[str]:
         problems: list[str] = []
@@ -235,7 +265,9 @@ class PlatformSettings(_Strict):
                 ]
         agent = backup_agent.SPEC.name
         if agent in self._services and not problems:
-            self._services[agent] = backup_agent.for_stack(self._services[agent], self.backup, self._services)
+            self._services[agent] = backup_agent.for_stack(
+                self._services[agent], self.backup, self._services
+            )
         return problems
 
     def _placement(self, name: str) -> tuple[str, ...]:

@@ -7,10 +7,11 @@ read, and what the catalog's config renderers see.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from components.catalog.context import CatalogContext
 from components.model.spec import ServiceSpec
@@ -62,7 +63,7 @@ class Stack:
         host = self.placements[service][0]
         return host, self.settings.hosts[host]
 
-    def endpoint_of(self, service: str) -> Optional[str]:
+    def endpoint_of(self, service: str) -> str | None:
         """The Docker endpoint of the host running `service`; None means DOCKER_HOST or the local socket."""
         return self.host_of(service)[1].docker_host
 

@@ -17,15 +17,20 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from components.model.plan import PLAN_FILE, PlanError, load_plan
 from napdms_ops.backup import agent
 from napdms_ops.backup.restic import ResticError
 from napdms_ops.backup.run import RunLocked
 
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python3 -m napdms_ops.backup", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python3 -m napdms_ops.backup",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("agent", "run backups on the plan's schedule and serve /metrics"),
@@ -39,23 +44,53 @@ def _parser() -> argparse.ArgumentParser:
         ("drill", "restore the latest run into scratch space, verify it, extrapolate the RTO"),
     ):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--plan", default=PLAN_FILE, help=f"backup plan file (default {PLAN_FILE})")
+        command.add_argument(
+            "--plan", default=PLAN_FILE, help=f"backup plan file (default {PLAN_FILE})"
+        )
         if name == "verify":
-            command.add_argument("--full", action="store_true", help="read every pack, not a subset")
+            command.add_argument(
+                "--full", action="store_true", help="read every pack, not a subset"
+            )
         if name in ("restore", "drill"):
-            command.add_argument("--snapshot", default="latest", help="latest, a run or snapshot id, or a time like 2026-11-20T03:00")
+            command.add_argument(
+                "--snapshot",
+                default="latest",
+                help="latest, a run or snapshot id, or a time like 2026-11-20T03:00",
+            )
         if name == "restore":
-            command.add_argument("--into", required=True, help="directory to restore under (must be empty without --force)")
-            command.add_argument("--service", action="append", default=[], help="restore only this service (repeatable)")
-            command.add_argument("--force", action="store_true", help="overwrite a non-empty --into after a safety snapshot")
-            command.add_argument("--verify", action="store_true", help="re-read restored files against the snapshot")
+            command.add_argument(
+                "--into",
+                required=True,
+                help="directory to restore under (must be empty without --force)",
+            )
+            command.add_argument(
+                "--service",
+                action="append",
+                default=[],
+                help="restore only this service (repeatable)",
+            )
+            command.add_argument(
+                "--force",
+                action="store_true",
+                help="overwrite a non-empty --into after a safety snapshot",
+            )
+            command.add_argument(
+                "--verify", action="store_true", help="re-read restored files against the snapshot"
+            )
         if name == "drill":
-            command.add_argument("--data-bytes", type=int, default=None, help="extrapolate the RTO to this size (default: the run's size)")
-            command.add_argument("--workdir", default=None, help="scratch space (default: the system temp dir)")
+            command.add_argument(
+                "--data-bytes",
+                type=int,
+                default=None,
+                help="extrapolate the RTO to this size (default: the run's size)",
+            )
+            command.add_argument(
+                "--workdir", default=None, help="scratch space (default: the system temp dir)"
+            )
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run one command, print its JSON result; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
@@ -71,7 +106,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(str(error), file=sys.stderr)
         return 1
     if result is not None:
-        print(json.dumps(dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result, default=str))
+        print(
+            json.dumps(
+                dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result,
+                default=str,
+            )
+        )
     return code
 
 

@@ -6,15 +6,16 @@ import datetime as dt
 import http.server
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from components.model.plan import BackupPlan
 from napdms_ops.backup import offsite
 from napdms_ops.backup.drill import drill
-from napdms_ops.backup.metrics import METRICS_FILE
-from components.model.plan import BackupPlan
 from napdms_ops.backup.manifest import manifests
+from napdms_ops.backup.metrics import METRICS_FILE
 from napdms_ops.backup.restore import RestoreError, restore
 from napdms_ops.backup.run import RunLocked, open_repository, prune, repository, run_backup, verify
 
@@ -34,7 +35,9 @@ def next_run(plan: BackupPlan, now: float) -> float:
     local = dt.datetime.fromtimestamp(now, zone)
     candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if candidate.timestamp() <= now:
-        candidate = (local + dt.timedelta(days=1)).replace(hour=hour, minute=minute, second=0, microsecond=0)
+        candidate = (local + dt.timedelta(days=1)).replace(
+            hour=hour, minute=minute, second=0, microsecond=0
+        )
     # Re-attach the zone so a DST change between today and tomorrow lands on local wall time.
     return candidate.replace(tzinfo=zone).timestamp()
 
@@ -66,7 +69,12 @@ def serve_metrics(plan: BackupPlan) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def loop(plan: BackupPlan, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep, runs: Optional[int] = None) -> None:
+def loop(
+    plan: BackupPlan,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    runs: int | None = None,
+) -> None:
     """Wait for each scheduled time and run; beat the heartbeat meanwhile. `runs` bounds it for tests."""
     heartbeat = Path(plan.state_dir) / HEARTBEAT_FILE
     heartbeat.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +92,7 @@ def loop(plan: BackupPlan, clock: Callable[[], float] = time.time, sleep: Callab
         done += 1
 
 
-def healthy(plan: BackupPlan, now: Optional[float] = None) -> bool:
+def healthy(plan: BackupPlan, now: float | None = None) -> bool:
     """The loop beat its heartbeat recently."""
     try:
         beat = float((Path(plan.state_dir) / HEARTBEAT_FILE).read_text())
@@ -130,7 +138,9 @@ def dispatch(plan: BackupPlan, args) -> tuple[object, int]:
         return _init(plan), 0
     if command == "restore":
         try:
-            report = restore(plan, args.snapshot, args.into, args.service, force=args.force, verify=args.verify)
+            report = restore(
+                plan, args.snapshot, args.into, args.service, force=args.force, verify=args.verify
+            )
         except RestoreError as error:
             raise CommandError(str(error)) from None
         return report, 0
@@ -154,4 +164,3 @@ def _init(plan: BackupPlan) -> dict:
         if not report.ok:
             raise CommandError(f"offsite bucket {report.bucket}: " + "; ".join(report.problems))
     return result
-

@@ -12,13 +12,12 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from components.model.plan import BackupPlan
 from napdms_ops.backup import hooks
 from napdms_ops.backup.hooks import HookError
-from components.model.plan import BackupPlan
 from napdms_ops.backup.manifest import manifests
 from napdms_ops.backup.restore import select
 from napdms_ops.backup.run import context_for, repository
@@ -47,7 +46,12 @@ class DrillReport(BaseModel):
         return not self.problems and self.rto_seconds <= self.rto_limit_seconds
 
 
-def drill(plan: BackupPlan, snapshot: str = "latest", workdir: Optional[str] = None, data_bytes: Optional[int] = None) -> DrillReport:
+def drill(
+    plan: BackupPlan,
+    snapshot: str = "latest",
+    workdir: str | None = None,
+    data_bytes: int | None = None,
+) -> DrillReport:
     """Restore `snapshot` into a scratch directory, verify it, and extrapolate the RTO."""
     restic = repository(plan)
     manifest = select(manifests(plan, restic), snapshot, (), plan.schedule.timezone)
@@ -58,7 +62,9 @@ def drill(plan: BackupPlan, snapshot: str = "latest", workdir: Optional[str] = N
     try:
         into = scratch / "restore"
         into.mkdir()
-        context = context_for(plan, restic, manifest.run_id, workdir=str(scratch), verify_restore=True)
+        context = context_for(
+            plan, restic, manifest.run_id, workdir=str(scratch), verify_restore=True
+        )
         started = time.monotonic()
         for name, record in manifest.services.items():
             hooks.restore(sources[name], record, context, str(into))

@@ -6,8 +6,9 @@ manifest never finished, so restores and drills never pick its snapshots by acci
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,11 +49,11 @@ class ServiceRecord(_Strict):
     service: str
     hook: str
     status: Literal["ok", "failed"]
-    error: Optional[str] = None
+    error: str | None = None
     parts: list[Part] = []
     tables: dict[str, dict[str, TableSum]] = {}
     """Database -> table -> sums, for hooks that dump databases."""
-    checksum_method: Optional[str] = None
+    checksum_method: str | None = None
     """How `tables` sums were computed, so a drill never compares sums of two methods."""
     seconds: float = 0.0
 
@@ -73,7 +74,7 @@ class RunManifest(_Strict):
     finished: float
     attempts: int
     services: dict[str, ServiceRecord]
-    snapshot: Optional[str] = None
+    snapshot: str | None = None
     """The manifest's own snapshot id (filled in when read back)."""
 
     @property
@@ -92,7 +93,9 @@ class RunManifest(_Strict):
         return sum(part.bytes_added for record in self.services.values() for part in record.parts)
 
 
-def manifests(plan: BackupPlan, restic: Restic, listed: Optional[Sequence[Snapshot]] = None) -> list[RunManifest]:
+def manifests(
+    plan: BackupPlan, restic: Restic, listed: Sequence[Snapshot] | None = None
+) -> list[RunManifest]:
     """Every finished run of the plan's stack, oldest first (read once, then cached: snapshots
     never change). `listed`: the stack's snapshots, when the caller has them already."""
     if listed is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,22 +25,22 @@ class RunState(BaseModel):
     started: float
     finished: float
     success: bool
-    reason: Optional[str] = None
+    reason: str | None = None
     """Error kind of a failed run (network, disk-full, wrong-password, service-failed, ...)."""
-    error: Optional[str] = None
+    error: str | None = None
     attempts: int = 0
     bytes: int = 0
     bytes_added: int = 0
     services: dict[str, bool] = {}
-    last_success: Optional[float] = None
+    last_success: float | None = None
     service_last_success: dict[str, float] = {}
-    check_success: Optional[bool] = None
+    check_success: bool | None = None
     check_full: bool = False
-    check_time: Optional[float] = None
-    offsite_success: Optional[bool] = None
+    check_time: float | None = None
+    offsite_success: bool | None = None
 
 
-def read_state(state_dir: str) -> Optional[RunState]:
+def read_state(state_dir: str) -> RunState | None:
     """The last run's record, or None before the first run."""
     path = Path(state_dir) / STATE_FILE
     try:
@@ -75,31 +74,101 @@ def render(state: RunState) -> str:
         for labels, value in samples:
             lines.append(f"{name}{{{labels}}} {_number(value)}")
 
-    metric("napdms_backup_last_run_timestamp_seconds", "gauge", "When the last backup run finished.", [(stack, state.finished)])
-    metric("napdms_backup_last_run_success", "gauge", "1 if the last run backed up every service.", [(stack, float(state.success))])
-    metric("napdms_backup_last_run_duration_seconds", "gauge", "Wall time of the last run, retries included.", [(stack, state.finished - state.started)])
-    metric("napdms_backup_last_run_attempts", "gauge", "Attempts the last run needed.", [(stack, state.attempts)])
-    metric("napdms_backup_last_run_bytes", "gauge", "Bytes read from the sources by the last run.", [(stack, state.bytes)])
-    metric("napdms_backup_last_run_added_bytes", "gauge", "Bytes the repository grew by in the last run.", [(stack, state.bytes_added)])
-    if state.last_success is not None:
-        metric("napdms_backup_last_success_timestamp_seconds", "gauge", "When a run last backed up every service.", [(stack, state.last_success)])
-    if state.reason:
-        metric("napdms_backup_failure", "gauge", "1 for the reason the last run failed.", [(f'{stack},reason="{state.reason}"', 1)])
     metric(
-        "napdms_backup_service_success", "gauge", "1 if the service was backed up by the last run.",
-        [(f'{stack},service="{service}"', float(ok)) for service, ok in sorted(state.services.items())],
+        "napdms_backup_last_run_timestamp_seconds",
+        "gauge",
+        "When the last backup run finished.",
+        [(stack, state.finished)],
     )
     metric(
-        "napdms_backup_service_last_success_timestamp_seconds", "gauge", "When the service was last backed up.",
-        [(f'{stack},service="{service}"', when) for service, when in sorted(state.service_last_success.items())],
+        "napdms_backup_last_run_success",
+        "gauge",
+        "1 if the last run backed up every service.",
+        [(stack, float(state.success))],
+    )
+    metric(
+        "napdms_backup_last_run_duration_seconds",
+        "gauge",
+        "Wall time of the last run, retries included.",
+        [(stack, state.finished - state.started)],
+    )
+    metric(
+        "napdms_backup_last_run_attempts",
+        "gauge",
+        "Attempts the last run needed.",
+        [(stack, state.attempts)],
+    )
+    metric(
+        "napdms_backup_last_run_bytes",
+        "gauge",
+        "Bytes read from the sources by the last run.",
+        [(stack, state.bytes)],
+    )
+    metric(
+        "napdms_backup_last_run_added_bytes",
+        "gauge",
+        "Bytes the repository grew by in the last run.",
+        [(stack, state.bytes_added)],
+    )
+    if state.last_success is not None:
+        metric(
+            "napdms_backup_last_success_timestamp_seconds",
+            "gauge",
+            "When a run last backed up every service.",
+            [(stack, state.last_success)],
+        )
+    if state.reason:
+        metric(
+            "napdms_backup_failure",
+            "gauge",
+            "1 for the reason the last run failed.",
+            [(f'{stack},reason="{state.reason}"', 1)],
+        )
+    metric(
+        "napdms_backup_service_success",
+        "gauge",
+        "1 if the service was backed up by the last run.",
+        [
+            (f'{stack},service="{service}"', float(ok))
+            for service, ok in sorted(state.services.items())
+        ],
+    )
+    metric(
+        "napdms_backup_service_last_success_timestamp_seconds",
+        "gauge",
+        "When the service was last backed up.",
+        [
+            (f'{stack},service="{service}"', when)
+            for service, when in sorted(state.service_last_success.items())
+        ],
     )
     if state.check_success is not None:
-        metric("napdms_backup_check_success", "gauge", "1 if the last restic check found no error.", [(stack, float(state.check_success))])
-        metric("napdms_backup_check_full", "gauge", "1 if the last check read every pack.", [(stack, float(state.check_full))])
+        metric(
+            "napdms_backup_check_success",
+            "gauge",
+            "1 if the last restic check found no error.",
+            [(stack, float(state.check_success))],
+        )
+        metric(
+            "napdms_backup_check_full",
+            "gauge",
+            "1 if the last check read every pack.",
+            [(stack, float(state.check_full))],
+        )
     if state.check_time is not None:
-        metric("napdms_backup_check_timestamp_seconds", "gauge", "When the repository was last checked.", [(stack, state.check_time)])
+        metric(
+            "napdms_backup_check_timestamp_seconds",
+            "gauge",
+            "When the repository was last checked.",
+            [(stack, state.check_time)],
+        )
     if state.offsite_success is not None:
-        metric("napdms_backup_offsite_success", "gauge", "1 if the last run was copied offsite.", [(stack, float(state.offsite_success))])
+        metric(
+            "napdms_backup_offsite_success",
+            "gauge",
+            "1 if the last run was copied offsite.",
+            [(stack, float(state.offsite_success))],
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -52,13 +52,29 @@ READ_TIMEOUT_S = 60
 
 INIT_COMMAND = "python3 -m napdms_ops backup init --stack <stack>"
 
-_UNSUPPORTED_CODES = frozenset({"NotImplemented", "MethodNotAllowed", "XNotImplemented", "UnsupportedOperation"})
+_UNSUPPORTED_CODES = frozenset(
+    {"NotImplemented", "MethodNotAllowed", "XNotImplemented", "UnsupportedOperation"}
+)
 _UNSUPPORTED_STATUS = frozenset({405, 501})
 _CREDENTIAL_CODES = frozenset(
-    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidSecurity", "InvalidClientTokenId"}
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "InvalidSecurity",
+        "InvalidClientTokenId",
+    }
 )
 _PERMISSION_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem"})
-_REGION_CODES = frozenset({"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301"})
+_REGION_CODES = frozenset(
+    {
+        "PermanentRedirect",
+        "AuthorizationHeaderMalformed",
+        "IllegalLocationConstraintException",
+        "301",
+    }
+)
 
 _IAM_ACTIONS: dict[str, str] = {
     "HeadBucket": "s3:ListBucket",
@@ -121,7 +137,11 @@ def credentials(repository: Repository) -> tuple[str, str]:
 def restic_env(offsite: Offsite) -> dict[str, str]:
     """The variables restic's s3 backend reads: the two keys and the bucket's region."""
     access_key, secret_key = credentials(offsite.repository)
-    return {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_DEFAULT_REGION": offsite.region}
+    return {
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_DEFAULT_REGION": offsite.region,
+    }
 
 
 def _read_key_file(repository: Repository, key: str, path: str | None) -> str:
@@ -130,11 +150,15 @@ def _read_key_file(repository: Repository, key: str, path: str | None) -> str:
         "(the secret key with `pulumi config set --secret s3_secret_access_key <key> --stack <stack>`) and run `pulumi up`"
     )
     if path is None:
-        raise OffsiteError(f"offsite repository {repository.url}: backup plan has no offsite.repository.{key}; {fix}")
+        raise OffsiteError(
+            f"offsite repository {repository.url}: backup plan has no offsite.repository.{key}; {fix}"
+        )
     try:
         value = Path(path).read_text().strip()
     except OSError as error:
-        raise OffsiteError(f"offsite S3 key file {path} ({key}): cannot read it ({error.strerror}); {fix}") from None
+        raise OffsiteError(
+            f"offsite S3 key file {path} ({key}): cannot read it ({error.strerror}); {fix}"
+        ) from None
     if not value:
         raise OffsiteError(f"offsite S3 key file {path} ({key}) is empty; {fix}")
     return value
@@ -143,7 +167,9 @@ def _read_key_file(repository: Repository, key: str, path: str | None) -> str:
 # --- the client ----------------------------------------------------------------------------------
 
 
-def s3_client(offsite: Offsite, access_key: str, secret_key: str, *, max_attempts: int = MAX_ATTEMPTS) -> Any:
+def s3_client(
+    offsite: Offsite, access_key: str, secret_key: str, *, max_attempts: int = MAX_ATTEMPTS
+) -> Any:
     """A boto3 S3 client for the plan's endpoint: path-style addressing, bounded retries and timeouts.
 
     Path style (`https://host/bucket`) works on AWS and on every S3-compatible server, including
@@ -174,7 +200,9 @@ class _Unsupported(Exception):
     """The endpoint does not implement the operation."""
 
 
-def _call(offsite: Offsite, method: Callable[..., dict], absent: tuple[str, ...] = (), **kwargs: Any) -> dict | None:
+def _call(
+    offsite: Offsite, method: Callable[..., dict], absent: tuple[str, ...] = (), **kwargs: Any
+) -> dict | None:
     """Run one S3 request; None when the error code is one of `absent` (e.g. no lifecycle yet).
 
     Raises `_Unsupported` for an operation the endpoint does not implement, `OffsiteError` otherwise.
@@ -192,21 +220,29 @@ def _call(offsite: Offsite, method: Callable[..., dict], absent: tuple[str, ...]
     except BotoCoreError as error:
         name = getattr(method, "__name__", "request")
         operation = getattr(getattr(method, "__self__", None), "meta", None)
-        operation = operation.method_to_api_mapping.get(name, name) if operation is not None else name
+        operation = (
+            operation.method_to_api_mapping.get(name, name) if operation is not None else name
+        )
         raise OffsiteError(
             f"offsite bucket {offsite.bucket} at {offsite.endpoint}: {operation} failed: {error}; "
             "check backup.offsite.endpoint (scheme, host, port) and that this host reaches it (DNS, firewall, proxy)"
         ) from None
 
 
-def _describe(offsite: Offsite, operation: str, code: str, status: int | None, error: ClientError) -> str:
+def _describe(
+    offsite: Offsite, operation: str, code: str, status: int | None, error: ClientError
+) -> str:
     message = error.response.get("Error", {}).get("Message") or f"HTTP {status}"
     head = f"offsite bucket {offsite.bucket} at {offsite.endpoint}: {operation} failed: {code} ({message})"
     keys = _key_files(offsite.repository)
     if code in _CREDENTIAL_CODES:
         fix = f"the endpoint does not accept the keys: check the access key id and secret key in {keys}"
     elif code in _REGION_CODES:
-        region = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+        region = (
+            error.response.get("ResponseMetadata", {})
+            .get("HTTPHeaders", {})
+            .get("x-amz-bucket-region")
+        )
         where = f"the bucket is in {region}" if region else "the bucket is in another region"
         fix = f"{where}: set backup.offsite.region to the bucket's region (now {offsite.region})"
     elif code in _PERMISSION_CODES:
@@ -221,16 +257,23 @@ def _describe(offsite: Offsite, operation: str, code: str, status: int | None, e
     elif code == "BucketAlreadyExists":
         fix = "another account owns a bucket of that name; choose another backup.offsite.bucket"
     elif code == "InvalidBucketState":
-        fix = "the bucket's state does not allow it (e.g. object lock needs versioning Enabled); fix it in the provider's console and rerun " + INIT_COMMAND
+        fix = (
+            "the bucket's state does not allow it (e.g. object lock needs versioning Enabled); fix it in the provider's console and rerun "
+            + INIT_COMMAND
+        )
     else:
         fix = "read the endpoint's message; rerun " + INIT_COMMAND + " once it is fixed"
     return f"{head}; {fix}"
 
 
 def _key_files(repository: Repository) -> str:
-    files = [path for path in (repository.s3_access_key_file, repository.s3_secret_key_file) if path]
+    files = [
+        path for path in (repository.s3_access_key_file, repository.s3_secret_key_file) if path
+    ]
     where = " and ".join(files) if files else "the offsite key files"
-    return f"{where} (the stack's offsite S3 keys; the secret one is the s3_secret_access_key secret)"
+    return (
+        f"{where} (the stack's offsite S3 keys; the secret one is the s3_secret_access_key secret)"
+    )
 
 
 # --- reading the bucket --------------------------------------------------------------------------
@@ -248,7 +291,15 @@ class _State:
 
 
 def _exists(client: Any, offsite: Offsite) -> bool:
-    return _call(offsite, client.head_bucket, absent=("404", "NoSuchBucket", "NotFound"), Bucket=offsite.bucket) is not None
+    return (
+        _call(
+            offsite,
+            client.head_bucket,
+            absent=("404", "NoSuchBucket", "NotFound"),
+            Bucket=offsite.bucket,
+        )
+        is not None
+    )
 
 
 def _inspect(client: Any, offsite: Offsite) -> _State:
@@ -264,9 +315,16 @@ def _inspect(client: Any, offsite: Offsite) -> _State:
 
     mode = days = None
     try:
-        lock = _call(offsite, client.get_object_lock_configuration, absent=("ObjectLockConfigurationNotFoundError",), Bucket=bucket)
+        lock = _call(
+            offsite,
+            client.get_object_lock_configuration,
+            absent=("ObjectLockConfigurationNotFoundError",),
+            Bucket=bucket,
+        )
         configuration = (lock or {}).get("ObjectLockConfiguration", {})
-        object_lock: ObjectLock = "enabled" if configuration.get("ObjectLockEnabled") == "Enabled" else "disabled"
+        object_lock: ObjectLock = (
+            "enabled" if configuration.get("ObjectLockEnabled") == "Enabled" else "disabled"
+        )
         retention = configuration.get("Rule", {}).get("DefaultRetention", {})
         if retention:
             mode = retention.get("Mode")
@@ -275,7 +333,12 @@ def _inspect(client: Any, offsite: Offsite) -> _State:
         object_lock = "unsupported"
 
     try:
-        lifecycle = _call(offsite, client.get_bucket_lifecycle_configuration, absent=("NoSuchLifecycleConfiguration",), Bucket=bucket)
+        lifecycle = _call(
+            offsite,
+            client.get_bucket_lifecycle_configuration,
+            absent=("NoSuchLifecycleConfiguration",),
+            Bucket=bucket,
+        )
         rules: list[dict] | None = (lifecycle or {}).get("Rules", [])
     except _Unsupported:
         rules = None
@@ -294,8 +357,15 @@ def _whole_bucket(rule: dict) -> bool:
 def _lifecycle_summary(rules: list[dict]) -> tuple[int | None, bool, bool]:
     """Noncurrent days (shortest), whether multipart uploads are aborted and delete markers removed."""
     effective = [rule for rule in rules if _whole_bucket(rule)]
-    noncurrent = [rule["NoncurrentVersionExpiration"]["NoncurrentDays"] for rule in effective if rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")]
-    aborts = any(rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") for rule in effective)
+    noncurrent = [
+        rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        for rule in effective
+        if rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
+    ]
+    aborts = any(
+        rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation")
+        for rule in effective
+    )
     markers = any(rule.get("Expiration", {}).get("ExpiredObjectDeleteMarker") for rule in effective)
     return (min(noncurrent) if noncurrent else None), aborts, markers
 
@@ -306,7 +376,9 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     notes: list[str] = []
     if not state.exists:
-        problems.append(f"bucket {bucket} does not exist at {endpoint}; create it with {INIT_COMMAND}")
+        problems.append(
+            f"bucket {bucket} does not exist at {endpoint}; create it with {INIT_COMMAND}"
+        )
         return problems, notes
 
     if state.versioning == "unsupported":
@@ -337,7 +409,11 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
                 "(irreversible, so this tool does not do it for you), or set object_lock_days: 0 to accept the bucket without it"
             )
         elif state.retention_mode != LOCK_MODE or state.retention_days != wanted:
-            found = f"{state.retention_mode} {state.retention_days} days" if state.retention_mode else "none"
+            found = (
+                f"{state.retention_mode} {state.retention_days} days"
+                if state.retention_mode
+                else "none"
+            )
             problems.append(
                 f"object lock default retention is {found}, the plan wants {LOCK_MODE} {wanted} days; set it with {INIT_COMMAND}"
             )
@@ -357,7 +433,9 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
         fix = f"put the {LIFECYCLE_RULE_ID} lifecycle rule with {INIT_COMMAND}"
         if noncurrent != offsite.noncurrent_days:
             found = f"expire after {noncurrent} days" if noncurrent else "never expire"
-            problems.append(f"lifecycle: noncurrent versions {found}, the plan says after {offsite.noncurrent_days} days; {fix}")
+            problems.append(
+                f"lifecycle: noncurrent versions {found}, the plan says after {offsite.noncurrent_days} days; {fix}"
+            )
         if not aborts:
             problems.append(f"lifecycle: incomplete multipart uploads are never aborted; {fix}")
         if not markers:
@@ -365,7 +443,9 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
     return problems, notes
 
 
-def _report(offsite: Offsite, state: _State, created: bool = False, changes: list[str] | None = None) -> BucketReport:
+def _report(
+    offsite: Offsite, state: _State, created: bool = False, changes: list[str] | None = None
+) -> BucketReport:
     problems, notes = _judge(offsite, state)
     noncurrent = _lifecycle_summary(state.lifecycle_rules)[0] if state.lifecycle_rules else None
     return BucketReport(
@@ -384,7 +464,9 @@ def _report(offsite: Offsite, state: _State, created: bool = False, changes: lis
     )
 
 
-def verify_bucket(offsite: Offsite, access_key: str, secret_key: str, client: Any = None) -> BucketReport:
+def verify_bucket(
+    offsite: Offsite, access_key: str, secret_key: str, client: Any = None
+) -> BucketReport:
     """Read-only: does the bucket exist, versioned, locked and expiring as the plan says?"""
     client = client or s3_client(offsite, access_key, secret_key)
     return _report(offsite, _inspect(client, offsite))
@@ -393,7 +475,9 @@ def verify_bucket(offsite: Offsite, access_key: str, secret_key: str, client: An
 # --- preparing the bucket ------------------------------------------------------------------------
 
 
-def prepare_bucket(offsite: Offsite, access_key: str, secret_key: str, client: Any = None) -> BucketReport:
+def prepare_bucket(
+    offsite: Offsite, access_key: str, secret_key: str, client: Any = None
+) -> BucketReport:
     """Create the bucket if missing and bring versioning, object lock and lifecycle to the plan.
 
     Changes only what differs, so a second call changes nothing. Whatever it cannot fix (object lock
@@ -412,20 +496,32 @@ def prepare_bucket(offsite: Offsite, access_key: str, secret_key: str, client: A
 
     if state.versioning in ("Disabled", "Suspended"):
         try:
-            _call(offsite, client.put_bucket_versioning, Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            _call(
+                offsite,
+                client.put_bucket_versioning,
+                Bucket=bucket,
+                VersioningConfiguration={"Status": "Enabled"},
+            )
             changes.append("versioning enabled")
         except _Unsupported:
             pass  # the read-back still shows it off, reported as a problem
 
     wanted = offsite.object_lock_days
-    if wanted > 0 and state.object_lock == "enabled" and (state.retention_mode != LOCK_MODE or state.retention_days != wanted):
+    if (
+        wanted > 0
+        and state.object_lock == "enabled"
+        and (state.retention_mode != LOCK_MODE or state.retention_days != wanted)
+    ):
         # Default retention of new versions only; versions already written keep their own retention.
         try:
             _call(
                 offsite,
                 client.put_object_lock_configuration,
                 Bucket=bucket,
-                ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": LOCK_MODE, "Days": wanted}}},
+                ObjectLockConfiguration={
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {"DefaultRetention": {"Mode": LOCK_MODE, "Days": wanted}},
+                },
             )
             changes.append(f"object lock default retention set to {LOCK_MODE} {wanted} days")
         except _Unsupported:
@@ -435,8 +531,15 @@ def prepare_bucket(offsite: Offsite, access_key: str, secret_key: str, client: A
         rules = _merged_rules(state.lifecycle_rules, offsite.noncurrent_days)
         if rules != state.lifecycle_rules:
             try:
-                _call(offsite, client.put_bucket_lifecycle_configuration, Bucket=bucket, LifecycleConfiguration={"Rules": rules})
-                changes.append(f"lifecycle rule {LIFECYCLE_RULE_ID} set (noncurrent versions expire after {offsite.noncurrent_days} days)")
+                _call(
+                    offsite,
+                    client.put_bucket_lifecycle_configuration,
+                    Bucket=bucket,
+                    LifecycleConfiguration={"Rules": rules},
+                )
+                changes.append(
+                    f"lifecycle rule {LIFECYCLE_RULE_ID} set (noncurrent versions expire after {offsite.noncurrent_days} days)"
+                )
             except _Unsupported:
                 pass  # the read-back says lifecycle is unsupported, or still shows the old rules
 
@@ -453,7 +556,13 @@ def _create(client: Any, offsite: Offsite, changes: list[str]) -> None:
     if offsite.object_lock_days > 0:
         # Object lock can only be switched on at creation on many providers (it also turns on versioning).
         try:
-            _call(offsite, client.create_bucket, absent=("BucketAlreadyOwnedByYou",), ObjectLockEnabledForBucket=True, **arguments)
+            _call(
+                offsite,
+                client.create_bucket,
+                absent=("BucketAlreadyOwnedByYou",),
+                ObjectLockEnabledForBucket=True,
+                **arguments,
+            )
             changes.append("bucket created with object lock")
             return
         except _Unsupported:

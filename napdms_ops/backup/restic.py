@@ -13,13 +13,22 @@ import re
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 from components.model.plan import Repository
 
-ErrorKind = Literal["missing-password", "wrong-password", "no-repository", "disk-full", "network", "locked", "failed"]
+ErrorKind = Literal[
+    "missing-password",
+    "wrong-password",
+    "no-repository",
+    "disk-full",
+    "network",
+    "locked",
+    "failed",
+]
 
 FULL_BELOW_BYTES = 64 * 1024 * 1024
 """Less free space than this (a few of restic's pack files) after a failed write means a full disk."""
@@ -29,8 +38,16 @@ RETRYABLE: frozenset[str] = frozenset({"network", "locked", "failed"})
 
 _PATTERNS: tuple[tuple[ErrorKind, re.Pattern[str]], ...] = (
     ("wrong-password", re.compile(r"wrong password or no key found", re.I)),
-    ("no-repository", re.compile(r"Is there a repository at the following location|config file does not exist", re.I)),
-    ("disk-full", re.compile(r"no space left on device|quota exceeded|SSH_FX_FAILURE.*(?:space|full)", re.I)),
+    (
+        "no-repository",
+        re.compile(
+            r"Is there a repository at the following location|config file does not exist", re.I
+        ),
+    ),
+    (
+        "disk-full",
+        re.compile(r"no space left on device|quota exceeded|SSH_FX_FAILURE.*(?:space|full)", re.I),
+    ),
     ("locked", re.compile(r"repository is already locked", re.I)),
     (
         "network",
@@ -99,17 +116,19 @@ class Snapshot:
     paths: tuple[str, ...]
     tags: tuple[str, ...]
     hostname: str
-    original: Optional[str] = None
+    original: str | None = None
     """For a snapshot `restic copy` made: the id it had in the repository it came from."""
 
     def is_(self, snapshot_id: str) -> bool:
         """Whether `snapshot_id` (full or short) names this snapshot, here or where it was copied from."""
-        return self.id.startswith(snapshot_id) or bool(self.original and self.original.startswith(snapshot_id))
+        return self.id.startswith(snapshot_id) or bool(
+            self.original and self.original.startswith(snapshot_id)
+        )
 
-    def tag(self, key: str) -> Optional[str]:
+    def tag(self, key: str) -> str | None:
         """The value of a `key=value` tag, or None."""
         prefix = f"{key}="
-        return next((t[len(prefix):] for t in self.tags if t.startswith(prefix)), None)
+        return next((t[len(prefix) :] for t in self.tags if t.startswith(prefix)), None)
 
 
 @dataclass(frozen=True)
@@ -126,7 +145,9 @@ class BackupSummary:
 class Restic:
     """A restic repository as the plan describes it."""
 
-    def __init__(self, repository: Repository, cache_dir: Optional[str] = None, binary: str = "restic"):
+    def __init__(
+        self, repository: Repository, cache_dir: str | None = None, binary: str = "restic"
+    ):
         self.repository = repository
         self.cache_dir = cache_dir
         self.binary = binary
@@ -138,7 +159,11 @@ class Restic:
 
     def environment(self) -> dict[str, str]:
         """restic's environment: repository, password file, cache and S3 keys (read from files)."""
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("RESTIC_", "AWS_"))}
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("RESTIC_", "AWS_"))
+        }
         env["RESTIC_REPOSITORY"] = self.repository.url
         env["RESTIC_PASSWORD_FILE"] = self.repository.password_file
         if self.cache_dir:
@@ -151,11 +176,22 @@ class Restic:
     def _ssh_options(self) -> list[str]:
         sftp = self.repository.sftp
         return [
-            "-i", sftp.key_file,
-            "-o", f"UserKnownHostsFile={sftp.known_hosts_file}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", f"ServerAliveInterval={sftp.alive_interval_s}", "-o", f"ServerAliveCountMax={sftp.alive_count_max}",
-            "-o", f"ConnectTimeout={sftp.connect_timeout_s}",
+            "-i",
+            sftp.key_file,
+            "-o",
+            f"UserKnownHostsFile={sftp.known_hosts_file}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"ServerAliveInterval={sftp.alive_interval_s}",
+            "-o",
+            f"ServerAliveCountMax={sftp.alive_count_max}",
+            "-o",
+            f"ConnectTimeout={sftp.connect_timeout_s}",
         ]
 
     def _sftp_target(self) -> tuple[str, str]:
@@ -168,10 +204,18 @@ class Restic:
         if not self.repository.url.startswith("sftp:") or self.repository.sftp is None:
             return []
         target, _ = self._sftp_target()
-        ssh = ["ssh", *self._ssh_options(), "-p", str(self.repository.sftp.port), target, "-s", "sftp"]
+        ssh = [
+            "ssh",
+            *self._ssh_options(),
+            "-p",
+            str(self.repository.sftp.port),
+            target,
+            "-s",
+            "sftp",
+        ]
         return ["-o", f"sftp.command={shlex.join(ssh)}"]
 
-    def free_bytes(self) -> Optional[int]:
+    def free_bytes(self) -> int | None:
         """Free space where the repository lives (local path or sftp), None if it cannot be told."""
         if self.repository.url.startswith("/"):
             path = Path(self.repository.url)
@@ -184,8 +228,19 @@ class Restic:
         target, path = self._sftp_target()
         # sftp's `df` asks the server's statvfs extension; it needs no shell on the ASUSTOR.
         done = subprocess.run(
-            ["sftp", "-q", "-b", "-", *self._ssh_options(), "-P", str(self.repository.sftp.port), target],
-            input=f"df {path or '.'}\n".encode(), capture_output=True, timeout=60,
+            [
+                "sftp",
+                "-q",
+                "-b",
+                "-",
+                *self._ssh_options(),
+                "-P",
+                str(self.repository.sftp.port),
+                target,
+            ],
+            input=f"df {path or '.'}\n".encode(),
+            capture_output=True,
+            timeout=60,
         )
         lines = done.stdout.decode(errors="replace").splitlines()
         header = next((i for i, line in enumerate(lines) if "Avail" in line), None)
@@ -193,7 +248,7 @@ class Restic:
             return None
         return int(lines[header + 1].split()[2]) * 1024
 
-    def _error(self, action: str, detail: str) -> "ResticError":
+    def _error(self, action: str, detail: str) -> ResticError:
         """Classify a failure; a generic sftp write failure on a full target is a full disk."""
         kind = classify(detail)
         if kind == "failed" and "SSH_FX_FAILURE" in detail:
@@ -212,32 +267,57 @@ class Restic:
         try:
             present = path.read_text().strip() != ""
         except OSError as error:
-            raise ResticError("missing-password", self.url, "open", f"password file {path}: {error.strerror}") from None
+            raise ResticError(
+                "missing-password", self.url, "open", f"password file {path}: {error.strerror}"
+            ) from None
         if not present:
-            raise ResticError("missing-password", self.url, "open", f"password file {path} is empty")
+            raise ResticError(
+                "missing-password", self.url, "open", f"password file {path} is empty"
+            )
 
     def argv(self, *args: str) -> list[str]:
         """The full command line of a restic call."""
         return [self.binary, *self.options(), *args]
 
-    def call(self, *args: str, action: Optional[str] = None, data: Optional[bytes] = None, timeout: Optional[float] = None) -> bytes:
+    def call(
+        self,
+        *args: str,
+        action: str | None = None,
+        data: bytes | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
         """Run restic; return its stdout as bytes, raise `ResticError` on failure."""
         action = action or args[0]
         try:
             done = subprocess.run(
-                self.argv(*args), input=data, capture_output=True, env=self.environment(), timeout=timeout
+                self.argv(*args),
+                input=data,
+                capture_output=True,
+                env=self.environment(),
+                timeout=timeout,
             )
         except subprocess.TimeoutExpired as expired:
-            raise ResticError("network", self.url, action, f"no answer within {timeout:.0f} s: {expired.stderr or b''!r}") from None
+            raise ResticError(
+                "network",
+                self.url,
+                action,
+                f"no answer within {timeout:.0f} s: {expired.stderr or b''!r}",
+            ) from None
         if done.returncode != 0:
             raise self._error(action, done.stderr.decode(errors="replace"))
         return done.stdout
 
-    def run(self, *args: str, action: Optional[str] = None, data: Optional[bytes] = None, timeout: Optional[float] = None) -> str:
+    def run(
+        self,
+        *args: str,
+        action: str | None = None,
+        data: bytes | None = None,
+        timeout: float | None = None,
+    ) -> str:
         """`call`, with stdout as text."""
         return self.call(*args, action=action, data=data, timeout=timeout).decode(errors="replace")
 
-    def run_unlocking(self, *args: str, action: Optional[str] = None) -> str:
+    def run_unlocking(self, *args: str, action: str | None = None) -> str:
         """`run`, and if a lock is in the way, remove stale locks (those of dead processes, or
         left by a run whose link was cut) and try once more."""
         try:
@@ -259,25 +339,40 @@ class Restic:
             raise
         return True
 
-    def init(self, copy_chunker_from: Optional["Restic"] = None) -> None:
+    def init(self, copy_chunker_from: Restic | None = None) -> None:
         """Create the repository; with `copy_chunker_from`, chunk like it so `copy` deduplicates."""
         self.check_password_file()
         args = ["init"]
         if copy_chunker_from is not None:
-            args += ["--copy-chunker-params", "--from-repo", copy_chunker_from.url, "--from-password-file", copy_chunker_from.repository.password_file]
+            args += [
+                "--copy-chunker-params",
+                "--from-repo",
+                copy_chunker_from.url,
+                "--from-password-file",
+                copy_chunker_from.repository.password_file,
+            ]
             args = [*copy_chunker_from.options(), *args]
         self.run(*args, action="init")
 
     def backup_paths(self, paths: Sequence[str], host: str, tags: Sequence[str]) -> BackupSummary:
         """Back up directories; returns restic's summary."""
-        return _summary(self.run("backup", "--json", "--host", host, *_tag_args(tags), *paths, action="backup"))
+        return _summary(
+            self.run("backup", "--json", "--host", host, *_tag_args(tags), *paths, action="backup")
+        )
 
-    def backup_bytes(self, data: bytes, filename: str, host: str, tags: Sequence[str]) -> BackupSummary:
+    def backup_bytes(
+        self, data: bytes, filename: str, host: str, tags: Sequence[str]
+    ) -> BackupSummary:
         """Back up `data` as one file named `filename` in the snapshot."""
         return _summary(self.run(*_stdin_backup(filename, host, tags), data=data, action="backup"))
 
     def backup_command(
-        self, command: Sequence[str], env: dict[str, str], filename: str, host: str, tags: Sequence[str]
+        self,
+        command: Sequence[str],
+        env: dict[str, str],
+        filename: str,
+        host: str,
+        tags: Sequence[str],
     ) -> BackupSummary:
         """Back up what `command` writes to stdout as one file, like restic's `--stdin-from-command`.
 
@@ -289,11 +384,16 @@ class Restic:
             try:
                 producer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
             except OSError as error:
-                raise CommandFailed(command[0], f"cannot start {command[0]}: {error.strerror}") from None
+                raise CommandFailed(
+                    command[0], f"cannot start {command[0]}: {error.strerror}"
+                ) from None
             try:
                 archiver = subprocess.Popen(
                     self.argv(*_stdin_backup(filename, host, tags)),
-                    stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.environment(),
+                    stdin=producer.stdout,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=self.environment(),
                 )
             finally:
                 # Only restic may hold the read end, so the producer sees EPIPE if restic dies.
@@ -307,10 +407,13 @@ class Restic:
                 self.forget(summary.snapshot_id)
                 errors.seek(0)
                 message = errors.read().decode(errors="replace").strip().splitlines()
-                raise CommandFailed(command[0], f"{command[0]} exited {produced}: {message[-1] if message else 'no output'}")
+                raise CommandFailed(
+                    command[0],
+                    f"{command[0]} exited {produced}: {message[-1] if message else 'no output'}",
+                )
             return summary
 
-    def snapshots(self, host: Optional[str] = None, tags: Sequence[str] = ()) -> list[Snapshot]:
+    def snapshots(self, host: str | None = None, tags: Sequence[str] = ()) -> list[Snapshot]:
         """Snapshots, oldest first, optionally only of `host` and with all of `tags`."""
         args = ["snapshots", "--json"]
         if host:
@@ -320,7 +423,11 @@ class Restic:
         listed = json.loads(self.run(*args) or "[]") or []
         return [
             Snapshot(
-                s["id"], s["time"], tuple(s.get("paths") or ()), tuple(s.get("tags") or ()), s.get("hostname", ""),
+                s["id"],
+                s["time"],
+                tuple(s.get("paths") or ()),
+                tuple(s.get("tags") or ()),
+                s.get("hostname", ""),
                 s.get("original"),
             )
             for s in listed
@@ -360,7 +467,16 @@ def _tag_args(tags: Sequence[str]) -> list[str]:
 
 def _stdin_backup(filename: str, host: str, tags: Sequence[str]) -> list[str]:
     """restic arguments that back up stdin as one file named `filename`."""
-    return ["backup", "--json", "--stdin", "--stdin-filename", filename, "--host", host, *_tag_args(tags)]
+    return [
+        "backup",
+        "--json",
+        "--stdin",
+        "--stdin-filename",
+        filename,
+        "--host",
+        host,
+        *_tag_args(tags),
+    ]
 
 
 def _summary(output: str) -> BackupSummary:
@@ -381,4 +497,6 @@ def _read_key(path: str) -> str:
     try:
         return Path(path).read_text().strip()
     except OSError as error:
-        raise ResticError("missing-password", path, "open", f"S3 key file {path}: {error.strerror}") from None
+        raise ResticError(
+            "missing-password", path, "open", f"S3 key file {path}: {error.strerror}"
+        ) from None

@@ -10,21 +10,27 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
-import re
 import os
+import re
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 from zoneinfo import ZoneInfo
 
+from components.model.plan import BackupPlan
 from napdms_ops.backup import hooks
 from napdms_ops.backup.hooks import HookContext, HookError
-from napdms_ops.backup.manifest import MANIFEST_PATH, MANIFEST_TAG, RunManifest, ServiceRecord, manifests
+from napdms_ops.backup.manifest import (
+    MANIFEST_PATH,
+    MANIFEST_TAG,
+    RunManifest,
+    ServiceRecord,
+    manifests,
+)
 from napdms_ops.backup.metrics import RunState, read_state, write_state
-from components.model.plan import BackupPlan
 from napdms_ops.backup.restic import Restic, ResticError
 
 
@@ -39,7 +45,7 @@ class RunLock:
         self.path = Path(state_dir) / "run.lock"
         self._handle = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:
@@ -48,10 +54,12 @@ class RunLock:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise RunLocked(f"a backup run is already in progress ({holder}); wait for it, this run is skipped") from None
+            raise RunLocked(
+                f"a backup run is already in progress ({holder}); wait for it, this run is skipped"
+            ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} since {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+        handle.write(f"pid {os.getpid()} since {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC")
         handle.flush()
         self._handle = handle
         return self
@@ -66,7 +74,7 @@ class RunOutcome:
     """What `run_backup` did."""
 
     state: RunState
-    manifest: Optional[RunManifest]
+    manifest: RunManifest | None
 
 
 def repository(plan: BackupPlan) -> Restic:
@@ -74,7 +82,13 @@ def repository(plan: BackupPlan) -> Restic:
     return Restic(plan.repository, plan.cache_dir)
 
 
-def context_for(plan: BackupPlan, restic: Restic, run_id: str, workdir: Optional[str] = None, verify_restore: bool = False) -> HookContext:
+def context_for(
+    plan: BackupPlan,
+    restic: Restic,
+    run_id: str,
+    workdir: str | None = None,
+    verify_restore: bool = False,
+) -> HookContext:
     """The hook context of a run (or of a restore of run `run_id`)."""
     return HookContext(
         restic=restic,
@@ -99,13 +113,15 @@ def run_backup(
     """Back up every source of the plan with retries, then check, prune and copy offsite."""
     with RunLock(plan.state_dir):
         started = clock()
-        run_id = f"{dt.datetime.fromtimestamp(started, dt.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        run_id = (
+            f"{dt.datetime.fromtimestamp(started, dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        )
         restic = repository(plan)
         context = context_for(plan, restic, run_id)
         records: dict[str, ServiceRecord] = {}
         pending = list(plan.sources)
-        manifest: Optional[RunManifest] = None
-        failure: Optional[ResticError] = None
+        manifest: RunManifest | None = None
+        failure: ResticError | None = None
         attempts = 0
         initialised = False
         while True:
@@ -128,8 +144,13 @@ def run_backup(
                 pending = [s for s in pending if records[s.service].status != "ok"]
                 if not pending or attempts > plan.schedule.retries:
                     finished = RunManifest(
-                        run_id=run_id, stack=plan.stack, host_tag=plan.host_tag, started=started, finished=clock(),
-                        attempts=attempts, services={s.service: records[s.service] for s in plan.sources},
+                        run_id=run_id,
+                        stack=plan.stack,
+                        host_tag=plan.host_tag,
+                        started=started,
+                        finished=clock(),
+                        attempts=attempts,
+                        services={s.service: records[s.service] for s in plan.sources},
                     )
                     finished.snapshot = _store(restic, finished, context)
                     manifest = finished
@@ -152,17 +173,24 @@ def _back_up(source, context: HookContext) -> ServiceRecord:
     try:
         return hooks.backup(source, context)
     except HookError as error:
-        return ServiceRecord(service=source.service, hook=source.hook, status="failed", error=str(error))
+        return ServiceRecord(
+            service=source.service, hook=source.hook, status="failed", error=str(error)
+        )
     except ResticError as error:
         if not error.retryable:
             raise
         # The link may be back for the next service; if not, its own attempt says so quickly.
-        return ServiceRecord(service=source.service, hook=source.hook, status="failed", error=str(error))
+        return ServiceRecord(
+            service=source.service, hook=source.hook, status="failed", error=str(error)
+        )
 
 
 def _store(restic: Restic, manifest: RunManifest, context: HookContext) -> str:
     summary = restic.backup_bytes(
-        manifest.model_dump_json(indent=2).encode(), MANIFEST_PATH, context.host_tag, [*context.tags, MANIFEST_TAG]
+        manifest.model_dump_json(indent=2).encode(),
+        MANIFEST_PATH,
+        context.host_tag,
+        [*context.tags, MANIFEST_TAG],
     )
     return summary.snapshot_id
 
@@ -170,7 +198,11 @@ def _store(restic: Restic, manifest: RunManifest, context: HookContext) -> str:
 def _state(plan, run_id, started, finished, attempts, manifest, failure, records) -> RunState:
     previous = read_state(plan.state_dir)
     # A service counts as backed up only once the run's manifest made its snapshots restorable.
-    backed_up = {name for name, record in records.items() if record.status == "ok"} if manifest is not None else set()
+    backed_up = (
+        {name for name, record in records.items() if record.status == "ok"}
+        if manifest is not None
+        else set()
+    )
     service_last = dict(previous.service_last_success) if previous else {}
     service_last.update({service: finished for service in backed_up})
     success = manifest is not None and manifest.ok
@@ -180,7 +212,9 @@ def _state(plan, run_id, started, finished, attempts, manifest, failure, records
         error = str(failure) if failure else "the run did not finish"
     elif not manifest.ok:
         reason = "service-failed"
-        error = "; ".join(r.error or r.service for r in manifest.services.values() if r.status != "ok")
+        error = "; ".join(
+            r.error or r.service for r in manifest.services.values() if r.status != "ok"
+        )
     return RunState(
         stack=plan.stack,
         run_id=run_id,
@@ -201,7 +235,9 @@ def _state(plan, run_id, started, finished, attempts, manifest, failure, records
     )
 
 
-def _maintain(plan: BackupPlan, restic: Restic, manifest: RunManifest, state: RunState, clock) -> None:
+def _maintain(
+    plan: BackupPlan, restic: Restic, manifest: RunManifest, state: RunState, clock
+) -> None:
     """Retention, integrity check and the offsite copy, each recorded in `state`."""
     try:
         prune(plan, restic)
@@ -244,22 +280,42 @@ def prune(plan: BackupPlan, restic: Restic) -> None:
     retention = plan.retention
     chosen = json.loads(
         restic.run_unlocking(
-            "forget", "--dry-run", "--json", "--host", plan.host_tag, "--tag", MANIFEST_TAG,
-            "--keep-daily", str(retention.daily), "--keep-weekly", str(retention.weekly), "--keep-monthly", str(retention.monthly),
+            "forget",
+            "--dry-run",
+            "--json",
+            "--host",
+            plan.host_tag,
+            "--tag",
+            MANIFEST_TAG,
+            "--keep-daily",
+            str(retention.daily),
+            "--keep-weekly",
+            str(retention.weekly),
+            "--keep-monthly",
+            str(retention.monthly),
             action="forget",
         )
         or "[]"
     )
-    kept_manifests = {snapshot["id"] for group in chosen or [] for snapshot in group.get("keep") or []}
+    kept_manifests = {
+        snapshot["id"] for group in chosen or [] for snapshot in group.get("keep") or []
+    }
     listed = restic.snapshots(host=plan.host_tag)
     runs = manifests(plan, restic, listed)
     kept_runs = [run for run in runs if run.snapshot in kept_manifests]
     for service in {name for run in runs for name in run.services}:
-        good = [run for run in runs if run.services.get(service) and run.services[service].status == "ok"]
+        good = [
+            run
+            for run in runs
+            if run.services.get(service) and run.services[service].status == "ok"
+        ]
         if good:
             kept_runs.append(good[-1])
     keep = {run.snapshot for run in kept_runs} | {
-        part.snapshot for run in kept_runs for record in run.services.values() for part in record.parts
+        part.snapshot
+        for run in kept_runs
+        for record in run.services.values()
+        for part in record.parts
     }
     safety_horizon = time.time() - retention.daily * 86400
     doomed = [
@@ -274,7 +330,9 @@ def prune(plan: BackupPlan, restic: Restic) -> None:
 
 def _epoch(restic_time: str) -> float:
     # restic prints nanoseconds, which fromisoformat does not take; seconds are precise enough.
-    return dt.datetime.fromisoformat(re.sub(r"\.\d+", "", restic_time).replace("Z", "+00:00")).timestamp()
+    return dt.datetime.fromisoformat(
+        re.sub(r"\.\d+", "", restic_time).replace("Z", "+00:00")
+    ).timestamp()
 
 
 def verify(plan: BackupPlan, restic: Restic, full: bool = False) -> None:
@@ -295,7 +353,14 @@ def copy_offsite(plan: BackupPlan, restic: Restic, manifest: RunManifest) -> Non
         target.init(copy_chunker_from=restic)
     ids = [part.snapshot for record in manifest.services.values() for part in record.parts]
     target.run(
-        *restic.options(), "copy", "--from-repo", restic.url, "--from-password-file", restic.repository.password_file,
-        *ids, manifest.snapshot, action="copy",
+        *restic.options(),
+        "copy",
+        "--from-repo",
+        restic.url,
+        "--from-password-file",
+        restic.repository.password_file,
+        *ids,
+        manifest.snapshot,
+        action="copy",
     )
     prune(plan, target)

@@ -7,8 +7,8 @@ runtime audit and the tests. Plain dataclasses: the pack needs nothing beyond th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
 
 from .names import EXEMPT_LABEL
 
@@ -44,7 +44,7 @@ class PublishedPort:
 class _Labelled:
     labels: Mapping[str, str]
 
-    def exemption(self, rule_id: str) -> Optional[str]:
+    def exemption(self, rule_id: str) -> str | None:
         """The documented reason this subject is exempt from `rule_id`, if it has one."""
         # An empty reason documents nothing, so it exempts nothing.
         reason = (self.labels.get(EXEMPT_LABEL + rule_id) or "").strip()
@@ -61,7 +61,7 @@ class ContainerFacts(_Labelled):
 
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
-    image: Optional[str] = ""
+    image: str | None = ""
     user: str = ""
     """As given: `""` (the image's default), `root`, `1000`, `1000:1000`, `app:app`."""
     privileged: bool = False
@@ -137,4 +137,3 @@ def split_env(entry: str) -> tuple[str, str]:
     """`KEY=value` as (`KEY`, `value`); a bare `KEY` has an empty value."""
     key, _sep, value = entry.partition("=")
     return key, value
-

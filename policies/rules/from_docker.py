@@ -6,9 +6,18 @@ show up here even when whoever started the container did not set them.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .facts import ContainerFacts, Mount, NetworkFacts, PublishedPort, VolumeFacts, normalize_capability, split_env
+from .facts import (
+    ContainerFacts,
+    Mount,
+    NetworkFacts,
+    PublishedPort,
+    VolumeFacts,
+    normalize_capability,
+    split_env,
+)
 
 
 def container(inspect: Mapping[str, Any], host: str = "") -> ContainerFacts:
@@ -52,7 +61,9 @@ def container(inspect: Mapping[str, Any], host: str = "") -> ContainerFacts:
 
 def volume(inspect: Mapping[str, Any], host: str = "") -> VolumeFacts:
     """Facts of one volume from `GET /volumes/{name}`."""
-    return VolumeFacts(name=inspect.get("Name", ""), labels=dict(inspect.get("Labels") or {}), host=host)
+    return VolumeFacts(
+        name=inspect.get("Name", ""), labels=dict(inspect.get("Labels") or {}), host=host
+    )
 
 
 def network(inspect: Mapping[str, Any], host: str = "") -> NetworkFacts:

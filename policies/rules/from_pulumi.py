@@ -7,9 +7,18 @@ yet (the image digest of a pull that has not happened): those arrive as Pulumi's
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .facts import ContainerFacts, Mount, NetworkFacts, PublishedPort, VolumeFacts, normalize_capability, split_env
+from .facts import (
+    ContainerFacts,
+    Mount,
+    NetworkFacts,
+    PublishedPort,
+    VolumeFacts,
+    normalize_capability,
+    split_env,
+)
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
@@ -77,7 +86,9 @@ def container(props: Mapping[str, Any], name: str, host: str = "") -> ContainerF
 
 def volume(props: Mapping[str, Any], name: str, host: str = "") -> VolumeFacts:
     """Facts of a `docker.Volume`."""
-    return VolumeFacts(name=_str(props.get("name")) or name, labels=_labels(props.get("labels")), host=host)
+    return VolumeFacts(
+        name=_str(props.get("name")) or name, labels=_labels(props.get("labels")), host=host
+    )
 
 
 def network(props: Mapping[str, Any], name: str, host: str = "") -> NetworkFacts:
@@ -96,12 +107,23 @@ def _mounts(props: Mapping[str, Any]) -> tuple[Mount, ...]:
         v = _map(v)
         read_only = v.get("readOnly") is True
         if _str(v.get("hostPath")):
-            found.append(Mount("bind", _str(v["hostPath"]), _str(v.get("containerPath")), read_only))
+            found.append(
+                Mount("bind", _str(v["hostPath"]), _str(v.get("containerPath")), read_only)
+            )
         elif _str(v.get("volumeName")):
-            found.append(Mount("volume", _str(v["volumeName"]), _str(v.get("containerPath")), read_only))
+            found.append(
+                Mount("volume", _str(v["volumeName"]), _str(v.get("containerPath")), read_only)
+            )
     for m in _list(props.get("mounts")):
         m = _map(m)
-        found.append(Mount(_str(m.get("type")) or "volume", _str(m.get("source")), _str(m.get("target")), m.get("readOnly") is True))
+        found.append(
+            Mount(
+                _str(m.get("type")) or "volume",
+                _str(m.get("source")),
+                _str(m.get("target")),
+                m.get("readOnly") is True,
+            )
+        )
     found += [Mount("tmpfs", "", path) for path in _map(props.get("tmpfs"))]
     return tuple(found)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .facts import ContainerFacts
 from .rule import container_rule
@@ -51,10 +52,16 @@ def docker_socket(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
 )
 def host_mount(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     for mount in c.mounts:
-        if mount.kind != "bind" or _is_docker_socket(mount.source) or _normal_path(mount.source) in SOCKET_DIRECTORIES:
+        if (
+            mount.kind != "bind"
+            or _is_docker_socket(mount.source)
+            or _normal_path(mount.source) in SOCKET_DIRECTORIES
+        ):
             continue
         source = _normal_path(mount.source)
-        if any(source == p or (p != "/" and source.startswith(p + "/")) for p in SENSITIVE_HOST_PATHS):
+        if any(
+            source == p or (p != "/" and source.startswith(p + "/")) for p in SENSITIVE_HOST_PATHS
+        ):
             mode = "read-only" if mount.read_only else "read-write"
             yield f"mounts the host's {source} at {mount.target} {mode}"
 
@@ -73,11 +80,23 @@ def _namespace_rule(kind: str, field: str, rule_id: str, cis: str, why: str) -> 
     )(check)
 
 
-_namespace_rule("network", "network_mode", "host-network", "5.10", "it can bind any host port and sniff host traffic")
-_namespace_rule("PID", "pid_mode", "host-pid", "5.16", "it sees and can signal every process of the host")
-_namespace_rule("IPC", "ipc_mode", "host-ipc", "5.17", "it reads the shared memory of host processes")
+_namespace_rule(
+    "network",
+    "network_mode",
+    "host-network",
+    "5.10",
+    "it can bind any host port and sniff host traffic",
+)
+_namespace_rule(
+    "PID", "pid_mode", "host-pid", "5.16", "it sees and can signal every process of the host"
+)
+_namespace_rule(
+    "IPC", "ipc_mode", "host-ipc", "5.17", "it reads the shared memory of host processes"
+)
 _namespace_rule("UTS", "uts_mode", "host-uts", "5.21", "it can change the host's hostname")
-_namespace_rule("user", "userns_mode", "host-userns", "5.31", "it leaves the daemon's user remapping")
+_namespace_rule(
+    "user", "userns_mode", "host-userns", "5.31", "it leaves the daemon's user remapping"
+)
 
 
 @container_rule(

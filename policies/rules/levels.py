@@ -9,9 +9,10 @@ A policy the file does not name is mandatory.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .rule import LEVELS
 
@@ -59,7 +60,9 @@ def load(stack: str, config_dir: Path = CONFIG_DIR) -> StackLevels:
 def parse(stack: str, document: Any, source: str = "policy config") -> StackLevels:
     """Validate a config document (see module docstring)."""
     if not isinstance(document, dict):
-        raise LevelsError(f"{stack}: {source}: expected an object of policy names, got {type(document).__name__}")
+        raise LevelsError(
+            f"{stack}: {source}: expected an object of policy names, got {type(document).__name__}"
+        )
     levels: dict[str, str] = {}
     settings: dict[str, dict[str, Any]] = {}
     default = DEFAULT_LEVEL
@@ -70,9 +73,13 @@ def parse(stack: str, document: Any, source: str = "policy config") -> StackLeve
             extra = {k: v for k, v in value.items() if k != "enforcementLevel"}
             level = value.get("enforcementLevel", DEFAULT_LEVEL)
         else:
-            raise LevelsError(f"{stack}: {source}: {name}: expected a level or an object, got {value!r}")
+            raise LevelsError(
+                f"{stack}: {source}: {name}: expected a level or an object, got {value!r}"
+            )
         if level not in LEVELS:
-            raise LevelsError(f"{stack}: {source}: {name}: level {level!r} is unknown; use one of {', '.join(LEVELS)}")
+            raise LevelsError(
+                f"{stack}: {source}: {name}: level {level!r} is unknown; use one of {', '.join(LEVELS)}"
+            )
         if name == "all":
             default = level
         else:

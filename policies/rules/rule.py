@@ -7,9 +7,10 @@ Docker Benchmark, and marks it exempt when the subject carries a documented exem
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Union
 
 from .facts import ContainerFacts, NetworkFacts, StackFacts, VolumeFacts
 
@@ -32,9 +33,9 @@ class Rule:
     severity: str
     fix: str
     """How to fix a violation, in the operator's terms."""
-    cis: Optional[str]
+    cis: str | None
     """CIS Docker Benchmark v1.6.0 recommendation, when one covers it."""
-    check: Union[ContainerCheck, StackCheck]
+    check: ContainerCheck | StackCheck
     config_schema: Mapping[str, Any]
     """JSON Schema of the rule's settings in `policies/config/<stack>.json` (besides the level)."""
     defaults: Mapping[str, Any]
@@ -42,7 +43,9 @@ class Rule:
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
-            raise ValueError(f"rule {self.id}: severity must be one of {SEVERITIES}, got {self.severity!r}")
+            raise ValueError(
+                f"rule {self.id}: severity must be one of {SEVERITIES}, got {self.severity!r}"
+            )
         if not self.fix.strip():
             raise ValueError(f"rule {self.id}: a rule must say how to fix what it finds")
 
@@ -51,7 +54,7 @@ class Rule:
         """`CIS Docker Benchmark 5.4`, or a note that no CIS recommendation covers it."""
         return f"CIS Docker Benchmark {self.cis}" if self.cis else "no CIS recommendation"
 
-    def settings(self, config: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    def settings(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The rule's settings: defaults overlaid with the stack's config."""
         merged = dict(self.defaults)
         merged.update({k: v for k, v in (config or {}).items() if k in self.config_schema})
@@ -65,7 +68,7 @@ class Finding:
     rule: Rule
     subject: str
     problem: str
-    exempt_reason: Optional[str] = None
+    exempt_reason: str | None = None
     """Set when the subject documents an exemption from this rule: report it, but advisory."""
 
     @property
@@ -88,9 +91,9 @@ def _registrar(
     title: str,
     severity: str,
     fix: str,
-    cis: Optional[str] = None,
-    config_schema: Optional[Mapping[str, Any]] = None,
-    defaults: Optional[Mapping[str, Any]] = None,
+    cis: str | None = None,
+    config_schema: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Callable[[Any], Any]:
     def register(check: Any) -> Any:
         rule = Rule(id, title, severity, fix, cis, check, config_schema or {}, defaults or {})
@@ -109,7 +112,7 @@ stack_rule = partial(_registrar, STACK_RULES)
 
 
 def check_container(
-    facts: ContainerFacts, rule: Rule, config: Optional[Mapping[str, Any]] = None
+    facts: ContainerFacts, rule: Rule, config: Mapping[str, Any] | None = None
 ) -> list[Finding]:
     """Findings of one container rule on one container."""
     return [
@@ -118,7 +121,9 @@ def check_container(
     ]
 
 
-def check_stack(stack: StackFacts, rule: Rule, config: Optional[Mapping[str, Any]] = None) -> list[Finding]:
+def check_stack(
+    stack: StackFacts, rule: Rule, config: Mapping[str, Any] | None = None
+) -> list[Finding]:
     """Findings of one stack rule on a whole stack."""
     return [
         Finding(rule, subject.name, problem, subject.exemption(rule.id))

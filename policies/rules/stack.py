@@ -4,7 +4,8 @@ replicas and host ports."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .facts import ContainerFacts, PublishedPort, StackFacts
 from .names import (
@@ -60,7 +61,10 @@ def volume_backup_policy(stack: StackFacts, _: Mapping[str, Any]) -> Iterable[tu
     for container in stack.containers:
         for mount in container.mounts:
             if mount.kind == "volume" and mount.source and mount.source not in declared:
-                yield container, f"mounts volume {mount.source} at {mount.target}, which no one declares (no backup policy)"
+                yield (
+                    container,
+                    f"mounts volume {mount.source} at {mount.target}, which no one declares (no backup policy)",
+                )
 
 
 @stack_rule(
@@ -84,15 +88,25 @@ def data_network_internal(stack: StackFacts, _: Mapping[str, Any]) -> Iterable[t
     config_schema={"minReplicas": {"type": "integer", "minimum": 1}},
     defaults={"minReplicas": 2},
 )
-def stateless_replicas(stack: StackFacts, config: Mapping[str, Any]) -> Iterable[tuple[Subject, str]]:
+def stateless_replicas(
+    stack: StackFacts, config: Mapping[str, Any]
+) -> Iterable[tuple[Subject, str]]:
     minimum = int(config["minReplicas"])
     replicas: dict[tuple[str, str], list[ContainerFacts]] = defaultdict(list)
     for container in stack.containers:
         if container.labels.get(STATELESS_LABEL) == "true":
-            replicas[(container.labels.get(STACK_LABEL, ""), container.labels.get(SERVICE_LABEL, container.name))].append(container)
+            replicas[
+                (
+                    container.labels.get(STACK_LABEL, ""),
+                    container.labels.get(SERVICE_LABEL, container.name),
+                )
+            ].append(container)
     for (_stack, service), members in sorted(replicas.items()):
         if len(members) < minimum:
-            yield members[0], f"service {service} runs {len(members)} replica(s), fewer than {minimum}"
+            yield (
+                members[0],
+                f"service {service} runs {len(members)} replica(s), fewer than {minimum}",
+            )
 
 
 @stack_rule(
@@ -110,9 +124,12 @@ def host_port_conflict(stack: StackFacts, _: Mapping[str, Any]) -> Iterable[tupl
             key = (container.host, port.protocol, port.host_port)
             for other, other_port in seen[key]:
                 if other.name != container.name and _overlap(port, other_port):
-                    yield container, (
-                        f"publishes {port.host_port}/{port.protocol} on {port.host_ip or 'every interface'}, "
-                        f"already published by {other.name}"
+                    yield (
+                        container,
+                        (
+                            f"publishes {port.host_port}/{port.protocol} on {port.host_ip or 'every interface'}, "
+                            f"already published by {other.name}"
+                        ),
                     )
             seen[key].append((container, port))
 

@@ -7,12 +7,12 @@ subject's stack, except that an exempted finding is always advisory, and a disab
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
 
 from .facts import StackFacts
-from .names import STACK_LABEL
 from .levels import StackLevels
+from .names import STACK_LABEL
 from .rule import CONTAINER_RULES, STACK_RULES, Finding, Subject, check_container
 
 _RULE_ORDER = {rule.id: index for index, rule in enumerate(CONTAINER_RULES + STACK_RULES)}
@@ -32,7 +32,7 @@ class Verdict:
 
 
 def judge(
-    daemon: StackFacts, default_stack: str, stack_levels: Callable[[str], Optional[StackLevels]]
+    daemon: StackFacts, default_stack: str, stack_levels: Callable[[str], StackLevels | None]
 ) -> list[Verdict]:
     """Every finding of every rule on one daemon, each at the level of its subject's stack.
 
@@ -41,7 +41,9 @@ def judge(
     """
     fallback = stack_levels(default_stack)
     if fallback is None:
-        raise ValueError(f"{default_stack}: no policy config policies/config/{default_stack}.json; use a stack that has one")
+        raise ValueError(
+            f"{default_stack}: no policy config policies/config/{default_stack}.json; use a stack that has one"
+        )
 
     def stack_of(subject: Subject) -> str:
         name = subject.labels.get(STACK_LABEL, "")
@@ -55,7 +57,9 @@ def judge(
         for container in daemon.containers:
             stack = levels_of(stack_of(container))
             if stack.level(rule.id) != "disabled":
-                verdicts += _verdicts(check_container(container, rule, stack.config(rule.id)), stack)
+                verdicts += _verdicts(
+                    check_container(container, rule, stack.config(rule.id)), stack
+                )
 
     members: dict[str, set[int]] = {}
     for subject in (*daemon.containers, *daemon.volumes, *daemon.networks):
@@ -78,7 +82,11 @@ def sort_verdicts(verdicts: Iterable[Verdict]) -> list[Verdict]:
     """Mandatory first; then in the rules' order, then by subject."""
     return sorted(
         verdicts,
-        key=lambda v: (not v.mandatory, _RULE_ORDER.get(v.finding.rule.id, len(_RULE_ORDER)), v.finding.subject),
+        key=lambda v: (
+            not v.mandatory,
+            _RULE_ORDER.get(v.finding.rule.id, len(_RULE_ORDER)),
+            v.finding.subject,
+        ),
     )
 
 

@@ -41,7 +41,12 @@ LABEL = "napdms.bench"
 
 
 def _options(index: int, image_id: str, socket: str) -> dict:
-    labels = {LABEL: RUN, "napdms.managed-by": "pulumi", "napdms.stack": "prod", "napdms.service": f"bench-{index}"}
+    labels = {
+        LABEL: RUN,
+        "napdms.managed-by": "pulumi",
+        "napdms.stack": "prod",
+        "napdms.service": f"bench-{index}",
+    }
     if index % 2 == 0:
         return dict(
             image=image_id,
@@ -52,12 +57,19 @@ def _options(index: int, image_id: str, socket: str) -> dict:
             mem_limit="16m",
             nano_cpus=NS // 10,
             pids_limit=16,
-            healthcheck={"test": ["CMD", "true"], "interval": 30 * NS, "timeout": 5 * NS, "retries": 3},
+            healthcheck={
+                "test": ["CMD", "true"],
+                "interval": 30 * NS,
+                "timeout": 5 * NS,
+                "retries": 3,
+            },
             restart_policy={"Name": "unless-stopped"},
             log_config=LogConfig(type="json-file", config={"max-size": "1m"}),
             labels=labels,
         )
-    flawed = dict(image=image_id, labels=labels if index % 4 == 1 else {LABEL: RUN})  # every other flawed one unmanaged
+    flawed = dict(
+        image=image_id, labels=labels if index % 4 == 1 else {LABEL: RUN}
+    )  # every other flawed one unmanaged
     if index % 3 == 0:
         flawed["volumes"] = {socket: {"bind": "/var/run/docker.sock", "mode": "rw"}}
     return flawed
@@ -67,7 +79,10 @@ def _create(client, count: int, image_id: str, socket: str) -> None:
     def one(index: int) -> None:
         options = _options(index, image_id, socket)
         container = client.containers.create(
-            options.pop("image"), ["sleep", "3600"], name=f"napdms-bench-{RUN}-{index:03d}", **options
+            options.pop("image"),
+            ["sleep", "3600"],
+            name=f"napdms-bench-{RUN}-{index:03d}",
+            **options,
         )
         container.start()
 
@@ -97,15 +112,29 @@ def _stack_levels():
 
 def _naive_cli(host: str, docker_cli: str) -> int:
     """`docker inspect` per container, then the same facts and rules."""
+
     def cli(*args: str) -> str:
-        return subprocess.run([docker_cli, "-H", host, *args], check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            [docker_cli, "-H", host, *args], check=True, capture_output=True, text=True
+        ).stdout
 
     ids = cli("ps", "-aq", "--no-trunc").split()
     containers = [from_docker.container(json.loads(cli("inspect", cid))[0], host) for cid in ids]
     volume_names = cli("volume", "ls", "-q").split()
-    volumes = [from_docker.volume(v, host) for v in json.loads(cli("volume", "inspect", *volume_names))] if volume_names else []
-    networks = [from_docker.network(n, host) for n in json.loads(cli("network", "inspect", *cli("network", "ls", "-q").split()))]
-    judge(StackFacts(tuple(containers), tuple(volumes), tuple(networks)), DEFAULT_STACK, _stack_levels())
+    volumes = (
+        [from_docker.volume(v, host) for v in json.loads(cli("volume", "inspect", *volume_names))]
+        if volume_names
+        else []
+    )
+    networks = [
+        from_docker.network(n, host)
+        for n in json.loads(cli("network", "inspect", *cli("network", "ls", "-q").split()))
+    ]
+    judge(
+        StackFacts(tuple(containers), tuple(volumes), tuple(networks)),
+        DEFAULT_STACK,
+        _stack_levels(),
+    )
     return len(containers)
 
 
@@ -114,17 +143,26 @@ def _sequential_sdk(host: str) -> int:
     client = connect(host)
     try:
         api = client.api
-        containers = [from_docker.container(api.inspect_container(c["Id"]), host) for c in api.containers(all=True)]
+        containers = [
+            from_docker.container(api.inspect_container(c["Id"]), host)
+            for c in api.containers(all=True)
+        ]
         volumes = [from_docker.volume(v, host) for v in (api.volumes() or {}).get("Volumes") or []]
         networks = [from_docker.network(n, host) for n in api.networks()]
     finally:
         client.close()
-    judge(StackFacts(tuple(containers), tuple(volumes), tuple(networks)), DEFAULT_STACK, _stack_levels())
+    judge(
+        StackFacts(tuple(containers), tuple(volumes), tuple(networks)),
+        DEFAULT_STACK,
+        _stack_levels(),
+    )
     return len(containers)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
@@ -142,12 +180,16 @@ def main() -> None:
         audit(host)  # imports and connection set-up out of the measurement
         ours, report = median_seconds(args.runs, lambda: audit(host))
         sequential, _ = median_seconds(args.runs, lambda: _sequential_sdk(host))
-        print(f"created and started {args.containers} busybox containers in {setup_s:.1f} s on {host}")
+        print(
+            f"created and started {args.containers} busybox containers in {setup_s:.1f} s on {host}"
+        )
         print(
             f"audit (thread pool of inspects + shared rules): {ours:.3f} s for {report.containers} containers "
             f"({report.containers / ours:.0f}/s), {len(report.mandatory)} mandatory, {len(report.advisory)} advisory"
         )
-        print(f"baseline, sequential SDK inspects + same rules: {sequential:.3f} s ({report.containers / sequential:.0f}/s)")
+        print(
+            f"baseline, sequential SDK inspects + same rules: {sequential:.3f} s ({report.containers / sequential:.0f}/s)"
+        )
         figures.update(
             containers=report.containers,
             created=args.containers,
@@ -165,7 +207,9 @@ def main() -> None:
                 f"baseline, naive `docker inspect` CLI per container + same rules: {naive:.3f} s "
                 f"({report.containers / naive:.0f}/s)"
             )
-            print(f"audit is {naive / ours:.1f}x the naive CLI and {sequential / ours:.1f}x sequential SDK")
+            print(
+                f"audit is {naive / ours:.1f}x the naive CLI and {sequential / ours:.1f}x sequential SDK"
+            )
             figures.update(
                 baseline_cli_s=round(naive, 4),
                 baseline_cli_per_s=round(report.containers / naive, 1),

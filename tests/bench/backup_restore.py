@@ -59,12 +59,19 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from components.model.plan import (
+    BackupPlan,
+    Checks,
+    FilesSource,
+    PostgresqlSource,
+    Repository,
+    Schedule,
+)  # noqa: E402
 from napdms_ops.backup.drill import drill  # noqa: E402
 from napdms_ops.backup.hooks import postgresql as postgresql_hook  # noqa: E402
 from napdms_ops.backup.hooks.postgresql import _SUM, _TABLES  # noqa: E402  (the exact checksum query the hook runs)
-from components.model.plan import BackupPlan, Checks, FilesSource, PostgresqlSource, Repository, Schedule  # noqa: E402
-from napdms_ops.backup.restore import restore  # noqa: E402
 from napdms_ops.backup.restic import Restic  # noqa: E402
+from napdms_ops.backup.restore import restore  # noqa: E402
 from napdms_ops.backup.run import context_for, run_backup  # noqa: E402
 from tests.live.engine import ensure_engine  # noqa: E402
 from tests.live.standins import standin_image  # noqa: E402
@@ -103,7 +110,9 @@ def timed(action):
 
 def sh(command: str, env=None, capture: bool = False) -> str:
     """Run a bash pipeline with pipefail; fail loudly with its stderr."""
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], env=env, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise RuntimeError(f"`{command}` exited {done.returncode}: {done.stderr.strip()[-800:]}")
     return done.stdout if capture else ""
@@ -198,7 +207,34 @@ class Content:
     def __init__(self, seed: int):
         rng = random.Random(seed)
         letters = "etaoinshrdlcumwfgypbvkjxqz"
-        weights = [12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8, 2.4, 2.4, 2.2, 2.0, 2.0, 1.9, 1.5, 1.0, 0.8, 0.15, 0.15, 0.1, 0.07]
+        weights = [
+            12.7,
+            9.1,
+            8.2,
+            7.5,
+            7.0,
+            6.7,
+            6.3,
+            6.1,
+            6.0,
+            4.3,
+            4.0,
+            2.8,
+            2.8,
+            2.4,
+            2.4,
+            2.2,
+            2.0,
+            2.0,
+            1.9,
+            1.5,
+            1.0,
+            0.8,
+            0.15,
+            0.15,
+            0.1,
+            0.07,
+        ]
         lengths = [2, 3, 3, 4, 4, 5, 5, 6, 7, 8, 9, 10, 12]
         base = ["".join(rng.choices(letters, weights, k=rng.choice(lengths))) for _ in range(6000)]
         zipf = [1 / (i + 1) for i in range(len(base))]
@@ -221,7 +257,11 @@ class Content:
         while have < size:
             tokens = min(65536, int((size - have) / self._mean) + 16)
             index = memoryview(rng.randbytes(2 * tokens)).cast("H")
-            piece = b"".join(operator.itemgetter(*index)(self._vocab)) if tokens > 1 else self._vocab[index[0]]
+            piece = (
+                b"".join(operator.itemgetter(*index)(self._vocab))
+                if tokens > 1
+                else self._vocab[index[0]]
+            )
             out.append(piece)
             have += len(piece)
         return b"".join(out)[:size]
@@ -247,7 +287,11 @@ def document_plan(total: int, seed: int) -> list[tuple[str, int, str]]:
     files: list[tuple[str, int, str]] = []
 
     def place(prefix: str, index: int, kind: str) -> str:
-        ext = rng.choice((".pdf", ".docx", ".jpg")) if kind == "random" else rng.choice((".txt", ".xml", ".csv", ".eml"))
+        ext = (
+            rng.choice((".pdf", ".docx", ".jpg"))
+            if kind == "random"
+            else rng.choice((".txt", ".xml", ".csv", ".eml"))
+        )
         return f"{rng.choice(DEPARTMENTS)}/{2015 + rng.randrange(11)}/{prefix}-{index:06d}{ext}"
 
     large_budget = int(total * 0.40)
@@ -281,7 +325,9 @@ def generate_documents(root: Path, total: int, content: Content) -> list[tuple[s
     return listed
 
 
-def change_documents(root: Path, listed: list[tuple[str, int, str]], content: Content, share: float = 0.01) -> dict:
+def change_documents(
+    root: Path, listed: list[tuple[str, int, str]], content: Content, share: float = 0.01
+) -> dict:
     """Rewrite or append to ~`share` of the document bytes (small and medium files), add a few new ones."""
     rng = random.Random(SEED + 1)
     total = sum(size for _, size, _ in listed)
@@ -307,7 +353,13 @@ def change_documents(root: Path, listed: list[tuple[str, int, str]], content: Co
         content.write(root / "inbox" / f"new-{new:04d}.pdf", rng, max(size, 1), "random")
         written += max(size, 1)
         new += 1
-    return {"bytes_written": written, "rewritten": rewritten, "appended": appended, "new": new, "share_of_docs": written / total}
+    return {
+        "bytes_written": written,
+        "rewritten": rewritten,
+        "appended": appended,
+        "new": new,
+        "share_of_docs": written / total,
+    }
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
@@ -329,30 +381,74 @@ class Postgres:
             standin_image("postgres", client),
             # Small shared buffers so the dumps read through the (dropped) page cache, not PostgreSQL's own;
             # fsync off only speeds up generating the data, reads do not depend on it.
-            ["postgres", "-c", "shared_buffers=32MB", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=30min"],
+            [
+                "postgres",
+                "-c",
+                "shared_buffers=32MB",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_wal_size=4GB",
+                "-c",
+                "checkpoint_timeout=30min",
+            ],
             name=f"napdms-bench-backup-{RUN}",
             labels={LABEL: RUN},
-            environment={"POSTGRES_PASSWORD_FILE": "/run/secrets/pg-password", "POSTGRES_DB": DATABASE},
-            volumes={str(self.password_file.parent): {"bind": "/run/secrets", "mode": "ro"},
-                     str(data): {"bind": "/var/lib/postgresql/data", "mode": "rw"}},
+            environment={
+                "POSTGRES_PASSWORD_FILE": "/run/secrets/pg-password",
+                "POSTGRES_DB": DATABASE,
+            },
+            volumes={
+                str(self.password_file.parent): {"bind": "/run/secrets", "mode": "ro"},
+                str(data): {"bind": "/var/lib/postgresql/data", "mode": "rw"},
+            },
             ports={"5432/tcp": ("127.0.0.1", self.port)},
             detach=True,
         )
-        self.env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="postgres", PGPASSWORD=PG_PASSWORD)
+        self.env = dict(
+            os.environ,
+            PGHOST="127.0.0.1",
+            PGPORT=str(self.port),
+            PGUSER="postgres",
+            PGPASSWORD=PG_PASSWORD,
+        )
         deadline = time.monotonic() + 120
         while True:
-            done = subprocess.run(["psql", "-X", "-q", "-d", DATABASE, "-c", "SELECT 1"], env=self.env, capture_output=True)
+            done = subprocess.run(
+                ["psql", "-X", "-q", "-d", DATABASE, "-c", "SELECT 1"],
+                env=self.env,
+                capture_output=True,
+            )
             if done.returncode == 0:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL did not answer within 120 s: {self.container.logs(tail=20).decode(errors='replace')}")
+                raise RuntimeError(
+                    f"PostgreSQL did not answer within 120 s: {self.container.logs(tail=20).decode(errors='replace')}"
+                )
             time.sleep(0.5)
 
     def sql(self, statement: str) -> str:
         done = subprocess.run(
-            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DATABASE, "-c", statement],
-            env=self.env, capture_output=True, text=True,
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                DATABASE,
+                "-c",
+                statement,
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             raise RuntimeError(f"psql: {done.stderr.strip()}")
@@ -361,7 +457,11 @@ class Postgres:
     def fill(self, target: int) -> dict:
         """Three tables, ~target bytes on disk: documents (text, numeric), attachments (bytea), ledger (numeric)."""
         scale = target / 360e6
-        self.rows = rows = {"documents": int(150_000 * scale), "attachments": int(24_000 * scale), "ledger": int(1_000_000 * scale)}
+        self.rows = rows = {
+            "documents": int(150_000 * scale),
+            "attachments": int(24_000 * scale),
+            "ledger": int(1_000_000 * scale),
+        }
         self.sql(
             "CREATE TABLE documents (id bigint PRIMARY KEY, title text NOT NULL, body text NOT NULL, "
             "amount numeric(12,2) NOT NULL, created timestamptz NOT NULL, status smallint NOT NULL)"
@@ -373,13 +473,17 @@ class Postgres:
             f"FROM generate_series(1, {rows['documents']}) i"
         )
         self.sql("CREATE INDEX documents_created ON documents (created)")
-        self.sql("CREATE TABLE attachments (id bigint PRIMARY KEY, document_id bigint NOT NULL, name text NOT NULL, content bytea NOT NULL)")
+        self.sql(
+            "CREATE TABLE attachments (id bigint PRIMARY KEY, document_id bigint NOT NULL, name text NOT NULL, content bytea NOT NULL)"
+        )
         self.sql(
             f"INSERT INTO attachments SELECT i, 1 + i % {rows['documents']}, 'scan-' || i || '.pdf', "
             f"(SELECT decode(string_agg(md5(i::text || '/' || j), ''), 'hex') FROM generate_series(1, 256) j) "
             f"FROM generate_series(1, {rows['attachments']}) i"
         )
-        self.sql("CREATE TABLE ledger (id bigint PRIMARY KEY, account integer NOT NULL, amount numeric(14,2) NOT NULL, booked date NOT NULL, memo text NOT NULL)")
+        self.sql(
+            "CREATE TABLE ledger (id bigint PRIMARY KEY, account integer NOT NULL, amount numeric(14,2) NOT NULL, booked date NOT NULL, memo text NOT NULL)"
+        )
         self.sql(
             f"INSERT INTO ledger SELECT i, i % 5000, round(((i::bigint * 7919) % 1000000) / 100.0 - 5000, 2), "
             f"date '2015-01-01' + i % 3650, 'memo ' || substr(md5(i::text), 1, 20) FROM generate_series(1, {rows['ledger']}) i"
@@ -400,7 +504,12 @@ class Postgres:
             f"(SELECT decode(string_agg(md5(i::text || '/' || j), ''), 'hex') FROM generate_series(1, 256) j) "
             f"FROM generate_series({self.rows['attachments'] + 1}, {self.rows['attachments'] + self.rows['attachments'] // 100}) i",
         ):
-            out = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", DATABASE, "-c", statement], env=self.env, capture_output=True, text=True)
+            out = subprocess.run(
+                ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", DATABASE, "-c", statement],
+                env=self.env,
+                capture_output=True,
+                text=True,
+            )
             if out.returncode != 0:
                 raise RuntimeError(out.stderr)
             touched += int(out.stdout.split()[-1])
@@ -413,9 +522,19 @@ class Postgres:
     def checksum_pass(self) -> float:
         """The hook's table-checksum queries alone, one session, no dump running beside them."""
         tables = self.sql(_TABLES).splitlines()
-        script = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n" + "".join(_SUM.format(table=t) + ";\n" for t in tables) + "COMMIT;\n"
+        script = (
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+            + "".join(_SUM.format(table=t) + ";\n" for t in tables)
+            + "COMMIT;\n"
+        )
         start = time.perf_counter()
-        done = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DATABASE], input=script, env=self.env, capture_output=True, text=True)
+        done = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DATABASE],
+            input=script,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
         return time.perf_counter() - start
@@ -452,10 +571,17 @@ class Bench:
         return BackupPlan(
             stack="bench",
             host_tag="bench",
-            repository=Repository(url=str(self.target / f"ours-{name}"), password_file=str(self.password_file)),
+            repository=Repository(
+                url=str(self.target / f"ours-{name}"), password_file=str(self.password_file)
+            ),
             sources=[
                 FilesSource(service="documents", paths=[str(self.docs)]),
-                PostgresqlSource(service="postgres", host="127.0.0.1", port=self.pg.port, password_file=str(self.pg.password_file)),
+                PostgresqlSource(
+                    service="postgres",
+                    host="127.0.0.1",
+                    port=self.pg.port,
+                    password_file=str(self.pg.password_file),
+                ),
             ],
             schedule=Schedule(retries=0, retry_delay_s=0, timezone=self.timezone),
             # The ordinary daily check (5 % of the data), not the monthly full read.
@@ -490,7 +616,11 @@ class Bench:
             "bytes": manifest.bytes,
             "bytes_added": manifest.bytes_added,
             "services_s": {name: record.seconds for name, record in manifest.services.items()},
-            "parts": {part.path: part.bytes for record in manifest.services.values() for part in record.parts},
+            "parts": {
+                part.path: part.bytes
+                for record in manifest.services.values()
+                for part in record.parts
+            },
             "hook_calls": CALLS.between(began, state.finished),
             "maintenance_calls": CALLS.between(state.finished, ended),
         }
@@ -504,7 +634,12 @@ class Bench:
         self.drop()
         began = time.time()
         seconds, report = timed(lambda: restore(plan, "latest", str(into)))
-        return {"seconds": seconds, "bytes": report.bytes, "inner_s": report.seconds, "calls": CALLS.between(began, time.time())}
+        return {
+            "seconds": seconds,
+            "bytes": report.bytes,
+            "inner_s": report.seconds,
+            "calls": CALLS.between(began, time.time()),
+        }
 
     def postgres_hook_alone(self, name: str, checksums: bool) -> float:
         """The postgres hook by itself into a fresh repository, with or without its table-checksum pass.
@@ -544,8 +679,11 @@ class Bench:
 
     def restic_env(self, name: str) -> dict:
         env = {k: v for k, v in self.pg.env.items() if not k.startswith("RESTIC_")}
-        env.update(RESTIC_REPOSITORY=str(self.target / f"restic-{name}"), RESTIC_PASSWORD_FILE=str(self.password_file),
-                   RESTIC_CACHE_DIR=str(self.work / f"cache-restic-{name}"))
+        env.update(
+            RESTIC_REPOSITORY=str(self.target / f"restic-{name}"),
+            RESTIC_PASSWORD_FILE=str(self.password_file),
+            RESTIC_CACHE_DIR=str(self.work / f"cache-restic-{name}"),
+        )
         return env
 
     @staticmethod
@@ -562,13 +700,24 @@ class Bench:
         if init:
             sh("restic init -q", env)
         after_init = time.perf_counter()
-        docs = self._summary(sh(f"restic backup --json --host bench {self.docs}", env, capture=True))
+        docs = self._summary(
+            sh(f"restic backup --json --host bench {self.docs}", env, capture=True)
+        )
         after_docs = time.perf_counter()
-        dump = self._summary(sh(f"pg_dump -Fc -Z0 -d {DATABASE} | restic backup --json --stdin --stdin-filename /postgres/{DATABASE}.dump --host bench", env, capture=True))
+        dump = self._summary(
+            sh(
+                f"pg_dump -Fc -Z0 -d {DATABASE} | restic backup --json --stdin --stdin-filename /postgres/{DATABASE}.dump --host bench",
+                env,
+                capture=True,
+            )
+        )
         os.sync()
         end = time.perf_counter()
         return {
-            "seconds": end - start, "init_s": after_init - start, "docs_s": after_docs - after_init, "pg_s": end - after_docs,
+            "seconds": end - start,
+            "init_s": after_init - start,
+            "docs_s": after_docs - after_init,
+            "pg_s": end - after_docs,
             "bytes": docs["total_bytes_processed"] + dump["total_bytes_processed"],
             "bytes_added": docs["data_added"] + dump["data_added"],
             "snapshots": [docs["snapshot_id"], dump["snapshot_id"]],
@@ -577,7 +726,11 @@ class Bench:
     def restic_restore(self, name: str, snapshots: list[str], into: Path) -> dict:
         env = self.restic_env(name)
         self.drop()
-        seconds, _ = timed(lambda: [sh(f"restic restore -q {snapshot} --target {into}", env) for snapshot in snapshots])
+        seconds, _ = timed(
+            lambda: [
+                sh(f"restic restore -q {snapshot} --target {into}", env) for snapshot in snapshots
+            ]
+        )
         return {"seconds": seconds, "bytes": tree_size(into)[1]}
 
     # -- tar | zstd
@@ -590,20 +743,31 @@ class Bench:
         def run():
             sh(f"tar -C {self.docs} -cf - . | zstd -T0 -3 -q -o {out}/docs.tar.zst", self.pg.env)
             after_docs = time.perf_counter()
-            sh(f"pg_dump -Fc -Z0 -d {DATABASE} | zstd -T0 -3 -q -o {out}/{DATABASE}.dump.zst", self.pg.env)
+            sh(
+                f"pg_dump -Fc -Z0 -d {DATABASE} | zstd -T0 -3 -q -o {out}/{DATABASE}.dump.zst",
+                self.pg.env,
+            )
             return after_docs
 
         start = time.perf_counter()
         seconds, after_docs = timed(run)
-        return {"seconds": seconds, "docs_s": after_docs - start, "pg_s": seconds - (after_docs - start), "stored": du(out), "dir": out}
+        return {
+            "seconds": seconds,
+            "docs_s": after_docs - start,
+            "pg_s": seconds - (after_docs - start),
+            "stored": du(out),
+            "dir": out,
+        }
 
     def tar_restore(self, archive: Path, into: Path) -> dict:
         (into / "docs").mkdir(parents=True)
         self.drop()
-        seconds, _ = timed(lambda: (
-            sh(f"zstd -dc -q {archive}/docs.tar.zst | tar -x -C {into}/docs"),
-            sh(f"zstd -d -q {archive}/{DATABASE}.dump.zst -o {into}/{DATABASE}.dump"),
-        ))
+        seconds, _ = timed(
+            lambda: (
+                sh(f"zstd -dc -q {archive}/docs.tar.zst | tar -x -C {into}/docs"),
+                sh(f"zstd -d -q {archive}/{DATABASE}.dump.zst -o {into}/{DATABASE}.dump"),
+            )
+        )
         return {"seconds": seconds, "bytes": tree_size(into)[1]}
 
     def pg_dump_alone(self) -> tuple[float, int]:
@@ -617,7 +781,9 @@ class Bench:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-gb", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--drill", action="store_true")
@@ -626,7 +792,9 @@ def main() -> None:
     total = int(args.size_gb * 1e9)
     for tool in ("restic", "zstd", "tar", "pg_dump", "psql"):
         if not shutil.which(tool):
-            sys.exit(f"{tool} is not installed; this benchmark needs restic, zstd, tar and the PostgreSQL client")
+            sys.exit(
+                f"{tool} is not installed; this benchmark needs restic, zstd, tar and the PostgreSQL client"
+            )
 
     client = ensure_engine()
     work = Path(tempfile.mkdtemp(prefix="napdms-bench-backup-", dir="/tmp"))
@@ -642,8 +810,10 @@ def main() -> None:
             "zstd": sh("zstd --version", capture=True).split(",")[0].split()[-1],
             "pg_dump": sh("pg_dump --version", capture=True).split()[2],
         }
-        print(f"work dir {work} ({shutil.disk_usage(work).free / 1e9:.0f} GB free); {os.cpu_count()} CPUs; "
-              f"restic {versions['restic']}, zstd {versions['zstd']}, pg_dump {versions['pg_dump']}")
+        print(
+            f"work dir {work} ({shutil.disk_usage(work).free / 1e9:.0f} GB free); {os.cpu_count()} CPUs; "
+            f"restic {versions['restic']}, zstd {versions['zstd']}, pg_dump {versions['pg_dump']}"
+        )
 
         # -- dataset
         start = time.perf_counter()
@@ -663,14 +833,20 @@ def main() -> None:
         checksum_s = pg.checksum_pass()
         dataset = docs_bytes + dump_bytes
         sizes = [size for _, size, _ in listed]
-        print(f"documents: {docs_files} files, {docs_bytes / MB:.0f} MB in {gen_s:.0f} s "
-              f"({sum(s < MiB // 2 for s in sizes)} of 4-64 KiB, {sum(MiB // 2 <= s < 20 * MiB for s in sizes)} of 0.5-2 MiB, "
-              f"{sum(s >= 20 * MiB for s in sizes)} of 20-100 MiB; {sum(k == 'random' for *_, k in listed)} random, "
-              f"{sum(k == 'text' for *_, k in listed)} text, {sum(k == 'mixed' for *_, k in listed)} half/half)")
-        print(f"database {DATABASE}: {rows} rows, {db_size / MB:.0f} MB on disk (pg_database_size), loaded in {db_s:.0f} s; "
-              f"pg_dump -Fc -Z0 writes {dump_bytes / MB:.0f} MB")
+        print(
+            f"documents: {docs_files} files, {docs_bytes / MB:.0f} MB in {gen_s:.0f} s "
+            f"({sum(s < MiB // 2 for s in sizes)} of 4-64 KiB, {sum(MiB // 2 <= s < 20 * MiB for s in sizes)} of 0.5-2 MiB, "
+            f"{sum(s >= 20 * MiB for s in sizes)} of 20-100 MiB; {sum(k == 'random' for *_, k in listed)} random, "
+            f"{sum(k == 'text' for *_, k in listed)} text, {sum(k == 'mixed' for *_, k in listed)} half/half)"
+        )
+        print(
+            f"database {DATABASE}: {rows} rows, {db_size / MB:.0f} MB on disk (pg_database_size), loaded in {db_s:.0f} s; "
+            f"pg_dump -Fc -Z0 writes {dump_bytes / MB:.0f} MB"
+        )
         print(f"dataset = documents + dump = {dataset / MB:.0f} MB (MB = 1e6 bytes throughout)")
-        print(f"page cache dropped before each phase: {'yes' if bench.caches_dropped else 'NO (not permitted); reads may come from memory'}")
+        print(
+            f"page cache dropped before each phase: {'yes' if bench.caches_dropped else 'NO (not permitted); reads may come from memory'}"
+        )
         print()
 
         # -- full backups, alternating ours / bare restic / tar, each into a fresh repository
@@ -684,8 +860,10 @@ def main() -> None:
             for step in rotated(steps, run):
                 step()
             o, r, t = ours_runs[-1], restic_runs[-1], tar_runs[-1]
-            print(f"full backup {run + 1}/{args.runs}: ours {o['hook_s']:.1f} s (+{o['maintenance_s']:.1f} s check/prune), "
-                  f"bare restic {r['seconds']:.1f} s, tar|zstd {t['seconds']:.1f} s")
+            print(
+                f"full backup {run + 1}/{args.runs}: ours {o['hook_s']:.1f} s (+{o['maintenance_s']:.1f} s check/prune), "
+                f"bare restic {r['seconds']:.1f} s, tar|zstd {t['seconds']:.1f} s"
+            )
         last = args.runs - 1
         ours_plan = bench.plan(f"full{last}")
         # The last round's repositories stay for the incremental and the restores.
@@ -696,23 +874,31 @@ def main() -> None:
         # -- what the PostgreSQL part costs: the hook alone with and without its checksum pass
         with_sums, without_sums = [], []
         for run in range(2):
-            for checksums in ((True, False) if run == 0 else (False, True)):
-                (with_sums if checksums else without_sums).append(bench.postgres_hook_alone(f"diag{run}{int(checksums)}", checksums))
+            for checksums in (True, False) if run == 0 else (False, True):
+                (with_sums if checksums else without_sums).append(
+                    bench.postgres_hook_alone(f"diag{run}{int(checksums)}", checksums)
+                )
         fixed_s = bench.restic_fixed_cost(f"full{last}")
-        print(f"postgres hook alone (2 runs each, fresh repositories): {med(with_sums):.1f} s with the table checksums, "
-              f"{med(without_sums):.1f} s without; one restic process that only opens the repository: {fixed_s:.2f} s")
+        print(
+            f"postgres hook alone (2 runs each, fresh repositories): {med(with_sums):.1f} s with the table checksums, "
+            f"{med(without_sums):.1f} s without; one restic process that only opens the repository: {fixed_s:.2f} s"
+        )
 
         # -- 1 % change, incrementals
         changed = change_documents(docs, listed, content)
         rows_touched = pg.change()
         docs_files_after, docs_bytes_after = tree_size(docs)
-        print(f"change: {changed['rewritten']} files rewritten, {changed['appended']} appended to, {changed['new']} new: "
-              f"{changed['bytes_written'] / MB:.1f} MB written = {changed['share_of_docs'] * 100:.2f} % of the document bytes; "
-              f"{rows_touched} rows updated or inserted (~1 % of {sum(rows.values())}, spread over every table)")
+        print(
+            f"change: {changed['rewritten']} files rewritten, {changed['appended']} appended to, {changed['new']} new: "
+            f"{changed['bytes_written'] / MB:.1f} MB written = {changed['share_of_docs'] * 100:.2f} % of the document bytes; "
+            f"{rows_touched} rows updated or inserted (~1 % of {sum(rows.values())}, spread over every table)"
+        )
         incremental = bench.ours_backup(ours_plan)
         restic_incremental = bench.restic_backup(f"full{last}", init=False)
-        print(f"incremental: ours {incremental['hook_s']:.1f} s (+{incremental['maintenance_s']:.1f} s check/prune), "
-              f"bare restic {restic_incremental['seconds']:.1f} s")
+        print(
+            f"incremental: ours {incremental['hook_s']:.1f} s (+{incremental['maintenance_s']:.1f} s check/prune), "
+            f"bare restic {restic_incremental['seconds']:.1f} s"
+        )
 
         # -- restores of the post-change data (tar: its last archive), alternating, each into an empty dir
         ours_restores, restic_restores, tar_restores = [], [], []
@@ -726,7 +912,9 @@ def main() -> None:
 
         def restore_restic(run: int) -> None:
             into = work / f"restore-restic{run}"
-            restic_restores.append(bench.restic_restore(f"full{last}", restic_incremental["snapshots"], into))
+            restic_restores.append(
+                bench.restic_restore(f"full{last}", restic_incremental["snapshots"], into)
+            )
             shutil.rmtree(into)
 
         def restore_tar(run: int) -> None:
@@ -738,15 +926,19 @@ def main() -> None:
         for run in range(args.runs):
             for step in rotated([restore_ours, restore_restic, restore_tar], run):
                 step(run)
-            print(f"restore {run + 1}/{args.runs}: ours {ours_restores[-1]['seconds']:.1f} s, "
-                  f"bare restic {restic_restores[-1]['seconds']:.1f} s, tar|zstd {tar_restores[-1]['seconds']:.1f} s")
+            print(
+                f"restore {run + 1}/{args.runs}: ours {ours_restores[-1]['seconds']:.1f} s, "
+                f"bare restic {restic_restores[-1]['seconds']:.1f} s, tar|zstd {tar_restores[-1]['seconds']:.1f} s"
+            )
 
         drill_report = None
         if args.drill:
             bench.drop()
             drill_report = drill(ours_plan, workdir=str(work))
-            print(f"drill: restore {drill_report.restore_seconds:.1f} s + verify {drill_report.verify_seconds:.1f} s, "
-                  f"problems: {drill_report.problems or 'none'}")
+            print(
+                f"drill: restore {drill_report.restore_seconds:.1f} s + verify {drill_report.verify_seconds:.1f} s, "
+                f"problems: {drill_report.problems or 'none'}"
+            )
         print()
 
         # -- figures
@@ -763,7 +955,10 @@ def main() -> None:
         restore_rate = med_rate(ours_restores)
         restore_s = med([r["seconds"] for r in ours_restores])
         restic_restore_rate, tar_restore_rate = med_rate(restic_restores), med_rate(tar_restores)
-        repo_ours, repo_restic = du(bench.target / f"ours-full{last}"), du(bench.target / f"restic-full{last}")
+        repo_ours, repo_restic = (
+            du(bench.target / f"ours-full{last}"),
+            du(bench.target / f"restic-full{last}"),
+        )
         pg_ours = med([o["services_s"]["postgres"] for o in ours_runs])
         docs_ours = med([o["services_s"]["documents"] for o in ours_runs])
         pg_restic = med([r["pg_s"] for r in restic_runs])
@@ -771,43 +966,100 @@ def main() -> None:
         init_restic = med([r["init_s"] for r in restic_runs])
 
         table = [
-            ("full backup", "ours: hook phase (open+init, files, globals + dumps + table checksums, manifest)", ours_bytes, full_s),
-            ("", "ours: whole run_backup (+ forget/prune + check --read-data-subset 5 %)", ours_bytes, full_total_s),
-            ("", "bare restic (init, backup docs, pg_dump | backup --stdin)", restic_bytes, restic_s),
+            (
+                "full backup",
+                "ours: hook phase (open+init, files, globals + dumps + table checksums, manifest)",
+                ours_bytes,
+                full_s,
+            ),
+            (
+                "",
+                "ours: whole run_backup (+ forget/prune + check --read-data-subset 5 %)",
+                ours_bytes,
+                full_total_s,
+            ),
+            (
+                "",
+                "bare restic (init, backup docs, pg_dump | backup --stdin)",
+                restic_bytes,
+                restic_s,
+            ),
             ("", "tar | zstd -T0 -3, and pg_dump | zstd -T0 -3", dataset, tar_s),
             ("incremental", "ours: hook phase", incremental["bytes"], incremental["hook_s"]),
             ("", "ours: whole run_backup", incremental["bytes"], incremental["seconds"]),
-            ("", "bare restic (same two commands, with a parent snapshot)", restic_incremental["bytes"], restic_incremental["seconds"]),
-            ("restore", "ours: restore(plan, 'latest', empty dir)", ours_restores[-1]["bytes"], restore_s),
-            ("", "bare restic: restic restore of both snapshots", restic_restores[-1]["bytes"], med([r["seconds"] for r in restic_restores])),
-            ("", "zstd -dc | tar -x, and zstd -d of the dump", tar_restores[-1]["bytes"], med([r["seconds"] for r in tar_restores])),
+            (
+                "",
+                "bare restic (same two commands, with a parent snapshot)",
+                restic_incremental["bytes"],
+                restic_incremental["seconds"],
+            ),
+            (
+                "restore",
+                "ours: restore(plan, 'latest', empty dir)",
+                ours_restores[-1]["bytes"],
+                restore_s,
+            ),
+            (
+                "",
+                "bare restic: restic restore of both snapshots",
+                restic_restores[-1]["bytes"],
+                med([r["seconds"] for r in restic_restores]),
+            ),
+            (
+                "",
+                "zstd -dc | tar -x, and zstd -d of the dump",
+                tar_restores[-1]["bytes"],
+                med([r["seconds"] for r in tar_restores]),
+            ),
         ]
         print(f"{'phase':12} {'what':82} {'MB':>6} {'s':>6} {'MB/s':>6}")
         for phase, what, size, seconds in table:
             print(f"{phase:12} {what:82} {size / MB:6.0f} {seconds:6.1f} {mbs(size, seconds):6.1f}")
-        print(f"(full backups and restores: medians of {args.runs} runs, the order of the three rotated each round, full backups each into a fresh "
-              f"repository; the incremental once; "
-              f"every time includes a final sync; bytes are what each read (backup) or put on disk (restore))")
+        print(
+            f"(full backups and restores: medians of {args.runs} runs, the order of the three rotated each round, full backups each into a fresh "
+            f"repository; the incremental once; "
+            f"every time includes a final sync; bytes are what each read (backup) or put on disk (restore))"
+        )
         print()
         last_full = ours_runs[-1]
-        print("where ours spends a full backup (medians; restic processes of the last run in order, seconds each):")
-        print(f"  documents: restic backup of the files           {docs_ours:5.1f} s   bare restic: {docs_restic:5.1f} s")
-        print(f"  postgres: globals + each database's dump, with  {pg_ours:5.1f} s   bare restic pg_dump | restic: {pg_restic:5.1f} s")
+        print(
+            "where ours spends a full backup (medians; restic processes of the last run in order, seconds each):"
+        )
+        print(
+            f"  documents: restic backup of the files           {docs_ours:5.1f} s   bare restic: {docs_restic:5.1f} s"
+        )
+        print(
+            f"  postgres: globals + each database's dump, with  {pg_ours:5.1f} s   bare restic pg_dump | restic: {pg_restic:5.1f} s"
+        )
         print("            the table-checksum pass beside it")
-        print(f"  repository open/init, manifest                  {med([o['hook_s'] - sum(o['services_s'].values()) for o in ours_runs]):5.1f} s   bare restic init: {init_restic:5.1f} s")
-        print(f"  hook phase: {len(last_full['hook_calls'])} restic processes ({CALLS.show(last_full['hook_calls'])}); bare restic: 3")
-        print(f"  after it: {len(last_full['maintenance_calls'])} restic processes ({CALLS.show(last_full['maintenance_calls'])})")
+        print(
+            f"  repository open/init, manifest                  {med([o['hook_s'] - sum(o['services_s'].values()) for o in ours_runs]):5.1f} s   bare restic init: {init_restic:5.1f} s"
+        )
+        print(
+            f"  hook phase: {len(last_full['hook_calls'])} restic processes ({CALLS.show(last_full['hook_calls'])}); bare restic: 3"
+        )
+        print(
+            f"  after it: {len(last_full['maintenance_calls'])} restic processes ({CALLS.show(last_full['maintenance_calls'])})"
+        )
         print(f"  incremental hook phase: {CALLS.show(incremental['hook_calls'])}")
-        print(f"  restore: {len(ours_restores[-1]['calls'])} restic processes ({CALLS.show(ours_restores[-1]['calls'])}); bare restic: 2")
-        print(f"  for scale, cold cache, each alone: pg_dump -Fc -Z0 | wc -c {dump_s:.1f} s; the hook's checksum queries {checksum_s:.1f} s; "
-              f"postgres hook {med(with_sums):.1f} s with checksums / {med(without_sums):.1f} s without; "
-              f"a restic process that only opens the repository {fixed_s:.2f} s")
-        print(f"stored: ours {repo_ours / MB:.0f} MB, bare restic {repo_restic / MB:.0f} MB (both after their incremental; ours "
-              f"also pruned the first run's data, as retention keeps one run a day), tar|zstd {tar_runs[-1]['stored'] / MB:.0f} MB; "
-              f"incremental added ours {incremental['bytes_added'] / MB:.0f} MB, bare restic {restic_incremental['bytes_added'] / MB:.0f} MB")
-        print(f"restored documents: ours {restored['ours'][0]} files / {restored['ours'][1] / MB:.0f} MB; "
-              f"source after the change {docs_files_after} files / {docs_bytes_after / MB:.0f} MB; "
-              f"tar (archive taken before the change) {restored['tar'][0]} files / {restored['tar'][1] / MB:.0f} MB")
+        print(
+            f"  restore: {len(ours_restores[-1]['calls'])} restic processes ({CALLS.show(ours_restores[-1]['calls'])}); bare restic: 2"
+        )
+        print(
+            f"  for scale, cold cache, each alone: pg_dump -Fc -Z0 | wc -c {dump_s:.1f} s; the hook's checksum queries {checksum_s:.1f} s; "
+            f"postgres hook {med(with_sums):.1f} s with checksums / {med(without_sums):.1f} s without; "
+            f"a restic process that only opens the repository {fixed_s:.2f} s"
+        )
+        print(
+            f"stored: ours {repo_ours / MB:.0f} MB, bare restic {repo_restic / MB:.0f} MB (both after their incremental; ours "
+            f"also pruned the first run's data, as retention keeps one run a day), tar|zstd {tar_runs[-1]['stored'] / MB:.0f} MB; "
+            f"incremental added ours {incremental['bytes_added'] / MB:.0f} MB, bare restic {restic_incremental['bytes_added'] / MB:.0f} MB"
+        )
+        print(
+            f"restored documents: ours {restored['ours'][0]} files / {restored['ours'][1] / MB:.0f} MB; "
+            f"source after the change {docs_files_after} files / {docs_bytes_after / MB:.0f} MB; "
+            f"tar (archive taken before the change) {restored['tar'][0]} files / {restored['tar'][1] / MB:.0f} MB"
+        )
         print()
 
         restore_hours = 500e9 / restore_rate / 3600
@@ -822,17 +1074,25 @@ def main() -> None:
         }
         verdict = {True: "PASS", False: "FAIL"}
         print("goals, as measured in this run:")
-        print(f"  restore 500 GB in < 1 h: {restore_hours:.2f} h at {restore_rate / MB:.0f} MB/s (files and dump files on disk, "
-              f"no pg_restore) -> {verdict[goals['restore_500gb_under_1h']]}")
-        print(f"  incremental < 10 % of full (hook phases): {incremental['hook_s']:.1f} / {full_s:.1f} s = {incremental_ratio * 100:.1f} % -> "
-              f"{verdict[goals['incremental_under_10pct']]} (whole runs: {incremental['seconds'] / full_total_s * 100:.1f} %; "
-              f"bare restic: {restic_incremental['seconds'] / restic_s * 100:.1f} %)")
-        print(f"  overhead vs bare restic < 10 %: {full_s:.1f} / {restic_s:.1f} s = {(overhead - 1) * 100:+.1f} % -> "
-              f"{verdict[goals['overhead_vs_restic_under_10pct']]} (with check/prune: {(full_total_s / restic_s - 1) * 100:+.1f} %; "
-              f"median of the rounds' own ratios: {(paired - 1) * 100:+.1f} %)")
+        print(
+            f"  restore 500 GB in < 1 h: {restore_hours:.2f} h at {restore_rate / MB:.0f} MB/s (files and dump files on disk, "
+            f"no pg_restore) -> {verdict[goals['restore_500gb_under_1h']]}"
+        )
+        print(
+            f"  incremental < 10 % of full (hook phases): {incremental['hook_s']:.1f} / {full_s:.1f} s = {incremental_ratio * 100:.1f} % -> "
+            f"{verdict[goals['incremental_under_10pct']]} (whole runs: {incremental['seconds'] / full_total_s * 100:.1f} %; "
+            f"bare restic: {restic_incremental['seconds'] / restic_s * 100:.1f} %)"
+        )
+        print(
+            f"  overhead vs bare restic < 10 %: {full_s:.1f} / {restic_s:.1f} s = {(overhead - 1) * 100:+.1f} % -> "
+            f"{verdict[goals['overhead_vs_restic_under_10pct']]} (with check/prune: {(full_total_s / restic_s - 1) * 100:+.1f} %; "
+            f"median of the rounds' own ratios: {(paired - 1) * 100:+.1f} %)"
+        )
         if drill_report is not None:
-            print(f"  drill: RTO of {drill_report.data_bytes / MB:.0f} MB {drill_report.rto_seconds:.0f} s, "
-                  f"{'ok' if drill_report.ok else 'FAILED: ' + '; '.join(drill_report.problems)}")
+            print(
+                f"  drill: RTO of {drill_report.data_bytes / MB:.0f} MB {drill_report.rto_seconds:.0f} s, "
+                f"{'ok' if drill_report.ok else 'FAILED: ' + '; '.join(drill_report.problems)}"
+            )
 
         figures.update(
             dataset_bytes=dataset,
@@ -880,14 +1140,22 @@ def main() -> None:
             restic_backup_documents_s=round(docs_restic, 2),
             restic_backup_postgres_s=round(pg_restic, 2),
             restic_restore_mb_s=round(restic_restore_rate / MB, 1),
-            stored_bytes={"ours": repo_ours, "restic": repo_restic, "tar_zstd": tar_runs[-1]["stored"]},
+            stored_bytes={
+                "ours": repo_ours,
+                "restic": repo_restic,
+                "tar_zstd": tar_runs[-1]["stored"],
+            },
             caches_dropped=bench.caches_dropped,
             goals=goals,
             versions=versions,
         )
         if drill_report is not None:
-            figures.update(drill_rto_s=round(drill_report.rto_seconds, 1), drill_ok=drill_report.ok,
-                           drill_restore_s=round(drill_report.restore_seconds, 2), drill_verify_s=round(drill_report.verify_seconds, 2))
+            figures.update(
+                drill_rto_s=round(drill_report.rto_seconds, 1),
+                drill_ok=drill_report.ok,
+                drill_restore_s=round(drill_report.restore_seconds, 2),
+                drill_verify_s=round(drill_report.verify_seconds, 2),
+            )
     finally:
         if pg is not None:
             pg.remove()
@@ -895,8 +1163,10 @@ def main() -> None:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-        print(f"total wall time {time.perf_counter() - began:.0f} s; removed the postgres container"
-              f"{'' if args.keep else ' and ' + str(work)}")
+        print(
+            f"total wall time {time.perf_counter() - began:.0f} s; removed the postgres container"
+            f"{'' if args.keep else ' and ' + str(work)}"
+        )
     print(json.dumps(figures, sort_keys=True))
 
 

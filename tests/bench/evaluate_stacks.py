@@ -30,7 +30,9 @@ def main() -> None:
         ours, program = median_seconds(args.runs, lambda stack=stack: run_program(stack))
         resources = len(program.resources)
         os.environ["BASELINE_RESOURCES"] = str(resources)
-        base, _ = median_seconds(args.runs, lambda stack=stack: run_program(stack, config={}, main=BASELINE))
+        base, _ = median_seconds(
+            args.runs, lambda stack=stack: run_program(stack, config={}, main=BASELINE)
+        )
         print(
             f"{stack:8} ours {ours:6.3f} s for {resources} resources | "
             f"bare program with {resources} containers {base:6.3f} s | ratio {ours / base:4.2f}"

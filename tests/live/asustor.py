@@ -65,7 +65,9 @@ _NAME = re.compile(rf"^{re.escape(PREFIX)}(\d+)-(\d+)-[0-9a-f]+$")
 def _run(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(argv)} failed ({done.returncode}): {(done.stderr or done.stdout).strip()}")
+        raise RuntimeError(
+            f"{shlex.join(argv)} failed ({done.returncode}): {(done.stderr or done.stdout).strip()}"
+        )
     return done
 
 
@@ -119,7 +121,16 @@ def _remove_instance(netns: str, index: int, workdir: str | None) -> None:
     host_veth, _ = _veth_names(index)
     # Gone with the namespace normally; still there if the namespace lived on (a stray process).
     _run("ip", "link", "delete", host_veth, check=False)
-    _run("ip", "route", "delete", "unreachable", f"{SUBNET}.{index}.0/30", "metric", str(FALLBACK_METRIC), check=False)
+    _run(
+        "ip",
+        "route",
+        "delete",
+        "unreachable",
+        f"{SUBNET}.{index}.0/30",
+        "metric",
+        str(FALLBACK_METRIC),
+        check=False,
+    )
     if workdir:
         for target in _mounts_below(os.path.realpath(workdir)):
             _run("umount", "-l", target, check=False)
@@ -130,7 +141,9 @@ def _clean_leftovers() -> None:
     """Remove namespaces, routes and directories of instances whose process has died."""
     existing = _run("ip", "netns", "list", check=False).stdout.split("\n")
     names = {line.split()[0] for line in existing if line.strip()}
-    workdirs = {p.name: str(p) for p in Path(tempfile.gettempdir()).glob(PREFIX + "*") if p.is_dir()}
+    workdirs = {
+        p.name: str(p) for p in Path(tempfile.gettempdir()).glob(PREFIX + "*") if p.is_dir()
+    }
     for name in names | set(workdirs):
         match = _NAME.match(name)
         if match and not _pid_alive(int(match.group(2))):
@@ -143,7 +156,11 @@ def _used_indexes() -> set[int]:
     text += _run("ip", "-4", "-o", "addr", check=False).stdout
     text += _run("ip", "netns", "list", check=False).stdout
     used = {int(n) for n in re.findall(rf"\b{re.escape(SUBNET)}\.(\d+)\.", text)}
-    used |= {int(m.group(1)) for m in (_NAME.match(line.split()[0]) for line in text.splitlines() if line.strip()) if m}
+    used |= {
+        int(m.group(1))
+        for m in (_NAME.match(line.split()[0]) for line in text.splitlines() if line.strip())
+        if m
+    }
     return used
 
 
@@ -159,8 +176,13 @@ class Asustor:
         if os.geteuid() != 0:
             raise RuntimeError("the Asustor namespace needs root (ip netns, veth, mount)")
         for tool in ("ip", "nsenter", "ssh-keygen", "ssh"):
-            if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
-                raise RuntimeError(f"the Asustor namespace needs `{tool}` (apt-get install iproute2 util-linux openssh-client)")
+            if (
+                shutil.which(tool) is None
+                and shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None
+            ):
+                raise RuntimeError(
+                    f"the Asustor namespace needs `{tool}` (apt-get install iproute2 util-linux openssh-client)"
+                )
         if not os.access(SSHD, os.X_OK):
             raise RuntimeError(f"{SSHD} is missing: apt-get install -y openssh-server")
         self._closed = False
@@ -206,7 +228,19 @@ class Asustor:
         self.address = f"{SUBNET}.{self.index}.2"
         self.subnet = f"{SUBNET}.{self.index}.0/30"
         _run("ip", "netns", "add", self.name)
-        _run("ip", "link", "add", self.host_veth, "type", "veth", "peer", "name", self.ns_veth, "netns", self.name)
+        _run(
+            "ip",
+            "link",
+            "add",
+            self.host_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            self.ns_veth,
+            "netns",
+            self.name,
+        )
         _run("ip", "addr", "add", self.host_address + "/30", "dev", self.host_veth)
         _run("ip", "link", "set", self.host_veth, "up")
         _run("ip", "-n", self.name, "addr", "add", self.address + "/30", "dev", self.ns_veth)
@@ -229,8 +263,30 @@ class Asustor:
         self.known_hosts_file = self.etc / "known_hosts"
         self.authorized_keys_file = self.etc / "authorized_keys"
         self.user = USER
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "asustor-host", "-f", str(self.host_key_file))
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "napdms-backup@qnap", "-f", str(self.key_file))
+        _run(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "asustor-host",
+            "-f",
+            str(self.host_key_file),
+        )
+        _run(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "napdms-backup@qnap",
+            "-f",
+            str(self.key_file),
+        )
         self.authorized_keys_file.write_text(self.public_key_file.read_text())
         host_public = (self.etc / "ssh_host_ed25519_key.pub").read_text().split()
         self.known_hosts_file.write_text(f"{self.address} {host_public[0]} {host_public[1]}\n")
@@ -275,12 +331,16 @@ class Asustor:
         self.sshd = self.spawn([SSHD, "-D", "-e", "-f", str(config)], log=self.sshd_log)
         self._wait_for_port(SSH_PORT, self.sshd, timeout_s, b"SSH-2.0-")
 
-    def _wait_for_port(self, port: int, process: subprocess.Popen, timeout_s: float, banner: bytes = b"") -> None:
+    def _wait_for_port(
+        self, port: int, process: subprocess.Popen, timeout_s: float, banner: bytes = b""
+    ) -> None:
         deadline = time.monotonic() + timeout_s
         last_error: BaseException | None = None
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"{process.args[3:]} exited with {process.returncode} while starting:\n{self._log_tail(process)}")
+                raise RuntimeError(
+                    f"{process.args[3:]} exited with {process.returncode} while starting:\n{self._log_tail(process)}"
+                )
             try:
                 with socket.create_connection((self.address, port), timeout=1) as sock:
                     if not banner:
@@ -291,7 +351,9 @@ class Asustor:
             except OSError as error:
                 last_error = error
             time.sleep(0.05)
-        raise RuntimeError(f"nothing answered on {self.address}:{port} within {timeout_s:.0f} s ({last_error}):\n{self._log_tail(process)}")
+        raise RuntimeError(
+            f"nothing answered on {self.address}:{port} within {timeout_s:.0f} s ({last_error}):\n{self._log_tail(process)}"
+        )
 
     def _log_tail(self, process: subprocess.Popen) -> str:
         path = getattr(process, "log_path", None)
@@ -308,13 +370,19 @@ class Asustor:
         with open(log, "ab") as output:
             process = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{self.name}", "--", *argv],
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, **popen,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **popen,
             )
         process.log_path = str(log)  # type: ignore[attr-defined]
         self._processes.append(process)
         return process
 
-    def wait_for_port(self, port: int, process: subprocess.Popen, timeout_s: float = START_TIMEOUT_S) -> None:
+    def wait_for_port(
+        self, port: int, process: subprocess.Popen, timeout_s: float = START_TIMEOUT_S
+    ) -> None:
         """Wait until something inside accepts TCP on port; raise with the log if process dies first."""
         self._wait_for_port(port, process, timeout_s)
 
@@ -335,21 +403,43 @@ class Asustor:
         `options` (e.g. ["-o", "ServerAliveInterval=1"]) come first, so they win over the defaults
         (ssh keeps the first value it reads for an option)."""
         return [
-            "ssh", *options, "-i", str(key_file or self.key_file),
-            "-o", "UserKnownHostsFile=%s" % (known_hosts_file or self.known_hosts_file),
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", f"ConnectTimeout={connect_timeout_s}",
-            "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
+            "ssh",
+            *options,
+            "-i",
+            str(key_file or self.key_file),
+            "-o",
+            "UserKnownHostsFile=%s" % (known_hosts_file or self.known_hosts_file),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"ConnectTimeout={connect_timeout_s}",
+            "-o",
+            "ServerAliveInterval=2",
+            "-o",
+            "ServerAliveCountMax=3",
             f"{self.user}@{self.address}",
         ]
 
-    def sftp_option(self, key_file: str | None = None, known_hosts_file: str | None = None) -> list[str]:
+    def sftp_option(
+        self, key_file: str | None = None, known_hosts_file: str | None = None
+    ) -> list[str]:
         """restic's `-o sftp.command=...` arguments for this ASUSTOR."""
-        return ["-o", "sftp.command={}".format(shlex.join([*self.ssh_argv(key_file, known_hosts_file), "-s", "sftp"]))]
+        return [
+            "-o",
+            "sftp.command={}".format(
+                shlex.join([*self.ssh_argv(key_file, known_hosts_file), "-s", "sftp"])
+            ),
+        ]
 
     def ssh(self, *command: str, timeout: float = 20) -> subprocess.CompletedProcess:
         """Run command on the ASUSTOR over ssh from the host (stdout/stderr captured as text)."""
-        return subprocess.run([*self.ssh_argv(), *command], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*self.ssh_argv(), *command], capture_output=True, text=True, timeout=timeout
+        )
 
     def reachable(self, port: int = SSH_PORT, timeout: float = 1.0) -> bool:
         """Whether a TCP connection from the host to address:port succeeds now."""
@@ -373,7 +463,9 @@ class Asustor:
         deadline = time.monotonic() + timeout_s
         while not self.reachable(timeout=0.5):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.address} is still unreachable {timeout_s:.0f} s after the link came back")
+                raise RuntimeError(
+                    f"{self.address} is still unreachable {timeout_s:.0f} s after the link came back"
+                )
             time.sleep(0.05)
 
     def link_is_up(self) -> bool:
@@ -383,7 +475,9 @@ class Asustor:
         """In a background thread: wait `after` seconds, cut the link, restore it `seconds` later.
         Returns the (started, daemon) thread; join() it to wait. close() cuts the wait short."""
         if not 0 < seconds <= MAX_CUT_S or not 0 <= after <= MAX_CUT_S:
-            raise ValueError(f"cut_for(seconds={seconds!r}, after={after!r}): both must lie within {MAX_CUT_S} s")
+            raise ValueError(
+                f"cut_for(seconds={seconds!r}, after={after!r}): both must lie within {MAX_CUT_S} s"
+            )
 
         def outage() -> None:
             if self._stop_cuts.wait(after):
@@ -403,7 +497,9 @@ class Asustor:
     def small_disk(self, mb: int) -> Path:
         """A directory on a fresh `mb` MiB tmpfs below data_dir: writes beyond it fail with ENOSPC."""
         path = Path(tempfile.mkdtemp(prefix=f"small-disk-{mb}m-", dir=self.data_dir))
-        _run("mount", "-t", "tmpfs", "-o", f"size={mb}m,mode=0755", "napdms-asustor-disk", str(path))
+        _run(
+            "mount", "-t", "tmpfs", "-o", f"size={mb}m,mode=0755", "napdms-asustor-disk", str(path)
+        )
         self._mounts.append(path)
         return path
 

@@ -73,7 +73,9 @@ def s3_server(asustor):
 def agent_network(docker_client) -> str:
     """Name of a user-defined bridge network (not internal: it must reach the ASUSTOR via the host)."""
     name = f"napdms-live-backup-{secrets.token_hex(4)}"
-    network = docker_client.networks.create(name, driver="bridge", labels={"napdms.test": "live-backup"})
+    network = docker_client.networks.create(
+        name, driver="bridge", labels={"napdms.test": "live-backup"}
+    )
     try:
         yield name
     finally:
@@ -123,7 +125,10 @@ def run_agent(docker_client, agent_image, agent_network) -> Callable[..., tuple[
         mounts = dict(volumes or {})
         if asustor is not None:
             mounts[str(asustor.key_file)] = {"bind": CONTAINER_KEY_FILE, "mode": "ro"}
-            mounts[str(asustor.known_hosts_file)] = {"bind": CONTAINER_KNOWN_HOSTS_FILE, "mode": "ro"}
+            mounts[str(asustor.known_hosts_file)] = {
+                "bind": CONTAINER_KNOWN_HOSTS_FILE,
+                "mode": "ro",
+            }
         options.setdefault("tmpfs", {"/tmp": "rw,size=256m"})
         container = docker_client.containers.create(
             agent_image,
@@ -142,7 +147,9 @@ def run_agent(docker_client, agent_image, agent_network) -> Callable[..., tuple[
         except Exception as exc:  # requests' ReadTimeout, among others
             container.kill()
             raise AssertionError(
-                "agent container {} did not finish within {:.0f} s: {}\n{}".format(argv, timeout_s, exc, container.logs(tail=40).decode(errors="replace"))
+                "agent container {} did not finish within {:.0f} s: {}\n{}".format(
+                    argv, timeout_s, exc, container.logs(tail=40).decode(errors="replace")
+                )
             ) from exc
         return status, container.logs().decode(errors="replace")
 

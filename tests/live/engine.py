@@ -52,8 +52,8 @@ def _start_dockerd():
     dockerd = shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin:/usr/bin")
     if dockerd is None:
         raise RuntimeError(
-            "No Docker engine answers at %s and `dockerd` is not installed; "
-            "install it with `apt-get install -y docker.io`." % DEFAULT_HOST
+            "No Docker engine answers at {} and `dockerd` is not installed; "
+            "install it with `apt-get install -y docker.io`.".format(DEFAULT_HOST)
         )
     with open(LOG_PATH, "ab") as log:
         # A new session keeps the daemon alive after the test process exits,
@@ -72,8 +72,9 @@ def _start_dockerd():
             return client
         if process.poll() is not None:
             raise RuntimeError(
-                "dockerd exited with status %s during start-up; tail of %s:\n%s"
-                % (process.returncode, LOG_PATH, _log_tail())
+                "dockerd exited with status {} during start-up; tail of {}:\n{}".format(
+                    process.returncode, LOG_PATH, _log_tail()
+                )
             )
         time.sleep(0.5)
     raise RuntimeError(
@@ -91,7 +92,7 @@ def _open_engine():
             client.ping()
         except DockerException as exc:
             raise RuntimeError(
-                "DOCKER_HOST=%s is set but no Docker engine answers there: %s" % (host, exc)
+                "DOCKER_HOST={} is set but no Docker engine answers there: {}".format(host, exc)
             ) from exc
         return client
     client = _connect(DEFAULT_HOST)

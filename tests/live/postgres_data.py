@@ -118,7 +118,12 @@ class PostgresServer:
         for name, value in variables.items():
             argv += ["-v", f"{name}={value}"]
         done = subprocess.run(
-            argv, input=sql, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **self.env(database))
+            argv,
+            input=sql,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(os.environ, **self.env(database)),
         )
         if done.returncode != 0:
             raise RuntimeError(f"psql on {self.host}:{self.port} failed: {done.stderr.strip()}")
@@ -128,13 +133,17 @@ class PostgresServer:
         """Create the generated schema and data in database (default: self.database); return row counts."""
         self.psql(FILL_SQL, database, rows=rows)
         self.tables = ["folders", "documents", "audit_log"]
-        return {table: int(self.psql(f"SELECT count(*) FROM {table}", database)) for table in self.tables}
+        return {
+            table: int(self.psql(f"SELECT count(*) FROM {table}", database))
+            for table in self.tables
+        }
 
     def checksums(self, database: str | None = None) -> dict[str, str]:
         """md5 over every row of each public table (in key order), plus each sequence's state."""
         result = {}
         tables = self.psql(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename", database
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+            database,
         ).split()
         for table in tables:
             result[table] = self.psql(
@@ -142,7 +151,8 @@ class PostgresServer:
                 database,
             )
         sequences = self.psql(
-            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' ORDER BY sequencename", database
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' ORDER BY sequencename",
+            database,
         ).split()
         for sequence in sequences:
             result["sequence:" + sequence] = self.psql(
@@ -172,7 +182,9 @@ def start_postgres(
     """Start the postgres stand-in on `network` (must not be internal: the port is published on
     127.0.0.1), wait until it accepts connections from the host, return its details."""
     if shutil.which("psql") is None:
-        raise RuntimeError("the host needs psql: apt-get install -y postgresql-client (or postgresql-15)")
+        raise RuntimeError(
+            "the host needs psql: apt-get install -y postgresql-client (or postgresql-15)"
+        )
     image = standin_image("postgres", client)
     name = name or f"napdms-live-postgres-{secrets.token_hex(4)}"
     workdir = Path(tempfile.mkdtemp(prefix=name + "-"))
@@ -183,19 +195,42 @@ def start_postgres(
         image,
         name=name,
         detach=True,
-        environment={"POSTGRES_PASSWORD_FILE": SECRET_PATH, "POSTGRES_DB": database, "POSTGRES_USER": user},
+        environment={
+            "POSTGRES_PASSWORD_FILE": SECRET_PATH,
+            "POSTGRES_DB": database,
+            "POSTGRES_USER": user,
+        },
         volumes={str(password_file): {"bind": SECRET_PATH, "mode": "ro"}},
         ports={"5432/tcp": ("127.0.0.1", None)},
         network=network,
         networking_config={network: client.api.create_endpoint_config(aliases=[alias])},
         # Small shared buffers keep parallel test servers cheap; fsync off: nothing here must survive a crash.
-        command=["postgres", "-c", "shared_buffers=64MB", "-c", "fsync=off", "-c", "full_page_writes=off"],
+        command=[
+            "postgres",
+            "-c",
+            "shared_buffers=64MB",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ],
     )
     server = None
     try:
         container.reload()
         port = int(container.attrs["NetworkSettings"]["Ports"]["5432/tcp"][0]["HostPort"])
-        server = PostgresServer(client, container, network, alias, "127.0.0.1", port, user, password_file, database, workdir)
+        server = PostgresServer(
+            client,
+            container,
+            network,
+            alias,
+            "127.0.0.1",
+            port,
+            user,
+            password_file,
+            database,
+            workdir,
+        )
         _wait_ready(server, timeout_s)
         return server
     except BaseException:
@@ -215,7 +250,9 @@ def _wait_ready(server: PostgresServer, timeout_s: float) -> None:
         server.container.reload()
         if server.container.status not in ("created", "running"):
             raise RuntimeError(
-                "postgres container exited: {}".format(server.container.logs(tail=30).decode(errors="replace"))
+                "postgres container exited: {}".format(
+                    server.container.logs(tail=30).decode(errors="replace")
+                )
             )
         try:
             if server.psql("SELECT 1", timeout=10) == "1":

@@ -13,8 +13,8 @@ import contextlib
 import io
 import tarfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import docker
 from docker.types import LogConfig, Mount, Ulimit
@@ -51,7 +51,9 @@ class Replay:
                 self.client.networks.get(name).remove()
 
 
-def replay(program: Program, services: Iterable[str], client: docker.DockerClient, host: str = "local") -> Replay:
+def replay(
+    program: Program, services: Iterable[str], client: docker.DockerClient, host: str = "local"
+) -> Replay:
     """Create and start, in declared order, the containers of `services` on `host` and all they
     need (networks, volumes, init containers); wait like the provider: init containers to exit 0,
     services to be healthy. Raises with the container's log tail on any failure."""
@@ -62,13 +64,19 @@ def replay(program: Program, services: Iterable[str], client: docker.DockerClien
         if labels_of(c)["napdms.host"] == host and labels_of(c)["napdms.service"] in wanted
     ]
     result = Replay(client)
-    needed_volumes = {m["volumeName"] for c in chosen for m in c.plain("volumes", []) if "volumeName" in m}
-    needed_volumes |= {m["source"] for c in chosen for m in c.plain("mounts", []) if m["type"] == "volume"}
+    needed_volumes = {
+        m["volumeName"] for c in chosen for m in c.plain("volumes", []) if "volumeName" in m
+    }
+    needed_volumes |= {
+        m["source"] for c in chosen for m in c.plain("mounts", []) if m["type"] == "volume"
+    }
     needed_networks = {n["name"] for c in chosen for n in c.plain("networksAdvanced", [])}
     for volume in program.of_type("docker:index/volume:Volume"):
         if volume.plain("name") in needed_volumes:
             _remove_stale_volume(client, volume.plain("name"), chosen)
-            client.volumes.create(name=volume.plain("name"), driver=volume.plain("driver"), labels=labels_of(volume))
+            client.volumes.create(
+                name=volume.plain("name"), driver=volume.plain("driver"), labels=labels_of(volume)
+            )
             result.volumes.append(volume.plain("name"))
     for network in program.of_type("docker:index/network:Network"):
         if network.plain("name") in needed_networks:
@@ -110,7 +118,9 @@ def _run(client: docker.DockerClient, declared: Declared) -> docker.models.conta
         stop_timeout=int(declared.plain("stopTimeout", 10)),
         healthcheck=_health(health) if health else None,
         networking_config=(
-            api.create_networking_config({first["name"]: api.create_endpoint_config(aliases=first.get("aliases"))})
+            api.create_networking_config(
+                {first["name"]: api.create_endpoint_config(aliases=first.get("aliases"))}
+            )
             if first
             else None
         ),
@@ -118,7 +128,9 @@ def _run(client: docker.DockerClient, declared: Declared) -> docker.models.conta
     )
     container = client.containers.get(created["Id"])
     for network in networks[1:]:
-        api.connect_container_to_network(container.id, network["name"], aliases=network.get("aliases"))
+        api.connect_container_to_network(
+            container.id, network["name"], aliases=network.get("aliases")
+        )
     uploads = declared.plain("uploads")
     if uploads:
         # As the provider does: one archive extracted at `/` of the created container.
@@ -167,11 +179,19 @@ def _host_config(api: docker.APIClient, declared: Declared) -> dict:
         mem_limit=f"{int(memory)}m" if memory else None,
         memswap_limit=f"{int(swap)}m" if swap else None,
         nano_cpus=int(float(declared.plain("cpus")) * _NS) if declared.plain("cpus") else None,
-        ulimits=[Ulimit(name=u["name"], soft=int(u["soft"]), hard=int(u["hard"])) for u in declared.plain("ulimits", [])],
-        restart_policy={"Name": restart, "MaximumRetryCount": int(declared.plain("maxRetryCount", 0))}
+        ulimits=[
+            Ulimit(name=u["name"], soft=int(u["soft"]), hard=int(u["hard"]))
+            for u in declared.plain("ulimits", [])
+        ],
+        restart_policy={
+            "Name": restart,
+            "MaximumRetryCount": int(declared.plain("maxRetryCount", 0)),
+        }
         if restart != "no"
         else None,
-        log_config=LogConfig(type=declared.plain("logDriver", "json-file"), config=declared.plain("logOpts") or {}),
+        log_config=LogConfig(
+            type=declared.plain("logDriver", "json-file"), config=declared.plain("logOpts") or {}
+        ),
         mounts=mounts or None,
         port_bindings={
             f"{int(p['internal'])}/{p.get('protocol', 'tcp')}": (p["ip"], int(p["external"]))
@@ -199,8 +219,10 @@ def _archive(uploads: list[dict]) -> bytes:
             data = upload["content"].encode()
             info = tarfile.TarInfo(upload["file"].lstrip("/"))
             info.size = len(data)
-            info.mode = int(upload["permissions"], 8) if upload.get("permissions") else (
-                0o744 if upload.get("executable") else 0o644
+            info.mode = (
+                int(upload["permissions"], 8)
+                if upload.get("permissions")
+                else (0o744 if upload.get("executable") else 0o644)
             )
             info.uid = int(upload.get("owner") or 0)
             info.gid = int(upload.get("group") or 0)

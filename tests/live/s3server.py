@@ -31,7 +31,9 @@ REGION = "us-east-1"
 class S3Server:
     """moto's S3 (and the rest of its AWS APIs) listening on asustor.address:port."""
 
-    def __init__(self, asustor: Asustor, port: int = PORT, start_timeout_s: float = START_TIMEOUT_S):
+    def __init__(
+        self, asustor: Asustor, port: int = PORT, start_timeout_s: float = START_TIMEOUT_S
+    ):
         self.asustor = asustor
         self.port = port
         self.host = asustor.address
@@ -57,16 +59,22 @@ class S3Server:
         last: BaseException | None = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"moto server exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             try:
                 # moto's own API answers once the server is up, without touching any backend.
-                with urllib.request.urlopen(self.endpoint_url + "/moto-api/data.json", timeout=2) as response:
+                with urllib.request.urlopen(
+                    self.endpoint_url + "/moto-api/data.json", timeout=2
+                ) as response:
                     json.load(response)
                     return
             except (OSError, urllib.error.URLError, ValueError) as error:
                 last = error
             time.sleep(0.1)
-        raise RuntimeError(f"moto server on {self.endpoint_url} did not answer within {timeout_s:.0f} s ({last}):\n{self.log_tail()}")
+        raise RuntimeError(
+            f"moto server on {self.endpoint_url} did not answer within {timeout_s:.0f} s ({last}):\n{self.log_tail()}"
+        )
 
     def log_tail(self, chars: int = 3000) -> str:
         try:
@@ -85,7 +93,9 @@ class S3Server:
 
     def repo_url(self, bucket: str, prefix: str = "") -> str:
         """restic's URL for a repository in bucket (below prefix)."""
-        return "s3:{}/{}{}".format(self.endpoint_url, bucket, "/" + prefix.strip("/") if prefix else "")
+        return "s3:{}/{}{}".format(
+            self.endpoint_url, bucket, "/" + prefix.strip("/") if prefix else ""
+        )
 
     def client(self):
         """A boto3 S3 client for this endpoint (path-style addressing, as for any non-AWS S3)."""
@@ -98,7 +108,12 @@ class S3Server:
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             region_name=self.region,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}, connect_timeout=5, read_timeout=30),
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 2},
+                connect_timeout=5,
+                read_timeout=30,
+            ),
         )
 
     def reset(self) -> None:

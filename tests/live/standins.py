@@ -159,8 +159,9 @@ def standin_image(upstream_repo: str, client: docker.DockerClient) -> str:
     repo = upstream_repo_of(upstream_repo)
     if repo not in STANDINS:
         raise KeyError(
-            "no stand-in for %r (from %r); supported: %s"
-            % (repo, upstream_repo, ", ".join(sorted(STANDINS)))
+            "no stand-in for {!r} (from {!r}); supported: {}".format(
+                repo, upstream_repo, ", ".join(sorted(STANDINS))
+            )
         )
     standin = STANDINS[repo]
     with open(BUILD_LOCK_PATH, "w") as lock:
@@ -261,8 +262,17 @@ def _import_rootfs(client, rootfs, tag):
         # Docker provides /dev, /proc and /sys itself; debootstrap's device
         # nodes are not wanted in the image.
         tar = subprocess.Popen(
-            ["tar", "--numeric-owner", "-C", rootfs,
-             "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*", "-c", "."],
+            [
+                "tar",
+                "--numeric-owner",
+                "-C",
+                rootfs,
+                "--exclude=./dev/*",
+                "--exclude=./proc/*",
+                "--exclude=./sys/*",
+                "-c",
+                ".",
+            ],
             stdout=subprocess.PIPE,
             stderr=tar_errors,
         )
@@ -280,10 +290,10 @@ def _import_rootfs(client, rootfs, tag):
         if status != 0:
             tar_errors.seek(0)
             raise RuntimeError(
-                "tar of %s failed: %s" % (rootfs, tar_errors.read().decode(errors="replace"))
+                "tar of {} failed: {}".format(rootfs, tar_errors.read().decode(errors="replace"))
             )
     if not _image_exists(client, tag):
-        raise RuntimeError("docker import of %s did not produce %s" % (rootfs, tag))
+        raise RuntimeError("docker import of {} did not produce {}".format(rootfs, tag))
 
 
 def _remove_tree(path):
@@ -314,8 +324,7 @@ def _is_static_elf(path):
         table = elf.read(phentsize * phnum)
     pt_interp = 3
     return all(
-        struct.unpack_from(endian + "I", table, i * phentsize)[0] != pt_interp
-        for i in range(phnum)
+        struct.unpack_from(endian + "I", table, i * phentsize)[0] != pt_interp for i in range(phnum)
     )
 
 
@@ -329,8 +338,9 @@ def _context_files(standin):
     if standin is _BUSYBOX:
         if not _is_static_elf(HOST_BUSYBOX):
             raise RuntimeError(
-                "%s is not a static binary; install it with apt-get install -y busybox-static"
-                % HOST_BUSYBOX
+                "{} is not a static binary; install it with apt-get install -y busybox-static".format(
+                    HOST_BUSYBOX
+                )
             )
         files["busybox"] = HOST_BUSYBOX.read_bytes()
     for relative in standin.code:
@@ -344,7 +354,7 @@ def _code_files(path):
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise RuntimeError("stand-in code path %s does not exist" % path)
+        raise RuntimeError("stand-in code path {} does not exist".format(path))
     return sorted(
         p
         for p in path.rglob("*")
@@ -354,10 +364,18 @@ def _code_files(path):
 
 # Tags pip may install for Debian bookworm's python3 (CPython 3.11, glibc 2.36, x86_64).
 _WHEEL_PLATFORM = (
-    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-    "--platform", "manylinux_2_28_x86_64",
-    "--platform", "manylinux_2_17_x86_64",
-    "--platform", "manylinux2014_x86_64",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux_2_17_x86_64",
+    "--platform",
+    "manylinux2014_x86_64",
 )
 WHEELS_CACHE = Path("/var/tmp/napdms-standin-wheels")
 
@@ -373,8 +391,18 @@ def _wheel_tree(wheels) -> Path:
         env = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
         result = subprocess.run(
             [
-                sys.executable, "-m", "pip", "install", "--quiet", "--target", str(scratch / "lib"),
-                "--no-deps", "--no-compile", "--only-binary=:all:", *_WHEEL_PLATFORM, *wheels,
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(scratch / "lib"),
+                "--no-deps",
+                "--no-compile",
+                "--only-binary=:all:",
+                *_WHEEL_PLATFORM,
+                *wheels,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -382,8 +410,9 @@ def _wheel_tree(wheels) -> Path:
         )
         if result.returncode != 0:
             raise RuntimeError(
-                "pip could not fetch the stand-in's wheels (%s):\n%s"
-                % (" ".join(wheels), result.stdout.decode(errors="replace")[-4000:])
+                "pip could not fetch the stand-in's wheels ({}):\n{}".format(
+                    " ".join(wheels), result.stdout.decode(errors="replace")[-4000:]
+                )
             )
         # Console scripts (jmespath's jp.py) are not wanted on the image's import path.
         shutil.rmtree(scratch / "lib" / "bin", ignore_errors=True)
@@ -436,7 +465,7 @@ def _ensure_standin(standin, base_tag, client) -> str:
         chunks += [name.encode(), content]
     if standin.wheels:
         chunks += [b"wheels", json.dumps([list(standin.wheels), list(_WHEEL_PLATFORM)]).encode()]
-    tag = "napdms-standin-%s:%s" % (standin.name, _digest(*chunks))
+    tag = "napdms-standin-{}:{}".format(standin.name, _digest(*chunks))
     if _image_exists(client, tag):
         return tag
     trees = [("lib", _wheel_tree(standin.wheels))] if standin.wheels else []
@@ -453,7 +482,7 @@ def _ensure_standin(standin, base_tag, client) -> str:
         )
     except BuildError as exc:
         log = "".join(chunk.get("stream", chunk.get("error", "")) for chunk in exc.build_log)
-        raise RuntimeError("building %s failed: %s\n%s" % (tag, exc.msg, log[-4000:])) from exc
+        raise RuntimeError("building {} failed: {}\n{}".format(tag, exc.msg, log[-4000:])) from exc
     finally:
         context.close()
     return tag

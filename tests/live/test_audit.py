@@ -44,7 +44,12 @@ FLAWED_RULES = {
 
 
 def managed(stack: str, service: str) -> dict:
-    return {"napdms.managed-by": "pulumi", "napdms.stack": stack, "napdms.service": service, "napdms.test-run": RUN}
+    return {
+        "napdms.managed-by": "pulumi",
+        "napdms.stack": stack,
+        "napdms.service": service,
+        "napdms.test-run": RUN,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +74,9 @@ def made(client, busybox, host):
     created = []
 
     def run(role, image=busybox, start=True, **options):
-        container = client.containers.create(image, ["sleep", "3600"], name=f"{PREFIX}-{role}", **options)
+        container = client.containers.create(
+            image, ["sleep", "3600"], name=f"{PREFIX}-{role}", **options
+        )
         created.append(container)
         if start:
             container.start()
@@ -89,7 +96,12 @@ def made(client, busybox, host):
                 memswap_limit="32m",
                 nano_cpus=NS // 4,
                 pids_limit=64,
-                healthcheck={"test": ["CMD", "true"], "interval": NS, "timeout": 5 * NS, "retries": 3},
+                healthcheck={
+                    "test": ["CMD", "true"],
+                    "interval": NS,
+                    "timeout": 5 * NS,
+                    "retries": 3,
+                },
                 restart_policy={"Name": "unless-stopped"},
                 log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
                 labels=managed("prod", "hardened"),
@@ -114,10 +126,18 @@ def made(client, busybox, host):
                 security_opt=["no-new-privileges:true"],
                 mem_limit="32m",
                 pids_limit=64,
-                healthcheck={"test": ["CMD", "true"], "interval": NS, "timeout": 5 * NS, "retries": 3},
+                healthcheck={
+                    "test": ["CMD", "true"],
+                    "interval": NS,
+                    "timeout": 5 * NS,
+                    "retries": 3,
+                },
                 restart_policy={"Name": "unless-stopped"},
                 log_config=LogConfig(type="json-file", config={"max-size": "10m"}),
-                labels={**managed("prod", "exempt"), "napdms.exempt.no-cpu-limit": "batch job, niced; bounded by its timer"},
+                labels={
+                    **managed("prod", "exempt"),
+                    "napdms.exempt.no-cpu-limit": "batch job, niced; bounded by its timer",
+                },
             ),
         }
         yield names
@@ -154,7 +174,9 @@ def test_a_hardened_container_has_no_finding(report, made):
 def test_a_flawed_container_is_reported_with_exactly_its_problems(report, made):
     assert rules_of(report, made["flawed"]) == FLAWED_RULES
     assert all(v.mandatory for v in verdicts_of(report, made["flawed"]))
-    socket = next(v for v in verdicts_of(report, made["flawed"]) if v.finding.rule.id == "docker-socket")
+    socket = next(
+        v for v in verdicts_of(report, made["flawed"]) if v.finding.rule.id == "docker-socket"
+    )
     assert socket.finding.rule.cis == "5.32" and "/var/run/docker.sock" in socket.finding.problem
 
 
@@ -164,14 +186,21 @@ def test_an_unmanaged_container_is_reported_at_the_chosen_levels(made, report, h
     assert "unmanaged-container" not in rules_of(report, made["flawed"])
     # dev's config makes unmanaged-container advisory; labelled prod containers keep prod's levels.
     dev = audit(host, "dev")
-    assert {v.finding.rule.id: v.level for v in verdicts_of(dev, made["unmanaged"])}["unmanaged-container"] == "advisory"
-    assert {v.finding.rule.id: v.level for v in verdicts_of(dev, made["flawed"])}["no-pids-limit"] == "mandatory"
+    assert {v.finding.rule.id: v.level for v in verdicts_of(dev, made["unmanaged"])}[
+        "unmanaged-container"
+    ] == "advisory"
+    assert {v.finding.rule.id: v.level for v in verdicts_of(dev, made["flawed"])}[
+        "no-pids-limit"
+    ] == "mandatory"
 
 
 def test_an_exemption_label_turns_the_finding_advisory(report, made):
     (verdict,) = verdicts_of(report, made["exempt"])
     assert verdict.finding.rule.id == "no-cpu-limit"
-    assert (verdict.level, verdict.finding.exempt_reason) == ("advisory", "batch job, niced; bounded by its timer")
+    assert (verdict.level, verdict.finding.exempt_reason) == (
+        "advisory",
+        "batch job, niced; bounded by its timer",
+    )
 
 
 def test_cli_json_lists_the_findings_and_exits_1(made, host):
@@ -190,7 +219,12 @@ def test_cli_json_lists_the_findings_and_exits_1(made, host):
     assert {f["cis"] for f in flawed if f["rule"] == "privileged"} == {"5.5"}
     exempt = [f for f in document["findings"] if f["subject"] == made["exempt"]]
     assert exempt == [
-        {**exempt[0], "rule": "no-cpu-limit", "level": "advisory", "exempt_reason": "batch job, niced; bounded by its timer"}
+        {
+            **exempt[0],
+            "rule": "no-cpu-limit",
+            "level": "advisory",
+            "exempt_reason": "batch job, niced; bounded by its timer",
+        }
     ]
     assert document["containers"] >= 4 and document["mandatory"] >= len(FLAWED_RULES)
 
@@ -199,9 +233,15 @@ def test_cli_table_shows_mandatory_first_and_the_exemption(made, host):
     result = CliRunner().invoke(app, ["audit", "--host", host], env={"COLUMNS": "400"})
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
-    assert any(made["flawed"] in line and "docker-socket" in line and "5.32" in line for line in lines)
+    assert any(
+        made["flawed"] in line and "docker-socket" in line and "5.32" in line for line in lines
+    )
     assert any(made["exempt"] in line and "advisory (exempt: batch job" in line for line in lines)
-    levels = [line.split("│")[1].strip() for line in lines if line.count("│") >= 5 and line.split("│")[1].strip()]
+    levels = [
+        line.split("│")[1].strip()
+        for line in lines
+        if line.count("│") >= 5 and line.split("│")[1].strip()
+    ]
     assert levels and levels[0] == "mandatory"
     first_advisory = next(i for i, level in enumerate(levels) if level.startswith("advisory"))
     assert all(level.startswith("advisory") for level in levels[first_advisory:])

@@ -14,13 +14,17 @@ import time
 
 import pytest
 
-from napdms_ops import backups
 from components.model.plan import BackupPlan, FilesSource, PostgresqlSource, Repository, SftpAccess
+from napdms_ops import backups
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 STACK = "dev"
-DOCUMENTS = {"letters/2026/offer.pdf": os.urandom(300_000), "letters/empty.txt": b"", "scan.tif": os.urandom(2_500_000)}
+DOCUMENTS = {
+    "letters/2026/offer.pdf": os.urandom(300_000),
+    "letters/empty.txt": b"",
+    "scan.tif": os.urandom(2_500_000),
+}
 
 
 def _archive(root: str, files: dict[str, bytes], mode: int = 0o400) -> bytes:
@@ -35,7 +39,13 @@ def _archive(root: str, files: dict[str, bytes], mode: int = 0o400) -> bytes:
 
 def _read_volume(client, image: str, volume: str) -> dict[str, bytes]:
     script = "import os,json,base64;print(json.dumps({os.path.relpath(os.path.join(r,n),'/v'): base64.b64encode(open(os.path.join(r,n),'rb').read()).decode() for r,_,ns in os.walk('/v') for n in ns}))"
-    output = client.containers.run(image, ["-c", script], entrypoint=["python3"], volumes={volume: {"bind": "/v", "mode": "ro"}}, remove=True)
+    output = client.containers.run(
+        image,
+        ["-c", script],
+        entrypoint=["python3"],
+        volumes={volume: {"bind": "/v", "mode": "ro"}},
+        remove=True,
+    )
     return {name: base64.b64decode(data) for name, data in json.loads(output).items()}
 
 
@@ -53,16 +63,26 @@ def agent(docker_client, agent_image, agent_network, postgres_with_data):
             repository=Repository(
                 url=box.repo_url(f"{box.data_dir}/agent-repo"),
                 password_file="/run/secrets/restic-password",
-                sftp=SftpAccess(key_file="/run/secrets/backup-ssh-key", known_hosts_file="/etc/napdms-backup/known_hosts"),
+                sftp=SftpAccess(
+                    key_file="/run/secrets/backup-ssh-key",
+                    known_hosts_file="/etc/napdms-backup/known_hosts",
+                ),
             ),
             sources=[
                 FilesSource(service="napdms-backend", paths=["/source/napdms-backend/documents"]),
-                PostgresqlSource(service="postgres", host="postgres", password_file="/run/secrets/postgres-password"),
+                PostgresqlSource(
+                    service="postgres",
+                    host="postgres",
+                    password_file="/run/secrets/postgres-password",
+                ),
             ],
             state_dir="/state",
             cache_dir="/cache",
         )
-        volumes = {name: f"{prefix}-{name}-{os.getpid()}" for name in ("config", "secrets", "state", "cache")}
+        volumes = {
+            name: f"{prefix}-{name}-{os.getpid()}"
+            for name in ("config", "secrets", "state", "cache")
+        }
         documents = f"{prefix}-napdms-backend-documents"
         for name in [*volumes.values(), documents]:
             made.append(docker_client.volumes.create(name, labels={"napdms.stack": STACK}))
@@ -77,7 +97,11 @@ def agent(docker_client, agent_image, agent_network, postgres_with_data):
             read_only=True,
             tmpfs={"/tmp": "rw,size=256m"},
             network=agent_network,
-            labels={"napdms.stack": STACK, "napdms.service": "backup-agent", "napdms.managed-by": "pulumi"},
+            labels={
+                "napdms.stack": STACK,
+                "napdms.service": "backup-agent",
+                "napdms.managed-by": "pulumi",
+            },
             volumes=[
                 f"{volumes['config']}:/etc/napdms-backup:ro",
                 f"{volumes['secrets']}:/run/secrets:ro",
@@ -87,19 +111,45 @@ def agent(docker_client, agent_image, agent_network, postgres_with_data):
             ],
         )
         seeder = docker_client.containers.create(
-            agent_image, ["true"],
-            volumes=[f"{volumes['config']}:/seed/config", f"{volumes['secrets']}:/seed/secrets", f"{documents}:/seed/documents"],
+            agent_image,
+            ["true"],
+            volumes=[
+                f"{volumes['config']}:/seed/config",
+                f"{volumes['secrets']}:/seed/secrets",
+                f"{documents}:/seed/documents",
+            ],
         )
-        seeder.put_archive("/seed", _archive("config", {"plan.json": plan.model_dump_json().encode(), "known_hosts": box.known_hosts_file.read_bytes()}, 0o444))
-        seeder.put_archive("/seed", _archive("secrets", {
-            "restic-password": b"live agent password\n",
-            "backup-ssh-key": box.key_file.read_bytes(),
-            "postgres-password": postgres_with_data.password_file.read_bytes(),
-        }))
+        seeder.put_archive(
+            "/seed",
+            _archive(
+                "config",
+                {
+                    "plan.json": plan.model_dump_json().encode(),
+                    "known_hosts": box.known_hosts_file.read_bytes(),
+                },
+                0o444,
+            ),
+        )
+        seeder.put_archive(
+            "/seed",
+            _archive(
+                "secrets",
+                {
+                    "restic-password": b"live agent password\n",
+                    "backup-ssh-key": box.key_file.read_bytes(),
+                    "postgres-password": postgres_with_data.password_file.read_bytes(),
+                },
+            ),
+        )
         seeder.put_archive("/seed", _archive("documents", DOCUMENTS, 0o640))
         seeder.remove()
         container.start()
-        yield {"container": container, "client": docker_client, "image": agent_image, "documents": documents}
+        yield {
+            "container": container,
+            "client": docker_client,
+            "image": agent_image,
+            "documents": documents,
+        }
         container.remove(force=True)
     finally:
         for volume in made:
@@ -130,7 +180,11 @@ def test_the_agent_serves_its_metrics(found, ran):
     deadline = time.monotonic() + 20
     while True:
         code, output = found.container.exec_run(
-            ["python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9102/metrics').read().decode())"]
+            [
+                "python3",
+                "-c",
+                "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9102/metrics').read().decode())",
+            ]
         )
         if code == 0 or time.monotonic() > deadline:
             break

@@ -22,13 +22,24 @@ from tests.live.asustor import PREFIX, Asustor
 PASSWORD = "a long test password for restic"
 
 
-def _restic(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, RESTIC_PASSWORD=PASSWORD, RESTIC_CACHE_DIR="/tmp/napdms-live-restic-cache", **(env or {}))
-    return subprocess.run(["restic", *args], capture_output=True, text=True, env=environment, timeout=timeout)
+def _restic(
+    *args: str, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    environment = dict(
+        os.environ,
+        RESTIC_PASSWORD=PASSWORD,
+        RESTIC_CACHE_DIR="/tmp/napdms-live-restic-cache",
+        **(env or {}),
+    )
+    return subprocess.run(
+        ["restic", *args], capture_output=True, text=True, env=environment, timeout=timeout
+    )
 
 
 def _ok(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, f"{done.args[:1]}... exited {done.returncode}: {done.stderr[-2000:]}"
+    assert done.returncode == 0, (
+        f"{done.args[:1]}... exited {done.returncode}: {done.stderr[-2000:]}"
+    )
     return done.stdout
 
 
@@ -55,7 +66,13 @@ def test_restic_backs_up_to_the_asustor_over_sftp_from_the_host(asustor, files):
 
 def test_restic_reaches_the_asustor_from_an_agent_container(asustor, run_agent):
     code, output = run_agent(
-        ["restic", *asustor.sftp_option(AGENT_KEY, AGENT_KNOWN_HOSTS), "-r", asustor.repo_url("agent-repo"), "init"],
+        [
+            "restic",
+            *asustor.sftp_option(AGENT_KEY, AGENT_KNOWN_HOSTS),
+            "-r",
+            asustor.repo_url("agent-repo"),
+            "init",
+        ],
         entrypoint=[],
         env={"RESTIC_PASSWORD": PASSWORD},
         asustor=asustor,
@@ -68,7 +85,9 @@ def test_restic_reaches_the_asustor_from_an_agent_container(asustor, run_agent):
 def test_the_asustor_only_accepts_the_generated_key(asustor, tmp_path):
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    done = subprocess.run([*asustor.ssh_argv(key_file=str(other)), "true"], capture_output=True, text=True, timeout=20)
+    done = subprocess.run(
+        [*asustor.ssh_argv(key_file=str(other)), "true"], capture_output=True, text=True, timeout=20
+    )
     assert done.returncode == 255 and "Permission denied" in done.stderr
 
 
@@ -88,8 +107,16 @@ def test_a_cut_link_fails_new_ssh_connections_and_restoring_brings_them_back(asu
 
 def test_a_cut_link_breaks_an_established_ssh_session(asustor):
     session = subprocess.Popen(
-        [*asustor.ssh_argv(options=["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2"]), "sleep", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *asustor.ssh_argv(
+                options=["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2"]
+            ),
+            "sleep",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 10
@@ -106,8 +133,14 @@ def test_a_cut_link_breaks_an_established_ssh_session(asustor):
 
 
 def asustor_processes(asustor) -> str:
-    pids = subprocess.run(["ip", "netns", "pids", asustor.name], capture_output=True, text=True).stdout.split()
-    return " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace") for pid in pids if Path(f"/proc/{pid}").exists())
+    pids = subprocess.run(
+        ["ip", "netns", "pids", asustor.name], capture_output=True, text=True
+    ).stdout.split()
+    return " ".join(
+        Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        for pid in pids
+        if Path(f"/proc/{pid}").exists()
+    )
 
 
 def test_cut_for_cuts_then_restores_on_its_own(asustor):
@@ -135,7 +168,10 @@ def test_small_disk_is_what_sftp_sees(asustor, tmp_path):
     big.write_bytes(os.urandom(3 * 2**20))
     done = subprocess.run(
         ["sftp", "-q", "-b", "-", *asustor.ssh_argv()[1:-1], f"{asustor.user}@{asustor.address}"],
-        input=f"df {disk}\nput {big} {disk}/big.bin\n", capture_output=True, text=True, timeout=30,
+        input=f"df {disk}\nput {big} {disk}/big.bin\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode != 0, "a 3 MiB upload fit on a 2 MiB disk"
     lines = done.stdout.splitlines()
@@ -152,7 +188,12 @@ def test_moto_bucket_takes_versioning_and_object_lock(s3_server):
     s3.put_bucket_versioning(Bucket="offsite", VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket="offsite", Key="probe", Body=b"one")
     s3.put_object(Bucket="offsite", Key="probe", Body=b"two")
-    assert s3.get_object_lock_configuration(Bucket="offsite")["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+    assert (
+        s3.get_object_lock_configuration(Bucket="offsite")["ObjectLockConfiguration"][
+            "ObjectLockEnabled"
+        ]
+        == "Enabled"
+    )
     assert len(s3.list_object_versions(Bucket="offsite", Prefix="probe")["Versions"]) == 2
 
 
@@ -163,7 +204,10 @@ def test_restic_keeps_a_repository_on_moto_s3_with_default_retention(s3_server, 
     # moto (like S3) then insists on Content-MD5 for every upload; restic's minio-go sends it.
     s3.put_object_lock_configuration(
         Bucket="locked",
-        ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}},
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+        },
     )
     url = s3_server.repo_url("locked", "napdms")
     _ok(_restic("-r", url, "init", env=s3_server.env()))
@@ -190,7 +234,14 @@ def test_an_agent_container_reaches_moto_s3(s3_server, run_agent):
 @pytest.mark.parametrize(
     "command, expected",
     [
-        (["python3", "-c", "import components.model.plan, pydantic, boto3; print(pydantic.VERSION)"], "2.13.4"),
+        (
+            [
+                "python3",
+                "-c",
+                "import components.model.plan, pydantic, boto3; print(pydantic.VERSION)",
+            ],
+            "2.13.4",
+        ),
         (["restic", "version"], "restic 0.14"),
         (["pg_dump", "--version"], "pg_dump (PostgreSQL) 15"),
         (["initdb", "--version"], "initdb (PostgreSQL) 15"),
@@ -214,16 +265,25 @@ def test_agent_image_entrypoint_is_the_backup_cli(run_agent):
 
 def test_postgres_has_the_generated_data(postgres_with_data):
     assert postgres_with_data.psql("SELECT count(*) FROM documents") == "100000"
-    assert postgres_with_data.psql("SELECT count(*) FROM documents WHERE length(content) = 65536") == "100"
+    assert (
+        postgres_with_data.psql("SELECT count(*) FROM documents WHERE length(content) = 65536")
+        == "100"
+    )
     assert postgres_with_data.psql("SELECT last_value FROM invoice_number") == "100041"
-    indexes = postgres_with_data.psql("SELECT indexname FROM pg_indexes WHERE tablename = 'documents' ORDER BY 1").split()
+    indexes = postgres_with_data.psql(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'documents' ORDER BY 1"
+    ).split()
     assert {"documents_created_at", "documents_title", "documents_pkey"} <= set(indexes)
 
 
 def test_an_agent_container_dumps_postgres_by_its_alias(postgres_with_data, run_agent):
     server = postgres_with_data
     code, output = run_agent(
-        ["sh", "-c", f"pg_dump -h {server.alias} -U {server.user} -d {server.database} -Fc | wc -c"],
+        [
+            "sh",
+            "-c",
+            f"pg_dump -h {server.alias} -U {server.user} -d {server.database} -Fc | wc -c",
+        ],
         entrypoint=[],
         env={"PGPASSWORD": server.password},
         timeout_s=120,
@@ -252,7 +312,12 @@ def test_close_leaves_nothing_behind():
     asustor.close()
     assert _traces(name) == []
     assert not Path("/sys/class/net", veth).exists()
-    assert subnet not in subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    assert (
+        subnet
+        not in subprocess.run(
+            ["ip", "route", "show", "table", "all"], capture_output=True, text=True
+        ).stdout
+    )
 
 
 def test_leftovers_of_a_crashed_run_are_removed_by_the_next_one():

@@ -15,11 +15,19 @@ from pathlib import Path
 
 import pytest
 
+from components.model.plan import (
+    BackupPlan,
+    FilesSource,
+    Offsite,
+    PostgresqlSource,
+    Repository,
+    Schedule,
+    SftpAccess,
+)
+from napdms_ops.backup.drill import drill
 from napdms_ops.backup.hooks import postgresql
 from napdms_ops.backup.manifest import manifests
 from napdms_ops.backup.metrics import read_state, render
-from components.model.plan import BackupPlan, FilesSource, Offsite, PostgresqlSource, Repository, Schedule, SftpAccess
-from napdms_ops.backup.drill import drill
 from napdms_ops.backup.restore import restore
 from napdms_ops.backup.run import repository, run_backup, verify
 from tests.live.asustor import Asustor
@@ -28,7 +36,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -53,7 +63,13 @@ def _plan(tmp_path: Path, asustor: Asustor, sources, repo: str = "repo", **sched
         repository=Repository(
             url=asustor.repo_url(f"{asustor.data_dir}/{tmp_path.name}-{repo}"),
             password_file=str(password),
-            sftp=SftpAccess(key_file=str(asustor.key_file), known_hosts_file=str(asustor.known_hosts_file), alive_interval_s=1, alive_count_max=2, connect_timeout_s=3),
+            sftp=SftpAccess(
+                key_file=str(asustor.key_file),
+                known_hosts_file=str(asustor.known_hosts_file),
+                alive_interval_s=1,
+                alive_count_max=2,
+                connect_timeout_s=3,
+            ),
         ),
         sources=sources,
         schedule=Schedule(**({"retries": 2, "retry_delay_s": 1} | schedule)),
@@ -74,7 +90,10 @@ def asustor():
 
 def _postgres_source(server, password_file=None) -> PostgresqlSource:
     return PostgresqlSource(
-        service="postgres", host=server.host, port=server.port, user=server.user,
+        service="postgres",
+        host=server.host,
+        port=server.port,
+        user=server.user,
         password_file=str(password_file or server.password_file),
     )
 
@@ -88,10 +107,14 @@ def _repository_files(asustor: Asustor, plan: BackupPlan) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-def test_backup_drop_everything_restore_gives_identical_files_and_tables(tmp_path, asustor, documents, docker_client, agent_network):
+def test_backup_drop_everything_restore_gives_identical_files_and_tables(
+    tmp_path, asustor, documents, docker_client, agent_network
+):
     from tests.live.postgres_data import start_postgres
 
-    server = start_postgres(docker_client, agent_network, name=f"napdms-live-pg-{tmp_path.name[-12:]}")
+    server = start_postgres(
+        docker_client, agent_network, name=f"napdms-live-pg-{tmp_path.name[-12:]}"
+    )
     try:
         server.fill(rows=50_000)
         tables_before = server.checksums()
@@ -128,12 +151,16 @@ def test_a_link_cut_mid_run_is_retried_and_leaves_one_sound_run(tmp_path, asusto
     asustor.cut_for(4)
     runner.join(timeout=300)
     state = result["outcome"].state
-    assert state.success and state.attempts >= 2, f"success={state.success} after {state.attempts} attempts: {state.error}"
+    assert state.success and state.attempts >= 2, (
+        f"success={state.success} after {state.attempts} attempts: {state.error}"
+    )
     assert len(manifests(plan, repository(plan))) == 1, "an interrupted attempt left a run behind"
     verify(plan, repository(plan), full=True)
 
 
-def test_a_link_down_for_the_whole_run_records_a_network_failure_and_no_run(tmp_path, asustor, documents):
+def test_a_link_down_for_the_whole_run_records_a_network_failure_and_no_run(
+    tmp_path, asustor, documents
+):
     plan = _plan(tmp_path, asustor, [_documents_source(documents)], retries=1, retry_delay_s=0.5)
     assert run_backup(plan).state.success
     asustor.cut()
@@ -142,7 +169,9 @@ def test_a_link_down_for_the_whole_run_records_a_network_failure_and_no_run(tmp_
     finally:
         asustor.restore()
     assert (state.success, state.reason) == (False, "network")
-    assert 'napdms_backup_failure{stack="dev",reason="network"} 1' in render(read_state(plan.state_dir))
+    assert 'napdms_backup_failure{stack="dev",reason="network"} 1' in render(
+        read_state(plan.state_dir)
+    )
     assert len(manifests(plan, repository(plan))) == 1, "the failed run was recorded"
     verify(plan, repository(plan), full=True)
 
@@ -151,11 +180,19 @@ def test_a_full_target_disk_fails_with_disk_full_and_its_alert_metric(tmp_path, 
     (documents / "large.bin").write_bytes(os.urandom(24_000_000))
     small = asustor.small_disk(8)
     plan = _plan(tmp_path, asustor, [_documents_source(documents)], retries=1, retry_delay_s=0)
-    plan = plan.model_copy(update={"repository": plan.repository.model_copy(update={"url": asustor.repo_url(f"{small}/repo")})})
+    plan = plan.model_copy(
+        update={
+            "repository": plan.repository.model_copy(
+                update={"url": asustor.repo_url(f"{small}/repo")}
+            )
+        }
+    )
     state = run_backup(plan).state
     assert (state.success, state.reason) == (False, "disk-full"), state.error
     assert "free space on the backup target" in state.error
-    assert 'napdms_backup_failure{stack="dev",reason="disk-full"} 1' in render(read_state(plan.state_dir))
+    assert 'napdms_backup_failure{stack="dev",reason="disk-full"} 1' in render(
+        read_state(plan.state_dir)
+    )
 
 
 def test_a_wrong_key_fails_at_once_and_writes_nothing(tmp_path, asustor, documents):
@@ -168,36 +205,60 @@ def test_a_wrong_key_fails_at_once_and_writes_nothing(tmp_path, asustor, documen
     assert _repository_files(asustor, plan) == before, "the repository changed"
 
 
-def test_a_failing_dump_fails_its_service_and_the_others_are_backed_up(tmp_path, asustor, documents, postgres_with_data):
+def test_a_failing_dump_fails_its_service_and_the_others_are_backed_up(
+    tmp_path, asustor, documents, postgres_with_data
+):
     wrong = tmp_path / "wrong-db-password"
     wrong.write_text("not the postgres password\n")
-    plan = _plan(tmp_path, asustor, [_documents_source(documents), _postgres_source(postgres_with_data, wrong)], retries=1, retry_delay_s=0)
+    plan = _plan(
+        tmp_path,
+        asustor,
+        [_documents_source(documents), _postgres_source(postgres_with_data, wrong)],
+        retries=1,
+        retry_delay_s=0,
+    )
     outcome = run_backup(plan)
     statuses = {name: record.status for name, record in outcome.manifest.services.items()}
     assert statuses == {"napdms-backend": "ok", "postgres": "failed"}
-    assert 'napdms_backup_service_success{stack="dev",service="postgres"} 0' in render(outcome.state)
+    assert 'napdms_backup_service_success{stack="dev",service="postgres"} 0' in render(
+        outcome.state
+    )
     restore(plan, "latest", str(tmp_path / "restored"), services=["napdms-backend"])
     assert _tree(tmp_path / "restored" / str(documents).lstrip("/")) == _tree(documents)
 
 
-def test_the_drill_loads_postgres_and_matches_every_table(tmp_path, asustor, documents, postgres_with_data):
-    plan = _plan(tmp_path, asustor, [_documents_source(documents), _postgres_source(postgres_with_data)])
+def test_the_drill_loads_postgres_and_matches_every_table(
+    tmp_path, asustor, documents, postgres_with_data
+):
+    plan = _plan(
+        tmp_path, asustor, [_documents_source(documents), _postgres_source(postgres_with_data)]
+    )
     assert run_backup(plan).state.success
     report = drill(plan)
     assert report.ok and not report.problems, report.problems
     assert report.rto_seconds > 0 and report.restored_bytes > 0
 
 
-def test_the_drill_reports_a_table_that_does_not_match_its_recorded_checksum(tmp_path, asustor, documents, postgres_with_data):
-    plan = _plan(tmp_path, asustor, [_documents_source(documents), _postgres_source(postgres_with_data)])
+def test_the_drill_reports_a_table_that_does_not_match_its_recorded_checksum(
+    tmp_path, asustor, documents, postgres_with_data
+):
+    plan = _plan(
+        tmp_path, asustor, [_documents_source(documents), _postgres_source(postgres_with_data)]
+    )
     manifest = run_backup(plan).manifest
-    cached = Path(plan.state_dir) / "manifests" / f"{manifests(plan, repository(plan))[-1].snapshot}.json"
+    cached = (
+        Path(plan.state_dir)
+        / "manifests"
+        / f"{manifests(plan, repository(plan))[-1].snapshot}.json"
+    )
     recorded = manifest.model_copy(deep=True)
     recorded.snapshot = manifests(plan, repository(plan))[-1].snapshot
     recorded.services["postgres"].tables["napdms"]["public.documents"].rows += 1
     cached.write_text(recorded.model_dump_json())
     report = drill(plan)
-    assert not report.ok and any("public.documents" in problem for problem in report.problems), report.problems
+    assert not report.ok and any("public.documents" in problem for problem in report.problems), (
+        report.problems
+    )
 
 
 def test_each_run_is_copied_offsite_to_s3_and_restores_from_there(tmp_path, asustor, documents):
@@ -210,13 +271,26 @@ def test_each_run_is_copied_offsite_to_s3_and_restores_from_there(tmp_path, asus
         keys[1].write_text(s3.secret_key)
         plan = _plan(tmp_path, asustor, [_documents_source(documents)])
         remote = Repository(
-            url=s3.repo_url("napdms-offsite", "dev"), password_file=plan.repository.password_file,
-            s3_access_key_file=str(keys[0]), s3_secret_key_file=str(keys[1]),
+            url=s3.repo_url("napdms-offsite", "dev"),
+            password_file=plan.repository.password_file,
+            s3_access_key_file=str(keys[0]),
+            s3_secret_key_file=str(keys[1]),
         )
-        plan = plan.model_copy(update={"offsite": Offsite(repository=remote, endpoint=s3.endpoint_url, bucket="napdms-offsite", region=s3.region)})
+        plan = plan.model_copy(
+            update={
+                "offsite": Offsite(
+                    repository=remote,
+                    endpoint=s3.endpoint_url,
+                    bucket="napdms-offsite",
+                    region=s3.region,
+                )
+            }
+        )
         assert offsite.prepare_bucket(plan.offsite, s3.access_key, s3.secret_key).ok
         state = run_backup(plan).state
         assert state.success and state.offsite_success, state.error
-        from_s3 = plan.model_copy(update={"repository": remote, "offsite": None, "state_dir": str(tmp_path / "s3-state")})
+        from_s3 = plan.model_copy(
+            update={"repository": remote, "offsite": None, "state_dir": str(tmp_path / "s3-state")}
+        )
         restore(from_s3, "latest", str(tmp_path / "restored"))
         assert _tree(tmp_path / "restored" / str(documents).lstrip("/")) == _tree(documents)

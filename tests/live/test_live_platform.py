@@ -20,7 +20,9 @@ _CAP_BITS = {"NET_BIND_SERVICE": 10, "CHOWN": 0, "DAC_READ_SEARCH": 2, "FOWNER":
 def live():
     client = ensure_engine()
     replayed = replay(run_program("dev"), SERVICES, client)
-    yield {name.removeprefix("local-").removesuffix("-1"): c for name, c in replayed.containers.items()}
+    yield {
+        name.removeprefix("local-").removesuffix("-1"): c for name, c in replayed.containers.items()
+    }
     replayed.remove()
 
 
@@ -31,19 +33,27 @@ def _exec(container, *command: str) -> tuple[int, str]:
 
 def _status_field(container, field: str) -> str:
     _, status = _exec(container, "cat", "/proc/1/status")
-    return next(line.split(":", 1)[1].split() for line in status.splitlines() if line.startswith(f"{field}:"))
+    return next(
+        line.split(":", 1)[1].split()
+        for line in status.splitlines()
+        if line.startswith(f"{field}:")
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_is_healthy(live, service):
     live[service].reload()
-    assert live[service].attrs["State"]["Health"]["Status"] == "healthy", f"{service} is not healthy"
+    assert live[service].attrs["State"]["Health"]["Status"] == "healthy", (
+        f"{service} is not healthy"
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_main_process_is_not_root(live, service):
     real, effective, _, _ = _status_field(live[service], "Uid")
-    assert (real, effective) == (str(CATALOG[service].uid),) * 2, f"{service} runs as uid {effective}"
+    assert (real, effective) == (str(CATALOG[service].uid),) * 2, (
+        f"{service} runs as uid {effective}"
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -77,7 +87,10 @@ def test_engine_enforces_the_declared_limits(live, service):
     assert host_config["NanoCpus"] > 0, f"{service} has no CPU limit"
     nproc = {u["Name"]: u["Hard"] for u in host_config["Ulimits"]}["nproc"]
     assert nproc == CATALOG[service].pids, f"{service} process limit"
-    assert host_config["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
+    assert host_config["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-file": "3", "max-size": "10m"},
+    }
 
 
 def test_postgres_secret_file_is_0400_owned_by_postgres_on_a_read_only_mount(live):
@@ -101,14 +114,22 @@ def test_postgres_created_a_role_per_application_from_the_secret_files(live):
 
 
 def test_postgres_rejects_a_wrong_password(live):
-    code, _ = _exec(live["postgres"], "sh", "-c", "PGPASSWORD=wrong psql -h postgres -U napdms -d napdms -c 'select 1'")
+    code, _ = _exec(
+        live["postgres"],
+        "sh",
+        "-c",
+        "PGPASSWORD=wrong psql -h postgres -U napdms -d napdms -c 'select 1'",
+    )
     assert code != 0
 
 
 def test_redis_requires_the_password_from_its_secret_file(live):
     assert _exec(live["redis"], "redis-cli", "-h", "127.0.0.1", "ping")[1].startswith("NOAUTH")
     code, output = _exec(
-        live["redis"], "sh", "-c", 'REDISCLI_AUTH="$(cat /run/secrets/redis-password)" redis-cli -h 127.0.0.1 ping'
+        live["redis"],
+        "sh",
+        "-c",
+        'REDISCLI_AUTH="$(cat /run/secrets/redis-password)" redis-cli -h 127.0.0.1 ping',
     )
     assert (code, output) == (0, "PONG")
 
@@ -123,12 +144,16 @@ def test_databases_sit_only_on_the_internal_data_network(live):
 
 def test_init_container_handed_the_proxy_volumes_to_its_user(live):
     for path in ("/data", "/config"):
-        assert _exec(live["proxy"], "stat", "-c", "%u", path)[1] == "1000", f"{path} is not owned by uid 1000"
+        assert _exec(live["proxy"], "stat", "-c", "%u", path)[1] == "1000", (
+            f"{path} is not owned by uid 1000"
+        )
 
 
 def test_proxy_reads_its_generated_caddyfile_from_a_read_only_mount(live):
     assert _exec(live["proxy"], "stat", "-c", "%a %u", "/etc/caddy/Caddyfile")[1] == "400 1000"
-    _, config = _exec(live["proxy"], "wget", "-qO-", "http://127.0.0.1:2019/config/apps/http/servers")
+    _, config = _exec(
+        live["proxy"], "wget", "-qO-", "http://127.0.0.1:2019/config/apps/http/servers"
+    )
     assert "dms.nap-dms.localhost" in config, "caddy did not load the generated sites"
 
 

@@ -20,7 +20,7 @@ from docker.errors import NotFound
 from tests.live import engine, standins
 
 # Unique per run, so that concurrent runs and leftovers never collide.
-PREFIX = "napdms-live-%s" % uuid.uuid4().hex[:8]
+PREFIX = "napdms-live-{}".format(uuid.uuid4().hex[:8])
 SECOND_NS = 1_000_000_000
 PGDATA = "/var/lib/postgresql/data"
 PASSWORD_FILE = "/run/secrets/postgres_password"
@@ -70,14 +70,14 @@ class Resources:
         self.volumes = []
 
     def volume(self, role):
-        name = self.client.volumes.create(name="%s-%s" % (PREFIX, role)).name
+        name = self.client.volumes.create(name="{}-{}".format(PREFIX, role)).name
         self.volumes.append(name)
         return name
 
     def container(self, role, image, **options):
         """Create (without starting) a container named after role."""
         container = self.client.containers.create(
-            image, name="%s-%s" % (PREFIX, role), detach=True, **options
+            image, name="{}-{}".format(PREFIX, role), detach=True, **options
         )
         self.containers.append(container)
         return container
@@ -114,7 +114,7 @@ def describe(container):
     health = container.attrs["State"].get("Health") or {}
     probes = "".join(entry.get("Output", "") for entry in health.get("Log", []))
     logs = container.logs(tail=60).decode(errors="replace")
-    return "state=%s\nlogs:\n%s\nlast health probes:\n%s" % (
+    return "state={}\nlogs:\n{}\nlast health probes:\n{}".format(
         container.attrs["State"], logs, probes
     )
 
@@ -129,7 +129,11 @@ def wait_healthy(container, timeout_s):
         if status == "healthy":
             return
         if status == "unhealthy" or not state["Running"]:
-            pytest.fail("%s became %s\n%s" % (container.name, status or state["Status"], describe(container)))
+            pytest.fail(
+                "{} became {}\n{}".format(
+                    container.name, status or state["Status"], describe(container)
+                )
+            )
         time.sleep(0.5)
     pytest.fail("%s not healthy within %d s\n%s" % (container.name, timeout_s, describe(container)))
 
@@ -138,7 +142,7 @@ def exec_ok(container, argv, **options):
     """Run argv in container, assert it succeeds and return its output."""
     result = container.exec_run(argv, **options)
     output = result.output.decode(errors="replace")
-    assert result.exit_code == 0, "%s exited %s:\n%s" % (argv, result.exit_code, output)
+    assert result.exit_code == 0, "{} exited {}:\n{}".format(argv, result.exit_code, output)
     return output
 
 
@@ -204,17 +208,23 @@ def test_postgres(client, resources):
         healthcheck=health_check("pg_isready", "-h", "127.0.0.1", "-U", "postgres"),
         **hardening("999:999", "256m"),
     )
-    container.put_archive("/run/secrets", tar_of({"postgres_password": (password.encode(), 999, 0o400)}))
+    container.put_archive(
+        "/run/secrets", tar_of({"postgres_password": (password.encode(), 999, 0o400)})
+    )
     # One init file of each kind the entrypoint handles: SQL run by psql, and
     # a non-executable shell script that is sourced and uses its helpers.
     container.put_archive(
         "/docker-entrypoint-initdb.d",
-        tar_of({
-            "10-schema.sql": (b"CREATE TABLE probe (source text);\n", 0, 0o644),
-            "20-seed.sh": (
-                b"docker_process_sql -c \"INSERT INTO probe VALUES ('sh')\"\n", 0, 0o644
-            ),
-        }),
+        tar_of(
+            {
+                "10-schema.sql": (b"CREATE TABLE probe (source text);\n", 0, 0o644),
+                "20-seed.sh": (
+                    b"docker_process_sql -c \"INSERT INTO probe VALUES ('sh')\"\n",
+                    0,
+                    0o644,
+                ),
+            }
+        ),
     )
     container.start()
     wait_healthy(container, timeout_s=90)
@@ -250,7 +260,8 @@ def test_redis(client, resources):
     # SAVE writes /data/dump.rdb: proves the volume is writable for uid 999.
     assert exec_ok(container, ["redis-cli", "SAVE"]).strip() == "OK"
     assert exec_ok(container, ["redis-cli", "CONFIG", "GET", "protected-mode"]).split() == [
-        "protected-mode", "no"
+        "protected-mode",
+        "no",
     ]
 
 

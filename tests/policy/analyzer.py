@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 import grpc
 import jsonschema
@@ -23,7 +23,11 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from tests.program import Declared, Program
 
 POLICIES = Path(__file__).resolve().parent.parent.parent / "policies"
-_LEVELS = {"advisory": analyzer_pb2.ADVISORY, "mandatory": analyzer_pb2.MANDATORY, "disabled": analyzer_pb2.DISABLED}
+_LEVELS = {
+    "advisory": analyzer_pb2.ADVISORY,
+    "mandatory": analyzer_pb2.MANDATORY,
+    "disabled": analyzer_pb2.DISABLED,
+}
 _LEVEL_NAMES = {number: name for name, number in _LEVELS.items()}
 
 
@@ -43,11 +47,11 @@ class PackProcess:
 
     def __init__(self, pack_dir: Path = POLICIES):
         self.pack_dir = pack_dir
-        self.process: Optional[subprocess.Popen] = None
-        self.channel: Optional[grpc.Channel] = None
-        self.stub: Optional[analyzer_pb2_grpc.AnalyzerStub] = None
+        self.process: subprocess.Popen | None = None
+        self.channel: grpc.Channel | None = None
+        self.stub: analyzer_pb2_grpc.AnalyzerStub | None = None
 
-    def __enter__(self) -> "PackProcess":
+    def __enter__(self) -> PackProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-u", "__main__.py"],
             cwd=self.pack_dir,
@@ -58,7 +62,9 @@ class PackProcess:
         line = self.process.stdout.readline().strip()
         if not line.isdigit():
             self.process.kill()
-            raise RuntimeError(f"policy pack printed {line!r} instead of a port: {self.process.stderr.read()}")
+            raise RuntimeError(
+                f"policy pack printed {line!r} instead of a port: {self.process.stderr.read()}"
+            )
         self.channel = grpc.insecure_channel(f"127.0.0.1:{line}")
         grpc.channel_ready_future(self.channel).result(timeout=30)
         self.stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)
@@ -81,7 +87,7 @@ class PackProcess:
         """GetPluginInfo: the pulumi-policy SDK version serving the pack."""
         return self.stub.GetPluginInfo(empty_pb2.Empty()).version
 
-    def configure(self, stack: str, document: Optional[dict] = None) -> None:
+    def configure(self, stack: str, document: dict | None = None) -> None:
         """Send a policy config (the stack's file unless `document` is given), as the CLI does:
         every policy gets a level (the file's, or its default) and its settings, validated
         against the policy's config schema."""
@@ -99,13 +105,17 @@ class PackProcess:
                 settings = {k: v for k, v in entry.items() if k != "enforcementLevel"}
                 level = entry.get("enforcementLevel", level)
             schema = json_format.MessageToDict(policy.configSchema)
-            jsonschema.validate(settings, {"type": "object", **schema, "additionalProperties": False})
+            jsonschema.validate(
+                settings, {"type": "object", **schema, "additionalProperties": False}
+            )
             config = analyzer_pb2.PolicyConfig(enforcementLevel=_LEVELS[level])
             config.properties.update(settings)
             request.policyConfig[policy.name].CopyFrom(config)
         self.stub.Configure(request)
         self.stub.ConfigureStack(
-            analyzer_pb2.AnalyzerStackConfigureRequest(stack=stack, project="nap-dms-platform", dry_run=True)
+            analyzer_pb2.AnalyzerStackConfigureRequest(
+                stack=stack, project="nap-dms-platform", dry_run=True
+            )
         )
 
     def analyze(self, resource: Declared) -> list[Diagnostic]:
@@ -156,11 +166,13 @@ def _struct(inputs: dict) -> struct_pb2.Struct:
     return struct
 
 
-def _provider(resource: Declared) -> Optional[analyzer_pb2.AnalyzerProviderResource]:
+def _provider(resource: Declared) -> analyzer_pb2.AnalyzerProviderResource | None:
     if not resource.provider:
         return None
     urn = resource.provider.rsplit("::", 1)[0]
-    return analyzer_pb2.AnalyzerProviderResource(type="pulumi:providers:docker", urn=urn, name=urn.rsplit("::", 1)[-1])
+    return analyzer_pb2.AnalyzerProviderResource(
+        type="pulumi:providers:docker", urn=urn, name=urn.rsplit("::", 1)[-1]
+    )
 
 
 def _diagnostics(response: analyzer_pb2.AnalyzeResponse, urn: str) -> list[Diagnostic]:

@@ -40,7 +40,9 @@ FLAWED = {
     "no-cpu-limit": dict(cpus=None),
     "no-pids-limit": dict(ulimits=None),
     "writable-root": dict(read_only=False),
-    "docker-socket": dict(volumes=[{"host_path": "/var/run/docker.sock", "container_path": "/var/run/docker.sock"}]),
+    "docker-socket": dict(
+        volumes=[{"host_path": "/var/run/docker.sock", "container_path": "/var/run/docker.sock"}]
+    ),
     "host-mount": dict(volumes=[{"host_path": "/etc", "container_path": "/host/etc"}]),
     "host-network": dict(network_mode="host"),
     "host-pid": dict(pid_mode="host"),
@@ -77,7 +79,11 @@ def declare() -> None:
         container(f"flawed-{flaw_id}", LABELS, **flaw)
 
     # Exempted: root with a documented reason is advisory, never silent.
-    container("exempted-run-as-root", {**LABELS, "napdms.exempt.run-as-root": "fixture: sets file owners"}, user="root")
+    container(
+        "exempted-run-as-root",
+        {**LABELS, "napdms.exempt.run-as-root": "fixture: sets file owners"},
+        user="root",
+    )
 
     # Stack-level flaws: each subject is named flawed-<rule id>.
     docker.Volume("flawed-volume-backup-policy", name="flawed-volume-backup-policy")
@@ -87,9 +93,16 @@ def declare() -> None:
         internal=False,
         labels=[{"label": "napdms.segment", "value": "data"}],
     )
-    container("flawed-stateless-replicas", {**LABELS, "napdms.service": "lonely", "napdms.stateless": "true"})
+    container(
+        "flawed-stateless-replicas",
+        {**LABELS, "napdms.service": "lonely", "napdms.stateless": "true"},
+    )
     for side in ("a", "b"):
-        container(f"flawed-host-port-conflict-{side}", LABELS, ports=[{"internal": 80, "external": 19000, "ip": "127.0.0.1"}])
+        container(
+            f"flawed-host-port-conflict-{side}",
+            LABELS,
+            ports=[{"internal": 80, "external": 19000, "ip": "127.0.0.1"}],
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,14 @@ HARDENED_PROPS = {
     "memory": 256,
     "memorySwap": 256,
     "cpus": "0.5",
-    "ulimits": [{"name": "nofile", "soft": 1024, "hard": 1024}, {"name": "nproc", "soft": 128, "hard": 128}],
-    "healthcheck": {"tests": ["CMD-SHELL", "wget -qO- http://127.0.0.1:8080/up"], "interval": "10s"},
+    "ulimits": [
+        {"name": "nofile", "soft": 1024, "hard": 1024},
+        {"name": "nproc", "soft": 128, "hard": 128},
+    ],
+    "healthcheck": {
+        "tests": ["CMD-SHELL", "wget -qO- http://127.0.0.1:8080/up"],
+        "interval": "10s",
+    },
     "readOnly": True,
     "securityOpts": ["no-new-privileges:true"],
     "restart": "unless-stopped",
@@ -36,7 +42,10 @@ HARDENED_PROPS = {
     "logOpts": {"max-size": "10m", "max-file": "3"},
     "ports": [{"internal": 8080, "external": 8080, "ip": "192.168.1.10"}],
     "networksAdvanced": [{"name": "napdms-dev-app"}],
-    "labels": [{"label": "napdms.managed-by", "value": "pulumi"}, {"label": "napdms.stack", "value": "dev"}],
+    "labels": [
+        {"label": "napdms.managed-by", "value": "pulumi"},
+        {"label": "napdms.stack", "value": "dev"},
+    ],
 }
 
 HARDENED_INSPECT = {
@@ -45,9 +54,15 @@ HARDENED_INSPECT = {
     "Config": {
         "User": "1000:1000",
         "Image": f"registry.lan/web@{DIGEST}",
-        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "WEB_SECRET_FILE=/run/secrets/web"],
+        "Env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "WEB_SECRET_FILE=/run/secrets/web",
+        ],
         "Labels": {"napdms.managed-by": "pulumi", "napdms.stack": "dev"},
-        "Healthcheck": {"Test": ["CMD-SHELL", "wget -qO- http://127.0.0.1:8080/up"], "Interval": 10_000_000_000},
+        "Healthcheck": {
+            "Test": ["CMD-SHELL", "wget -qO- http://127.0.0.1:8080/up"],
+            "Interval": 10_000_000_000,
+        },
     },
     "HostConfig": {
         "Privileged": False,
@@ -136,7 +151,9 @@ def test_pulumi_nproc_ulimit_is_the_pids_limit():
 
 
 def test_pulumi_without_nproc_ulimit_has_no_pids_limit():
-    facts = from_pulumi.container(props(ulimits=[{"name": "nofile", "soft": 1024, "hard": 1024}]), "web")
+    facts = from_pulumi.container(
+        props(ulimits=[{"name": "nofile", "soft": 1024, "hard": 1024}]), "web"
+    )
     assert facts.pids_limit == 0
 
 
@@ -179,7 +196,12 @@ def test_pulumi_unknown_image_is_none_and_not_judged():
 
 
 def test_pulumi_exemption_label_unknown_during_preview_exempts_nothing():
-    props = {"user": "root", "labels": [{"label": "napdms.exempt.run-as-root", "value": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}]}
+    props = {
+        "user": "root",
+        "labels": [
+            {"label": "napdms.exempt.run-as-root", "value": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}
+        ],
+    }
     assert from_pulumi.container(props, "x").exemption("run-as-root") is None
 
 
@@ -189,7 +211,9 @@ def test_pulumi_labels_list_becomes_dict():
 
 
 def test_pulumi_envs_are_split_on_first_equals():
-    facts = from_pulumi.container(props(envs=["DATABASE_URL=postgres://db/app?sslmode=require", "DEBUG"]), "web")
+    facts = from_pulumi.container(
+        props(envs=["DATABASE_URL=postgres://db/app?sslmode=require", "DEBUG"]), "web"
+    )
     assert facts.env == (("DATABASE_URL", "postgres://db/app?sslmode=require"), ("DEBUG", ""))
 
 
@@ -199,14 +223,18 @@ def test_pulumi_on_failure_retries():
 
 
 def test_pulumi_volume_facts():
-    volume = from_pulumi.volume({"name": "pgdata", "labels": [{"label": "napdms.backup", "value": "daily"}]}, "db-data")
+    volume = from_pulumi.volume(
+        {"name": "pgdata", "labels": [{"label": "napdms.backup", "value": "daily"}]}, "db-data"
+    )
     assert volume == VolumeFacts("pgdata", {"napdms.backup": "daily"})
 
 
 def test_pulumi_network_facts():
     labels = [{"label": "napdms.segment", "value": "data"}]
     network = from_pulumi.network({"internal": True, "labels": labels}, "napdms-prod-data")
-    assert network == NetworkFacts("napdms-prod-data", internal=True, labels={"napdms.segment": "data"})
+    assert network == NetworkFacts(
+        "napdms-prod-data", internal=True, labels={"napdms.segment": "data"}
+    )
 
 
 # from_docker
@@ -242,7 +270,9 @@ def test_docker_cpu_shares():
     [
         pytest.param(256, None, 256, id="pids-limit"),
         pytest.param(None, [{"Name": "nproc", "Soft": 64, "Hard": 128}], 128, id="nproc-ulimit"),
-        pytest.param(-1, [{"Name": "nproc", "Soft": 64, "Hard": 128}], 128, id="unlimited-pids-then-nproc"),
+        pytest.param(
+            -1, [{"Name": "nproc", "Soft": 64, "Hard": 128}], 128, id="unlimited-pids-then-nproc"
+        ),
         pytest.param(None, [{"Name": "nofile", "Soft": 1024, "Hard": 1024}], 0, id="none"),
     ],
 )
@@ -252,7 +282,14 @@ def test_docker_pids_limit(pids_limit, ulimits, expected):
 
 
 def test_docker_mounts_name_volumes_and_keep_bind_sources():
-    bind = {"Type": "bind", "Source": "/srv/napdms/certs", "Destination": "/certs", "Mode": "ro", "RW": False, "Propagation": "rprivate"}
+    bind = {
+        "Type": "bind",
+        "Source": "/srv/napdms/certs",
+        "Destination": "/certs",
+        "Mode": "ro",
+        "RW": False,
+        "Propagation": "rprivate",
+    }
     facts = from_docker.container(inspect(Mounts=HARDENED_INSPECT["Mounts"] + [bind]))
     assert facts.mounts == (
         Mount("volume", "napdms-dev-web-data", "/data"),
@@ -273,7 +310,9 @@ def test_docker_unpublished_exposed_port_has_no_binding():
 
 
 def test_docker_restart_policy():
-    facts = from_docker.container(inspect({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 6}}))
+    facts = from_docker.container(
+        inspect({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 6}})
+    )
     assert (facts.restart, facts.max_retries) == ("on-failure", 6)
 
 
@@ -300,7 +339,9 @@ def test_docker_env_is_split():
 
 
 def test_docker_volume_facts():
-    volume = from_docker.volume({"Name": "pgdata", "Labels": {"napdms.backup": "daily"}, "Driver": "local"}, host="qnap")
+    volume = from_docker.volume(
+        {"Name": "pgdata", "Labels": {"napdms.backup": "daily"}, "Driver": "local"}, host="qnap"
+    )
     assert volume == VolumeFacts("pgdata", {"napdms.backup": "daily"}, "qnap")
 
 

@@ -118,7 +118,9 @@ def test_run_as_root_judges_the_user_part(user, root):
 
 
 def test_capabilities_from_pulumi_are_normalised():
-    facts = from_pulumi.container({"capabilities": {"adds": ["cap_sys_admin"], "drops": ["all"]}}, "x")
+    facts = from_pulumi.container(
+        {"capabilities": {"adds": ["cap_sys_admin"], "drops": ["all"]}}, "x"
+    )
     assert any("SYS_ADMIN" in p for p in problems(facts, "dangerous-capability"))
     # Drop ALL is recognised: the only capabilities complaint is the undocumented add.
     assert all("SYS_ADMIN" in p for p in problems(facts, "capabilities"))
@@ -145,12 +147,20 @@ def test_undocumented_cap_add_fails_capabilities():
 
 
 def test_blank_cap_add_label_documents_nothing():
-    facts = replace(HARDENED, cap_add=("NET_BIND_SERVICE",), labels={**LABELS, "napdms.cap-add.NET_BIND_SERVICE": " "})
+    facts = replace(
+        HARDENED,
+        cap_add=("NET_BIND_SERVICE",),
+        labels={**LABELS, "napdms.cap-add.NET_BIND_SERVICE": " "},
+    )
     assert problems(facts, "capabilities")
 
 
 def test_documented_dangerous_capability_still_fails():
-    facts = replace(HARDENED, cap_add=("SYS_ADMIN",), labels={**LABELS, "napdms.cap-add.SYS_ADMIN": "needs mount"})
+    facts = replace(
+        HARDENED,
+        cap_add=("SYS_ADMIN",),
+        labels={**LABELS, "napdms.cap-add.SYS_ADMIN": "needs mount"},
+    )
     assert problems(facts, "capabilities") == []
     assert any("SYS_ADMIN" in p for p in problems(facts, "dangerous-capability"))
 
@@ -218,9 +228,13 @@ def test_host_mount_ignores_named_volumes():
     assert problems(facts, "host-mount") == []
 
 
-@pytest.mark.parametrize("source", ["/var/run/docker.sock", "/run/docker.sock", "/tmp/dockerd.sock"])
+@pytest.mark.parametrize(
+    "source", ["/var/run/docker.sock", "/run/docker.sock", "/tmp/dockerd.sock"]
+)
 def test_docker_socket_is_found_once(source):
-    facts = replace(HARDENED, mounts=(Mount("bind", source, "/var/run/docker.sock", read_only=True),))
+    facts = replace(
+        HARDENED, mounts=(Mount("bind", source, "/var/run/docker.sock", read_only=True),)
+    )
     assert any(source in p for p in problems(facts, "docker-socket"))
     assert problems(facts, "host-mount") == []
 
@@ -271,7 +285,9 @@ def test_literal_secret_env(name, value, flagged):
 
 
 def test_literal_secret_env_does_not_repeat_the_secret():
-    [finding] = check_container(replace(HARDENED, env=(("POSTGRES_PASSWORD", "hunter2"),)), RULES["literal-secret-env"])
+    [finding] = check_container(
+        replace(HARDENED, env=(("POSTGRES_PASSWORD", "hunter2"),)), RULES["literal-secret-env"]
+    )
     assert "hunter2" not in finding.message
 
 
@@ -382,6 +398,8 @@ def test_empty_exempt_reason_does_not_exempt(reason):
 
 
 def test_exemption_covers_only_its_own_rule():
-    facts = replace(HARDENED, user="0", privileged=True, labels={**LABELS, "napdms.exempt.privileged": REASON})
+    facts = replace(
+        HARDENED, user="0", privileged=True, labels={**LABELS, "napdms.exempt.privileged": REASON}
+    )
     [finding] = check_container(facts, RULES["run-as-root"])
     assert finding.exempt_reason is None

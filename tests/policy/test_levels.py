@@ -29,13 +29,18 @@ def test_policy_not_named_is_mandatory():
 
 
 def test_object_value_gives_level_and_settings():
-    parsed = levels.parse("dev", {"stateless-replicas": {"enforcementLevel": "advisory", "minReplicas": 3}})
+    parsed = levels.parse(
+        "dev", {"stateless-replicas": {"enforcementLevel": "advisory", "minReplicas": 3}}
+    )
     assert parsed.level("stateless-replicas") == "advisory"
     assert parsed.config("stateless-replicas") == {"minReplicas": 3}
 
 
 def test_object_without_level_is_mandatory():
-    assert levels.parse("dev", {"stateless-replicas": {"minReplicas": 3}}).level("stateless-replicas") == "mandatory"
+    assert (
+        levels.parse("dev", {"stateless-replicas": {"minReplicas": 3}}).level("stateless-replicas")
+        == "mandatory"
+    )
 
 
 def test_all_key_sets_the_default_level():
@@ -46,7 +51,10 @@ def test_all_key_sets_the_default_level():
 
 @pytest.mark.parametrize(
     "value",
-    [pytest.param("strict", id="string"), pytest.param({"enforcementLevel": "strict"}, id="object")],
+    [
+        pytest.param("strict", id="string"),
+        pytest.param({"enforcementLevel": "strict"}, id="object"),
+    ],
 )
 def test_unknown_level_names_stack_policy_and_valid_levels(value):
     with pytest.raises(LevelsError) as error:
@@ -100,7 +108,9 @@ def test_config_file_loads(stack):
 
 def test_prod_enforces_every_rule():
     prod = levels.load("prod")
-    assert {rule_id: prod.level(rule_id) for rule_id in RULE_IDS if prod.level(rule_id) != "mandatory"} == {}
+    assert {
+        rule_id: prod.level(rule_id) for rule_id in RULE_IDS if prod.level(rule_id) != "mandatory"
+    } == {}
 
 
 def test_prod_reports_exemptions_as_advisory():
@@ -131,24 +141,34 @@ def rule_levels(verdicts) -> dict[str, set[str]]:
 
 
 def test_exempt_finding_is_advisory_at_mandatory_level():
-    exempt = ContainerFacts("db", user="0", labels={"napdms.exempt.run-as-root": "entrypoint drops to uid 999"})
-    verdicts = judge_one(StackFacts(containers=(exempt,)), levels.parse("prod", {"run-as-root": "mandatory"}))
+    exempt = ContainerFacts(
+        "db", user="0", labels={"napdms.exempt.run-as-root": "entrypoint drops to uid 999"}
+    )
+    verdicts = judge_one(
+        StackFacts(containers=(exempt,)), levels.parse("prod", {"run-as-root": "mandatory"})
+    )
     assert rule_levels(verdicts)["run-as-root"] == {"advisory"}
 
 
 def test_unexempt_finding_takes_its_rule_level():
-    verdicts = judge_one(StackFacts(containers=(ROOT,)), levels.parse("prod", {"run-as-root": "mandatory"}))
+    verdicts = judge_one(
+        StackFacts(containers=(ROOT,)), levels.parse("prod", {"run-as-root": "mandatory"})
+    )
     assert rule_levels(verdicts)["run-as-root"] == {"mandatory"}
 
 
 def test_advisory_level_from_config_applies():
-    verdicts = judge_one(StackFacts(containers=(ROOT,)), levels.parse("dev", {"run-as-root": "advisory"}))
+    verdicts = judge_one(
+        StackFacts(containers=(ROOT,)), levels.parse("dev", {"run-as-root": "advisory"})
+    )
     assert rule_levels(verdicts)["run-as-root"] == {"advisory"}
     assert rule_levels(verdicts)["no-memory-limit"] == {"mandatory"}
 
 
 def test_disabled_rule_does_not_run():
-    verdicts = judge_one(StackFacts(containers=(ROOT,)), levels.parse("dev", {"run-as-root": "disabled"}))
+    verdicts = judge_one(
+        StackFacts(containers=(ROOT,)), levels.parse("dev", {"run-as-root": "disabled"})
+    )
     assert "run-as-root" not in rule_levels(verdicts)
 
 
@@ -161,5 +181,7 @@ def test_disabled_stack_rule_does_not_run():
 @pytest.mark.parametrize("minimum, flagged", [(1, False), (2, True)], ids=["min-1", "min-2"])
 def test_rule_settings_from_config_apply(minimum, flagged):
     stack = StackFacts(containers=(ContainerFacts("web", labels={"napdms.stateless": "true"}),))
-    verdicts = judge_one(stack, levels.parse("dev", {"stateless-replicas": {"minReplicas": minimum}}))
+    verdicts = judge_one(
+        stack, levels.parse("dev", {"stateless-replicas": {"minReplicas": minimum}})
+    )
     assert ("stateless-replicas" in rule_levels(verdicts)) is flagged

@@ -45,7 +45,9 @@ def test_every_rule_is_mandatory_unless_configured(pack):
 def test_policies_cite_their_cis_recommendation(pack):
     cited = {p.name: p.framework.reference for p in pack.info().policies}
     for rule in RULES:
-        assert cited[rule.id] == (rule.cis or ""), f"policy {rule.id} cites {cited[rule.id]!r}, rule says {rule.cis!r}"
+        assert cited[rule.id] == (rule.cis or ""), (
+            f"policy {rule.id} cites {cited[rule.id]!r}, rule says {rule.cis!r}"
+        )
 
 
 def test_own_stack_has_no_mandatory_violation(pack, program):
@@ -57,7 +59,9 @@ def test_own_stack_has_no_mandatory_violation(pack, program):
 def test_own_stack_exemptions_are_reported_as_advisory_with_their_reason(pack, program):
     pack.configure(program.stack)
     reported = [d for d in pack.analyze_stack(program.resources) if d.policy == "exemptions"]
-    init = _named(program, "local-postgres-init" if program.stack == "dev" else "qnap-postgres-init")
+    init = _named(
+        program, "local-postgres-init" if program.stack == "dev" else "qnap-postgres-init"
+    )
     on_init = [d for d in reported if d.urn == init.urn]
     assert {d.level for d in reported} == {"advisory"}
     assert any("exempt from run-as-root (sets file owners" in d.message for d in on_init), (
@@ -71,7 +75,9 @@ def test_flawed_container_is_caught(pack, flawed, flaw_id):
     resource = _named(flawed, f"flawed-{flaw_id}")
     rule_id = flawed_program.CAUGHT_BY[flaw_id]
     caught = {d.policy for d in pack.analyze(resource) if d.level == "mandatory"}
-    assert rule_id in caught, f"{resource.name}: expected a mandatory {rule_id} violation, got {sorted(caught)}"
+    assert rule_id in caught, (
+        f"{resource.name}: expected a mandatory {rule_id} violation, got {sorted(caught)}"
+    )
 
 
 def test_container_without_platform_labels_is_reported_unmanaged(pack, flawed):
@@ -81,7 +87,11 @@ def test_container_without_platform_labels_is_reported_unmanaged(pack, flawed):
 
 
 def test_every_container_rule_has_a_flawed_fixture():
-    covered = set(flawed_program.CAUGHT_BY.values()) | flawed_program.UNEXPRESSIBLE | {"unmanaged-container"}
+    covered = (
+        set(flawed_program.CAUGHT_BY.values())
+        | flawed_program.UNEXPRESSIBLE
+        | {"unmanaged-container"}
+    )
     assert covered == {rule.id for rule in CONTAINER_RULES}
 
 
@@ -93,8 +103,14 @@ def test_hardened_hand_written_container_passes_every_policy(pack, flawed):
 @pytest.mark.parametrize("rule_id", [rule.id for rule in STACK_RULES])
 def test_flawed_stack_is_caught_on_the_right_resource(pack, flawed, rule_id):
     pack.configure("prod")
-    subjects = {d.urn.rsplit("::", 1)[-1] for d in pack.analyze_stack(flawed.resources) if d.policy == rule_id and d.level == "mandatory"}
-    assert any(name.startswith(f"flawed-{rule_id}") for name in subjects), f"{rule_id} reported on {sorted(subjects)}"
+    subjects = {
+        d.urn.rsplit("::", 1)[-1]
+        for d in pack.analyze_stack(flawed.resources)
+        if d.policy == rule_id and d.level == "mandatory"
+    }
+    assert any(name.startswith(f"flawed-{rule_id}") for name in subjects), (
+        f"{rule_id} reported on {sorted(subjects)}"
+    )
 
 
 def test_exempted_finding_is_advisory_and_names_its_reason(pack, flawed):
@@ -121,7 +137,11 @@ def test_prod_config_has_the_same_finding_mandatory(pack, flawed):
 def test_replica_minimum_comes_from_the_stack_config(pack, flawed):
     pack.configure("staging")
     lonely = _named(flawed, "flawed-stateless-replicas")
-    assert not [d for d in pack.analyze_stack(flawed.resources) if d.urn == lonely.urn and d.policy == "stateless-replicas"]
+    assert not [
+        d
+        for d in pack.analyze_stack(flawed.resources)
+        if d.urn == lonely.urn and d.policy == "stateless-replicas"
+    ]
 
 
 def test_disabled_policy_reports_nothing(pack, flawed):

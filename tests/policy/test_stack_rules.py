@@ -28,30 +28,40 @@ def findings(stack: StackFacts, rule_id: str, config=None) -> list[tuple[str, st
     "labels",
     [
         pytest.param({"napdms.backup": "daily"}, id="daily"),
-        pytest.param({"napdms.backup": "exclude", "napdms.backup.reason": "cache, rebuilt at start"}, id="exclude-with-reason"),
+        pytest.param(
+            {"napdms.backup": "exclude", "napdms.backup.reason": "cache, rebuilt at start"},
+            id="exclude-with-reason",
+        ),
     ],
 )
 def test_volume_with_backup_policy_passes(labels):
-    assert findings(StackFacts(volumes=(VolumeFacts("pgdata", labels),)), "volume-backup-policy") == []
+    assert (
+        findings(StackFacts(volumes=(VolumeFacts("pgdata", labels),)), "volume-backup-policy") == []
+    )
 
 
 @pytest.mark.parametrize(
     "labels",
     [
         pytest.param({"napdms.backup": "exclude"}, id="exclude-without-reason"),
-        pytest.param({"napdms.backup": "exclude", "napdms.backup.reason": " "}, id="exclude-blank-reason"),
+        pytest.param(
+            {"napdms.backup": "exclude", "napdms.backup.reason": " "}, id="exclude-blank-reason"
+        ),
         pytest.param({}, id="missing-label"),
         pytest.param({"napdms.backup": "weekly"}, id="unknown-value"),
     ],
 )
 def test_volume_without_valid_backup_policy_fails(labels):
-    [(subject, _problem)] = findings(StackFacts(volumes=(VolumeFacts("pgdata", labels),)), "volume-backup-policy")
+    [(subject, _problem)] = findings(
+        StackFacts(volumes=(VolumeFacts("pgdata", labels),)), "volume-backup-policy"
+    )
     assert subject == "pgdata"
 
 
 def test_unknown_backup_policy_is_named():
     [(_subject, problem)] = findings(
-        StackFacts(volumes=(VolumeFacts("pgdata", {"napdms.backup": "weekly"}),)), "volume-backup-policy"
+        StackFacts(volumes=(VolumeFacts("pgdata", {"napdms.backup": "weekly"}),)),
+        "volume-backup-policy",
     )
     assert "weekly" in problem
 
@@ -65,7 +75,9 @@ def test_container_mounting_undeclared_volume_fails():
 
 def test_container_mounting_declared_volume_passes():
     db = ContainerFacts("db", mounts=(Mount("volume", "pgdata", "/var/lib/postgresql/data"),))
-    stack = StackFacts(containers=(db,), volumes=(VolumeFacts("pgdata", {"napdms.backup": "daily"}),))
+    stack = StackFacts(
+        containers=(db,), volumes=(VolumeFacts("pgdata", {"napdms.backup": "daily"}),)
+    )
     assert findings(stack, "volume-backup-policy") == []
 
 
@@ -97,14 +109,18 @@ def test_data_network_internal(segment, internal, flagged):
 # stateless-replicas
 
 
-def replica(name: str, service: str = "web", stack: str = "prod", stateless: str = "true") -> ContainerFacts:
+def replica(
+    name: str, service: str = "web", stack: str = "prod", stateless: str = "true"
+) -> ContainerFacts:
     """A container of `service` in `stack`."""
     labels = {"napdms.stack": stack, "napdms.service": service, "napdms.stateless": stateless}
     return ContainerFacts(name, labels=labels)
 
 
 def test_single_stateless_replica_fails_default_minimum_of_two():
-    [(subject, problem)] = findings(StackFacts(containers=(replica("web-blue"),)), "stateless-replicas")
+    [(subject, problem)] = findings(
+        StackFacts(containers=(replica("web-blue"),)), "stateless-replicas"
+    )
     assert subject == "web-blue"
     assert "web" in problem and "2" in problem
 
@@ -121,7 +137,10 @@ def test_minimum_replicas_comes_from_config():
 
 @pytest.mark.parametrize("stateless", ["false", ""], ids=["false", "empty"])
 def test_only_stateless_services_need_replicas(stateless):
-    assert findings(StackFacts(containers=(replica("db", stateless=stateless),)), "stateless-replicas") == []
+    assert (
+        findings(StackFacts(containers=(replica("db", stateless=stateless),)), "stateless-replicas")
+        == []
+    )
 
 
 def test_replicas_are_counted_per_stack_and_service():
@@ -132,13 +151,19 @@ def test_replicas_are_counted_per_stack_and_service():
             replica("api-prod", service="api", stack="prod"),
         )
     )
-    assert sorted(subject for subject, _ in findings(stack, "stateless-replicas")) == ["api-prod", "web-dev", "web-prod"]
+    assert sorted(subject for subject, _ in findings(stack, "stateless-replicas")) == [
+        "api-prod",
+        "web-dev",
+        "web-prod",
+    ]
 
 
 # host-port-conflict
 
 
-def publisher(name: str, ip: str = "0.0.0.0", port: int = 8080, protocol: str = "tcp", host: str = "qnap") -> ContainerFacts:
+def publisher(
+    name: str, ip: str = "0.0.0.0", port: int = 8080, protocol: str = "tcp", host: str = "qnap"
+) -> ContainerFacts:
     """A container on `host` publishing one port."""
     return ContainerFacts(name, host=host, ports=(PublishedPort(ip, port, 80, protocol),))
 

@@ -11,12 +11,20 @@ from pydantic import ValidationError
 
 from components.catalog import CATALOG, generated_files
 from components.catalog.backup_agent import DOCKERFILE, PLAN_FILE
+from components.model.plan import BackupPlan
 from components.model.spec import BackupHook, HealthCheck, SecretUse, ServiceSpec
 from components.settings import SettingsError, load_settings, load_stack
-from components.model.plan import BackupPlan
 from napdms_ops.images import stack_images
 from tests.conftest import program_of
-from tests.program import OPERATOR_CONFIG, ROOT, STACKS, is_secret, labels_of, run_program, stack_config
+from tests.program import (
+    OPERATOR_CONFIG,
+    ROOT,
+    STACKS,
+    is_secret,
+    labels_of,
+    run_program,
+    stack_config,
+)
 
 AGENT = "backup-agent"
 HOOKS = {
@@ -100,12 +108,18 @@ def test_agent_is_built_from_its_dockerfile_by_its_hosts_daemon(program):
     [image] = [r for r in program.of_type("docker:index/image:Image") if r.parent == agent.parent]
     build = image.plain("build")
     assert (ROOT / DOCKERFILE).is_file(), f"{image.name}: {DOCKERFILE} is missing"
-    assert (build["context"], build["dockerfile"], build["platform"]) == (".", DOCKERFILE, "linux/amd64"), (
-        f"{image.name} builds {build}"
-    )
+    assert (build["context"], build["dockerfile"], build["platform"]) == (
+        ".",
+        DOCKERFILE,
+        "linux/amd64",
+    ), f"{image.name} builds {build}"
     assert image.plain("skipPush") is True, f"{image.name} would push to a registry"
-    assert image.plain("imageName") == f"napdms/{AGENT}:{CATALOG[AGENT].tag}", f"{image.name} tags {image.plain('imageName')}"
-    assert image.provider == agent.provider, f"{image.name} is built on another daemon than {agent.name} runs on"
+    assert image.plain("imageName") == f"napdms/{AGENT}:{CATALOG[AGENT].tag}", (
+        f"{image.name} tags {image.plain('imageName')}"
+    )
+    assert image.provider == agent.provider, (
+        f"{image.name} is built on another daemon than {agent.name} runs on"
+    )
     assert image.urn in agent.dependencies and agent.plain("image").startswith("sha256:"), (
         f"{agent.name} does not run the built image's id"
     )
@@ -114,41 +128,64 @@ def test_agent_is_built_from_its_dockerfile_by_its_hosts_daemon(program):
 def test_agent_is_built_on_the_stacks_postgres_image(program):
     [image] = program.of_type("docker:index/image:Image")
     postgres = load_stack(program.stack, stack_config(program.stack), set()).services["postgres"]
-    assert image.plain("build")["args"] == {"POSTGRES_IMAGE": postgres.image_ref}, f"{image.name}: dump tools of another release"
+    assert image.plain("build")["args"] == {"POSTGRES_IMAGE": postgres.image_ref}, (
+        f"{image.name}: dump tools of another release"
+    )
 
 
 def test_dockerfile_default_base_is_the_catalogs_postgres_image():
-    default = re.search(r"^ARG POSTGRES_IMAGE=(\S+)$", (ROOT / DOCKERFILE).read_text(), re.MULTILINE)
-    assert default and default[1] == CATALOG["postgres"].image_ref, f"{DOCKERFILE}: base {default and default[1]}"
+    default = re.search(
+        r"^ARG POSTGRES_IMAGE=(\S+)$", (ROOT / DOCKERFILE).read_text(), re.MULTILINE
+    )
+    assert default and default[1] == CATALOG["postgres"].image_ref, (
+        f"{DOCKERFILE}: base {default and default[1]}"
+    )
 
 
 def test_agent_runs_the_orchestrator_and_its_health_command(program):
     agent = _agent(program)
-    assert agent.plain("command") == ["agent", "--plan", PLAN_FILE], f"{agent.name} runs {agent.plain('command')}"
-    assert agent.plain("healthcheck")["tests"] == ["CMD", "python3", "-m", "napdms_ops.backup", "health", "--plan", PLAN_FILE], (
-        f"{agent.name}: health check {agent.plain('healthcheck')['tests']}"
+    assert agent.plain("command") == ["agent", "--plan", PLAN_FILE], (
+        f"{agent.name} runs {agent.plain('command')}"
     )
+    assert agent.plain("healthcheck")["tests"] == [
+        "CMD",
+        "python3",
+        "-m",
+        "napdms_ops.backup",
+        "health",
+        "--plan",
+        PLAN_FILE,
+    ], f"{agent.name}: health check {agent.plain('healthcheck')['tests']}"
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_plan_validates_and_lists_the_hooks_and_file_sources(stack):
     plan = _plan(program_of(stack))
     sources = {s.service: s.model_dump() for s in plan.sources}
-    assert {name: sources.get(name) for name in HOOKS} == HOOKS, f"{stack}-backup-agent plan.json: dump sources"
+    assert {name: sources.get(name) for name in HOOKS} == HOOKS, (
+        f"{stack}-backup-agent plan.json: dump sources"
+    )
     files = {name: s["paths"] for name, s in sources.items() if s["hook"] == "files"}
     assert files == FILES, f"{stack}-backup-agent plan.json: file sources"
-    assert set(sources) == set(HOOKS) | set(FILES), f"{stack}-backup-agent plan.json lists {sorted(sources)}"
+    assert set(sources) == set(HOOKS) | set(FILES), (
+        f"{stack}-backup-agent plan.json lists {sorted(sources)}"
+    )
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_plan_carries_the_stacks_schedule_and_host_tag(stack):
     plan = _plan(program_of(stack))
     backup = load_settings(stack, stack_config(stack), set()).backup
-    assert (plan.stack, plan.host_tag) == (stack, f"napdms-{stack}"), f"{stack}-backup-agent plan.json: identity"
-    assert (plan.schedule.time_of_day, plan.schedule.timezone) == (backup.time_of_day, backup.timezone), (
-        f"{stack}-backup-agent plan.json: schedule {plan.schedule}"
+    assert (plan.stack, plan.host_tag) == (stack, f"napdms-{stack}"), (
+        f"{stack}-backup-agent plan.json: identity"
     )
-    assert (plan.state_dir, plan.cache_dir) == ("/state", "/cache"), f"{stack}-backup-agent plan.json: directories"
+    assert (plan.schedule.time_of_day, plan.schedule.timezone) == (
+        backup.time_of_day,
+        backup.timezone,
+    ), f"{stack}-backup-agent plan.json: schedule {plan.schedule}"
+    assert (plan.state_dir, plan.cache_dir) == ("/state", "/cache"), (
+        f"{stack}-backup-agent plan.json: directories"
+    )
 
 
 def test_dump_sources_reach_their_service_by_its_alias_on_the_data_network(program):
@@ -156,14 +193,18 @@ def test_dump_sources_reach_their_service_by_its_alias_on_the_data_network(progr
     for source in _plan(program).sources:
         if source.hook == "files":
             continue
-        [server] = [c for c in program.services() if labels_of(c)["napdms.service"] == source.service]
+        [server] = [
+            c for c in program.services() if labels_of(c)["napdms.service"] == source.service
+        ]
         aliases = {
             alias
             for n in server.plain("networksAdvanced")
             if n["name"].endswith("-data") and n["name"] in agent_networks
             for alias in n["aliases"]
         }
-        assert source.host in aliases, f"{server.name}: the agent cannot reach {source.host} on a shared data network"
+        assert source.host in aliases, (
+            f"{server.name}: the agent cannot reach {source.host} on a shared data network"
+        )
 
 
 def test_hooked_services_volumes_are_not_mounted_into_the_agent(program):
@@ -171,7 +212,9 @@ def test_hooked_services_volumes_are_not_mounted_into_the_agent(program):
     mounted = {m["volumeName"] for m in agent.plain("volumes") if "volumeName" in m}
     for volume in program.of_type("docker:index/volume:Volume"):
         if CATALOG[labels_of(volume)["napdms.service"]].backup_hook:
-            assert volume.plain("name") not in mounted, f"{agent.name} mounts {volume.plain('name')}, a running database's files"
+            assert volume.plain("name") not in mounted, (
+                f"{agent.name} mounts {volume.plain('name')}, a running database's files"
+            )
 
 
 def test_agent_joins_edge_data_and_monitoring(program):
@@ -184,7 +227,9 @@ def test_agent_receives_the_password_files_its_plan_names(program):
     uploads = _uploads(program)
     named = {s.password_file for s in _plan(program).sources if getattr(s, "password_file", None)}
     named.add(_plan(program).repository.password_file)
-    assert named <= set(uploads), f"{program.stack}-backup-agent lacks {sorted(named - set(uploads))}"
+    assert named <= set(uploads), (
+        f"{program.stack}-backup-agent lacks {sorted(named - set(uploads))}"
+    )
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -194,8 +239,12 @@ def test_sftp_repository_uses_the_uploaded_key_and_known_hosts(stack):
     uploads = _uploads(program)
     known_hosts = load_settings(stack, stack_config(stack), set()).backup.sftp_known_hosts
     assert sftp is not None, f"{stack}-backup-agent plan.json: no sftp access"
-    assert uploads[sftp.known_hosts_file] == known_hosts + "\n", f"{stack}-backup-agent: known_hosts differs"
-    assert uploads[sftp.key_file] == OPERATOR_CONFIG["backup_ssh_key"] + "\n", f"{stack}-backup-agent: ssh key file"
+    assert uploads[sftp.known_hosts_file] == known_hosts + "\n", (
+        f"{stack}-backup-agent: known_hosts differs"
+    )
+    assert uploads[sftp.key_file] == OPERATOR_CONFIG["backup_ssh_key"] + "\n", (
+        f"{stack}-backup-agent: ssh key file"
+    )
 
 
 def test_ssh_key_from_encrypted_config_stays_secret(program):
@@ -208,13 +257,26 @@ def test_ssh_key_from_encrypted_config_stays_secret(program):
 def test_dev_keeps_its_local_repository_on_an_excluded_volume_of_its_own():
     program = program_of("dev")
     plan = _plan(program)
-    [volume] = [v for v in program.of_type("docker:index/volume:Volume") if v.plain("name") == "napdms-dev-backup-agent-repository"]
-    mounts = {m["containerPath"]: m["volumeName"] for m in _agent(program).plain("volumes") if "volumeName" in m}
-    assert (plan.repository.url, plan.repository.sftp) == ("/repository", None), "local-backup-agent plan.json: repository"
-    assert mounts["/repository"] == volume.plain("name"), "local-backup-agent does not mount its repository volume"
-    assert labels_of(volume)["napdms.backup"] == "exclude" and labels_of(volume)["napdms.backup.reason"], (
-        f"{volume.name}: backup policy"
+    [volume] = [
+        v
+        for v in program.of_type("docker:index/volume:Volume")
+        if v.plain("name") == "napdms-dev-backup-agent-repository"
+    ]
+    mounts = {
+        m["containerPath"]: m["volumeName"]
+        for m in _agent(program).plain("volumes")
+        if "volumeName" in m
+    }
+    assert (plan.repository.url, plan.repository.sftp) == ("/repository", None), (
+        "local-backup-agent plan.json: repository"
     )
+    assert mounts["/repository"] == volume.plain("name"), (
+        "local-backup-agent does not mount its repository volume"
+    )
+    assert (
+        labels_of(volume)["napdms.backup"] == "exclude"
+        and labels_of(volume)["napdms.backup.reason"]
+    ), f"{volume.name}: backup policy"
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -231,7 +293,9 @@ def test_sftp_repository_without_known_hosts_names_stack_and_key(stack):
 
 
 def test_known_hosts_for_another_host_is_rejected():
-    config = _config("prod", sftp_known_hosts="asustor.example.net ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFixture")
+    config = _config(
+        "prod", sftp_known_hosts="asustor.example.net ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFixture"
+    )
     with pytest.raises(SettingsError) as raised:
         load_settings("prod", config, set())
     assert raised.value.lines == [
@@ -255,7 +319,9 @@ def test_offsite_settings_render_into_the_plan():
     plan = BackupPlan.model_validate_json(generated_files(AGENT, stack.context)["plan.json"])
     offsite = plan.offsite
     assert offsite is not None, "prod-backup-agent plan.json: no offsite"
-    assert offsite.model_dump(exclude={"repository"}) == OFFSITE, f"prod-backup-agent plan.json: offsite {offsite}"
+    assert offsite.model_dump(exclude={"repository"}) == OFFSITE, (
+        f"prod-backup-agent plan.json: offsite {offsite}"
+    )
     assert offsite.repository.model_dump() == {
         "url": "s3:https://s3.eu-central-1.amazonaws.com/napdms-offsite/napdms-prod",
         "password_file": "/run/secrets/restic-password",
@@ -269,9 +335,15 @@ def test_offsite_keys_come_from_encrypted_config_as_secret_files():
     program = _offsite_program()
     uploads = _uploads(program)
     init = next(c for c in program.containers() if c.name == "qnap-backup-agent-init")
-    assert uploads["/run/secrets/backup-s3-access-key"] == S3_KEYS["s3_access_key_id"], "qnap-backup-agent-init: access key"
-    assert uploads["/run/secrets/backup-s3-secret-key"] == S3_KEYS["s3_secret_access_key"], "qnap-backup-agent-init: secret key"
-    assert is_secret(init.inputs["uploads"]), "qnap-backup-agent-init stores the S3 keys in plain text"
+    assert uploads["/run/secrets/backup-s3-access-key"] == S3_KEYS["s3_access_key_id"], (
+        "qnap-backup-agent-init: access key"
+    )
+    assert uploads["/run/secrets/backup-s3-secret-key"] == S3_KEYS["s3_secret_access_key"], (
+        "qnap-backup-agent-init: secret key"
+    )
+    assert is_secret(init.inputs["uploads"]), (
+        "qnap-backup-agent-init stores the S3 keys in plain text"
+    )
 
 
 def test_offsite_without_its_keys_stops_the_program_naming_each_key():
@@ -297,9 +369,13 @@ def test_hook_naming_a_secret_the_service_does_not_read_is_rejected():
             health=HealthCheck(test=["CMD", "pg_isready"]),
             memory="512m",
             cpus=1,
-            backup_hook=BackupHook(kind="postgresql", port=5432, user="postgres", password_secret="other-password"),
+            backup_hook=BackupHook(
+                kind="postgresql", port=5432, user="postgres", password_secret="other-password"
+            ),
         )
-    assert 'backup_hook.password_secret "other-password" is not a secret db reads' in str(raised.value)
+    assert 'backup_hook.password_secret "other-password" is not a secret db reads' in str(
+        raised.value
+    )
     assert "name one of: db-password" in str(raised.value)
 
 
@@ -338,5 +414,7 @@ def test_daily_volumes_away_from_the_agents_host_are_rejected():
 @pytest.mark.parametrize("stack", STACKS)
 def test_images_command_lists_the_agents_base_but_not_the_built_image(stack):
     refs = stack_images(stack)
-    assert not [ref for ref in refs if ref.startswith(f"napdms/{AGENT}")], f"{stack}: a built image is listed as pullable"
+    assert not [ref for ref in refs if ref.startswith(f"napdms/{AGENT}")], (
+        f"{stack}: a built image is listed as pullable"
+    )
     assert CATALOG["postgres"].image_ref in refs, f"{stack}: the agent's base image is not scanned"

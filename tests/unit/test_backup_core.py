@@ -10,25 +10,33 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from components.model.plan import BackupPlan, FilesSource, PostgresqlSource, Repository, Schedule
 from napdms_ops.backup import agent
 from napdms_ops.backup.manifest import RunManifest, ServiceRecord, manifests
 from napdms_ops.backup.metrics import read_state, render
-from components.model.plan import BackupPlan, FilesSource, PostgresqlSource, Repository, Schedule
 from napdms_ops.backup.restic import ResticError, classify
 from napdms_ops.backup.restore import RestoreError, restore, select
 from napdms_ops.backup.run import RunLock, RunLocked, repository, run_backup
 
-pytestmark = pytest.mark.skipif(not any(Path(p, "restic").exists() for p in os.environ["PATH"].split(":")), reason="restic not installed")
+pytestmark = pytest.mark.skipif(
+    not any(Path(p, "restic").exists() for p in os.environ["PATH"].split(":")),
+    reason="restic not installed",
+)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture
 def site(tmp_path):
     """Two file services with data, a password file and a plan with a local repository."""
-    for service, files in {"gitea": {"repo/a.git": os.urandom(70_000), "conf": b"x" * 100}, "n8n": {"db.sqlite": os.urandom(5000)}}.items():
+    for service, files in {
+        "gitea": {"repo/a.git": os.urandom(70_000), "conf": b"x" * 100},
+        "n8n": {"db.sqlite": os.urandom(5000)},
+    }.items():
         for name, data in files.items():
             path = tmp_path / "source" / service / "data" / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,8 +87,14 @@ def test_restore_with_force_first_takes_a_safety_snapshot_of_what_is_there(site)
     (root / "busy").mkdir()
     (root / "busy" / "live.txt").write_text("live data")
     report = restore(plan, "latest", str(root / "busy"), force=True)
-    safety = [s for s in repository(plan).snapshots(tags=["safety"]) if s.id.startswith(report.safety_snapshot)]
-    assert safety and safety[0].paths == (str(root / "busy"),), "no safety snapshot of the overwritten directory"
+    safety = [
+        s
+        for s in repository(plan).snapshots(tags=["safety"])
+        if s.id.startswith(report.safety_snapshot)
+    ]
+    assert safety and safety[0].paths == (str(root / "busy"),), (
+        "no safety snapshot of the overwritten directory"
+    )
 
 
 def test_missing_password_file_stops_the_run_before_anything_is_written(site):
@@ -97,13 +111,19 @@ def test_wrong_password_fails_with_its_reason_and_writes_nothing(site):
     before = sorted(str(p) for p in (root / "repo").rglob("*"))
     Path(plan.repository.password_file).write_text("not the key\n")
     outcome = run_backup(plan)
-    assert (outcome.state.success, outcome.state.reason, outcome.state.attempts) == (False, "wrong-password", 1)
+    assert (outcome.state.success, outcome.state.reason, outcome.state.attempts) == (
+        False,
+        "wrong-password",
+        1,
+    )
     assert sorted(str(p) for p in (root / "repo").rglob("*")) == before, "the repository changed"
 
 
 def test_a_failing_dump_marks_only_that_service_failed(site):
     root, plan = site
-    broken = PostgresqlSource(service="postgres", host="127.0.0.1", port=1, password_file=plan.repository.password_file)
+    broken = PostgresqlSource(
+        service="postgres", host="127.0.0.1", port=1, password_file=plan.repository.password_file
+    )
     plan = plan.model_copy(update={"sources": [*plan.sources, broken]})
     outcome = run_backup(plan)
     services = {name: record.status for name, record in outcome.manifest.services.items()}
@@ -117,29 +137,48 @@ def test_a_failed_service_is_retried_and_the_others_are_not_backed_up_twice(site
     plan = plan.model_copy(update={"sources": [*plan.sources, broken]})
     outcome = run_backup(plan)
     gitea = [s for s in repository(plan).snapshots(tags=["service=gitea"])]
-    assert outcome.state.attempts == 3 and len(gitea) == 1, f"{outcome.state.attempts} attempts, {len(gitea)} gitea snapshots"
+    assert outcome.state.attempts == 3 and len(gitea) == 1, (
+        f"{outcome.state.attempts} attempts, {len(gitea)} gitea snapshots"
+    )
 
 
 def test_latest_skips_runs_in_which_the_service_failed(site):
     root, plan = site
     first = run_backup(plan).manifest
-    broken = plan.model_copy(update={"sources": [FilesSource(service="gitea", paths=[str(root / "gone")]), plan.sources[1]]})
+    broken = plan.model_copy(
+        update={
+            "sources": [FilesSource(service="gitea", paths=[str(root / "gone")]), plan.sources[1]]
+        }
+    )
     run_backup(broken)
-    assert select(manifests(plan, repository(plan)), "latest", ["gitea"], "UTC").run_id == first.run_id
+    assert (
+        select(manifests(plan, repository(plan)), "latest", ["gitea"], "UTC").run_id == first.run_id
+    )
 
 
 def test_a_time_selects_the_last_run_started_before_it():
     runs = [
-        RunManifest(run_id=f"r{i}", stack="dev", host_tag="h", started=1_000_000 + i * 86400, finished=0, attempts=1,
-                    services={"gitea": ServiceRecord(service="gitea", hook="files", status="ok")})
+        RunManifest(
+            run_id=f"r{i}",
+            stack="dev",
+            host_tag="h",
+            started=1_000_000 + i * 86400,
+            finished=0,
+            attempts=1,
+            services={"gitea": ServiceRecord(service="gitea", hook="files", status="ok")},
+        )
         for i in range(3)
     ]
-    moment = dt.datetime.fromtimestamp(1_000_000 + 86400 + 60, dt.timezone.utc).isoformat()
+    moment = dt.datetime.fromtimestamp(1_000_000 + 86400 + 60, dt.UTC).isoformat()
     assert select(runs, moment, [], "UTC").run_id == "r1"
 
 
 def test_an_unreadable_selector_names_the_accepted_forms():
-    runs = [RunManifest(run_id="r0", stack="dev", host_tag="h", started=0, finished=0, attempts=1, services={})]
+    runs = [
+        RunManifest(
+            run_id="r0", stack="dev", host_tag="h", started=0, finished=0, attempts=1, services={}
+        )
+    ]
     with pytest.raises(RestoreError, match="latest.*time"):
         select(runs, "yesterday-ish", [], "UTC")
 
@@ -174,10 +213,19 @@ def test_metrics_carry_the_last_success_over_a_failed_run(site):
     ("stderr", "kind"),
     [
         ("Fatal: wrong password or no key found", "wrong-password"),
-        ("Fatal: unable to open config file: stat /r/config: no such file or directory\nIs there a repository at the following location?", "no-repository"),
-        ("Fatal: unable to save snapshot: write /r/data/33/x-tmp: no space left on device", "disk-full"),
+        (
+            "Fatal: unable to open config file: stat /r/config: no such file or directory\nIs there a repository at the following location?",
+            "no-repository",
+        ),
+        (
+            "Fatal: unable to save snapshot: write /r/data/33/x-tmp: no space left on device",
+            "disk-full",
+        ),
         ("Load(<lock/1>, 0, 0) returned error: connection lost", "network"),
-        ("unable to create lock in backend: repository is already locked exclusively by PID 1", "locked"),
+        (
+            "unable to create lock in backend: repository is already locked exclusively by PID 1",
+            "locked",
+        ),
         ("something else entirely", "failed"),
     ],
 )
@@ -191,14 +239,24 @@ def test_a_wrong_key_is_not_retried():
 
 def test_the_next_run_is_at_the_configured_local_time():
     plan = BackupPlan.model_validate(
-        {"stack": "dev", "host_tag": "h", "repository": {"url": "/r", "password_file": "/p"},
-         "sources": [{"hook": "files", "service": "s", "paths": ["/x"]}], "schedule": {"time_of_day": "02:00", "timezone": "Europe/Berlin"}}
+        {
+            "stack": "dev",
+            "host_tag": "h",
+            "repository": {"url": "/r", "password_file": "/p"},
+            "sources": [{"hook": "files", "service": "s", "paths": ["/x"]}],
+            "schedule": {"time_of_day": "02:00", "timezone": "Europe/Berlin"},
+        }
     )
     berlin = ZoneInfo("Europe/Berlin")
-    now = dt.datetime(2026, 3, 28, 12, 0, tzinfo=berlin).timestamp()  # the night the clocks go forward
+    now = dt.datetime(
+        2026, 3, 28, 12, 0, tzinfo=berlin
+    ).timestamp()  # the night the clocks go forward
     due = dt.datetime.fromtimestamp(agent.next_run(plan, now), berlin)
     assert (due.day, due.hour, due.minute) in ((29, 3, 0), (29, 2, 0)), due
-    assert agent.next_run(plan, dt.datetime(2026, 11, 23, 1, 59, tzinfo=berlin).timestamp()) == dt.datetime(2026, 11, 23, 2, 0, tzinfo=berlin).timestamp()
+    assert (
+        agent.next_run(plan, dt.datetime(2026, 11, 23, 1, 59, tzinfo=berlin).timestamp())
+        == dt.datetime(2026, 11, 23, 2, 0, tzinfo=berlin).timestamp()
+    )
 
 
 def test_the_agent_is_unhealthy_without_a_recent_heartbeat(site):

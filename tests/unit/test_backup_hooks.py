@@ -6,7 +6,15 @@ import typing
 
 import pytest
 
-from components.model.plan import DUMP_HOOKS, HOOKS, SOURCE_MODELS, DumpSource, FilesSource, RedisSource, dump_source
+from components.model.plan import (
+    DUMP_HOOKS,
+    HOOKS,
+    SOURCE_MODELS,
+    DumpSource,
+    FilesSource,
+    RedisSource,
+    dump_source,
+)
 from components.model.spec import BackupHook
 from napdms_ops.backup import hooks
 from napdms_ops.backup.hooks import Hook, HookError
@@ -16,13 +24,18 @@ from napdms_ops.backup.restic import BackupSummary
 
 @pytest.mark.parametrize("name", HOOKS)
 def test_every_kind_of_source_has_a_hook_keeping_the_contract(name):
-    assert isinstance(hooks.hook(name), Hook), f"napdms_ops/backup/hooks/{name}.py lacks backup or verify"
+    assert isinstance(hooks.hook(name), Hook), (
+        f"napdms_ops/backup/hooks/{name}.py lacks backup or verify"
+    )
 
 
 @pytest.mark.parametrize("name", HOOKS)
 def test_an_optional_hook_function_takes_the_common_arguments(name):
     module = hooks.hook(name)
-    expected = {"restore": ["source", "record", "context", "into"], "load": ["source", "record", "into", "env"]}
+    expected = {
+        "restore": ["source", "record", "context", "into"],
+        "load": ["source", "record", "into", "env"],
+    }
     for function, parameters in expected.items():
         if hasattr(module, function):
             signature = list(typing.get_type_hints(getattr(module, function)))[: len(parameters)]
@@ -35,7 +48,9 @@ def test_the_catalog_offers_exactly_the_dump_hooks():
 
 
 def test_dump_hooks_are_the_sources_that_reach_a_server():
-    dumping = tuple(m.model_fields["hook"].default for m in SOURCE_MODELS if issubclass(m, DumpSource))
+    dumping = tuple(
+        m.model_fields["hook"].default for m in SOURCE_MODELS if issubclass(m, DumpSource)
+    )
     assert dumping == DUMP_HOOKS and "files" not in DUMP_HOOKS, f"dump hooks {DUMP_HOOKS}"
 
 
@@ -55,11 +70,21 @@ def test_a_catalog_hook_refuses_a_user_its_kind_cannot_use():
 
 
 def test_record_fills_what_every_hook_reports():
-    summary = BackupSummary(snapshot_id="abc123", files=1, bytes_processed=2048, bytes_added=512, seconds=0.1)
+    summary = BackupSummary(
+        snapshot_id="abc123", files=1, bytes_processed=2048, bytes_added=512, seconds=0.1
+    )
     started = time.monotonic()
-    record = hooks.record(RedisSource(service="redis", host="redis"), [hooks.part(summary, "/redis/dump.rdb")], started)
-    assert (record.service, record.hook, record.status) == ("redis", "redis", "ok"), f"record {record}"
-    assert record.parts == [Part(snapshot="abc123", path="/redis/dump.rdb", files=1, bytes=2048, bytes_added=512)]
+    record = hooks.record(
+        RedisSource(service="redis", host="redis"),
+        [hooks.part(summary, "/redis/dump.rdb")],
+        started,
+    )
+    assert (record.service, record.hook, record.status) == ("redis", "redis", "ok"), (
+        f"record {record}"
+    )
+    assert record.parts == [
+        Part(snapshot="abc123", path="/redis/dump.rdb", files=1, bytes=2048, bytes_added=512)
+    ]
     assert record.seconds >= 0, f"record took {record.seconds} s"
 
 

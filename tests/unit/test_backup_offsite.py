@@ -20,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from components.model.plan import Offsite, Repository
 from napdms_ops.backup import offsite as offsite_module
 from napdms_ops.backup.offsite import (
     OffsiteError,
@@ -29,7 +30,6 @@ from napdms_ops.backup.offsite import (
     s3_client,
     verify_bucket,
 )
-from components.model.plan import Offsite, Repository
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,25 @@ class S3Server:
 
 def _moto_api(endpoint: str, path: str, body: bytes) -> None:
     # text/plain: with urllib's default form content type the server would parse the body away
-    request = urllib.request.Request(f"{endpoint}/moto-api/{path}", data=body, method="POST", headers={"Content-Type": "text/plain"})
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/{path}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
     with urllib.request.urlopen(request, timeout=5):
         pass
 
 
 def _iam_user(iam: Any, name: str, actions: list[str]) -> tuple[str, str]:
     iam.create_user(UserName=name)
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
-    iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy))
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+    }
+    iam.put_user_policy(
+        UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy)
+    )
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return key["AccessKeyId"], key["SecretAccessKey"]
 
@@ -63,15 +73,27 @@ def s3_server():
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="setup",
+        aws_secret_access_key="setup",
+    )
     access_key, secret_key = _iam_user(iam, "backup", ["*"])
     # moto authorises HEAD bucket as "s3:HeadBucket" (AWS checks s3:ListBucket for it): allow both
-    reader_key, reader_secret = _iam_user(iam, "reader", ["s3:ListBucket", "s3:HeadBucket", "s3:Get*"])
-    _moto_api(endpoint, "reset-auth", b"0")  # from now on every request must be signed by a known key and allowed
+    reader_key, reader_secret = _iam_user(
+        iam, "reader", ["s3:ListBucket", "s3:HeadBucket", "s3:Get*"]
+    )
+    _moto_api(
+        endpoint, "reset-auth", b"0"
+    )  # from now on every request must be signed by a known key and allowed
     try:
         yield S3Server(endpoint, access_key, secret_key, reader_key, reader_secret)
     finally:
-        _moto_api(endpoint, "reset-auth", b"inf")  # moto's settings are process-wide: leave them as found
+        _moto_api(
+            endpoint, "reset-auth", b"inf"
+        )  # moto's settings are process-wide: leave them as found
         _moto_api(endpoint, "reset", b"")
         server.stop()
 
@@ -126,7 +148,10 @@ class _EndpointWithout:
 
         def call(**kwargs: Any) -> Any:
             if refuses(kwargs):
-                error = {"Error": {"Code": "NotImplemented", "Message": "not implemented"}, "ResponseMetadata": {"HTTPStatusCode": 501}}
+                error = {
+                    "Error": {"Code": "NotImplemented", "Message": "not implemented"},
+                    "ResponseMetadata": {"HTTPStatusCode": 501},
+                }
                 raise ClientError(error, self._client.meta.method_to_api_mapping[name])
             return method(**kwargs)
 
@@ -136,19 +161,29 @@ class _EndpointWithout:
 # --- preparing -----------------------------------------------------------------------------------
 
 
-def test_a_fresh_bucket_is_created_with_versioning_lifecycle_and_object_lock_retention(s3_server, make_offsite, admin):
+def test_a_fresh_bucket_is_created_with_versioning_lifecycle_and_object_lock_retention(
+    s3_server, make_offsite, admin
+):
     offsite = make_offsite(object_lock_days=7, noncurrent_days=45)
 
     report = _prepare(s3_server, offsite)
 
     assert report.ok, report.problems
     assert (report.created, report.versioning, report.object_lock) == (True, "Enabled", "enabled")
-    assert (report.retention_mode, report.retention_days, report.lifecycle_noncurrent_days) == ("GOVERNANCE", 7, 45)
-    retention = admin.get_object_lock_configuration(Bucket=offsite.bucket)["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]
+    assert (report.retention_mode, report.retention_days, report.lifecycle_noncurrent_days) == (
+        "GOVERNANCE",
+        7,
+        45,
+    )
+    retention = admin.get_object_lock_configuration(Bucket=offsite.bucket)[
+        "ObjectLockConfiguration"
+    ]["Rule"]["DefaultRetention"]
     assert (retention["Mode"], retention["Days"]) == ("GOVERNANCE", 7)
     [rule] = admin.get_bucket_lifecycle_configuration(Bucket=offsite.bucket)["Rules"]
     assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 45}
-    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": offsite_module.ABORT_MULTIPART_DAYS}
+    assert rule["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": offsite_module.ABORT_MULTIPART_DAYS
+    }
     assert rule["Expiration"] == {"ExpiredObjectDeleteMarker": True}
 
 
@@ -160,8 +195,16 @@ def test_preparing_twice_changes_nothing_and_reports_created_false(s3_server, ma
 
     assert first.created and first.changes
     assert (second.created, second.changes, second.problems) == (False, [], [])
-    assert (second.versioning, second.object_lock, second.retention_days, second.lifecycle_noncurrent_days) == (
-        "Enabled", "enabled", 30, 90,
+    assert (
+        second.versioning,
+        second.object_lock,
+        second.retention_days,
+        second.lifecycle_noncurrent_days,
+    ) == (
+        "Enabled",
+        "enabled",
+        30,
+        90,
     )
 
 
@@ -179,12 +222,18 @@ def test_object_lock_days_zero_creates_a_bucket_without_object_lock(s3_server, m
     report = _prepare(s3_server, offsite)
 
     assert report.ok, report.problems
-    assert (report.object_lock, report.versioning, report.retention_days) == ("disabled", "Enabled", None)
+    assert (report.object_lock, report.versioning, report.retention_days) == (
+        "disabled",
+        "Enabled",
+        None,
+    )
     with pytest.raises(ClientError, match="ObjectLockConfigurationNotFoundError"):
         admin.get_object_lock_configuration(Bucket=offsite.bucket)
 
 
-def test_an_existing_bucket_without_object_lock_is_reported_when_object_lock_is_wanted(s3_server, make_offsite, admin):
+def test_an_existing_bucket_without_object_lock_is_reported_when_object_lock_is_wanted(
+    s3_server, make_offsite, admin
+):
     offsite = make_offsite(object_lock_days=30)
     admin.create_bucket(Bucket=offsite.bucket)
 
@@ -198,24 +247,46 @@ def test_an_existing_bucket_without_object_lock_is_reported_when_object_lock_is_
     assert report.versioning == "Enabled"  # what can be fixed in place still is
 
 
-def test_a_changed_noncurrent_days_is_brought_to_the_plan_and_other_lifecycle_rules_are_kept(s3_server, make_offsite, admin):
+def test_a_changed_noncurrent_days_is_brought_to_the_plan_and_other_lifecycle_rules_are_kept(
+    s3_server, make_offsite, admin
+):
     offsite = make_offsite(object_lock_days=0, noncurrent_days=90)
     _prepare(s3_server, offsite)
-    foreign = {"ID": "operator-tmp", "Filter": {"Prefix": "tmp/"}, "Status": "Enabled", "Expiration": {"Days": 1}}
+    foreign = {
+        "ID": "operator-tmp",
+        "Filter": {"Prefix": "tmp/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": 1},
+    }
     ours = admin.get_bucket_lifecycle_configuration(Bucket=offsite.bucket)["Rules"]
-    admin.put_bucket_lifecycle_configuration(Bucket=offsite.bucket, LifecycleConfiguration={"Rules": [foreign, *ours]})
+    admin.put_bucket_lifecycle_configuration(
+        Bucket=offsite.bucket, LifecycleConfiguration={"Rules": [foreign, *ours]}
+    )
 
     report = _prepare(s3_server, offsite.model_copy(update={"noncurrent_days": 14}))
 
     assert report.ok and report.lifecycle_noncurrent_days == 14
-    rules = {rule["ID"]: rule for rule in admin.get_bucket_lifecycle_configuration(Bucket=offsite.bucket)["Rules"]}
+    rules = {
+        rule["ID"]: rule
+        for rule in admin.get_bucket_lifecycle_configuration(Bucket=offsite.bucket)["Rules"]
+    }
     assert rules.keys() == {"operator-tmp", offsite_module.LIFECYCLE_RULE_ID}
-    assert rules[offsite_module.LIFECYCLE_RULE_ID]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 14}
+    assert rules[offsite_module.LIFECYCLE_RULE_ID]["NoncurrentVersionExpiration"] == {
+        "NoncurrentDays": 14
+    }
 
 
-def test_an_endpoint_without_lifecycle_is_noted_as_not_supported_rather_than_crashing(s3_server, make_offsite, admin):
+def test_an_endpoint_without_lifecycle_is_noted_as_not_supported_rather_than_crashing(
+    s3_server, make_offsite, admin
+):
     offsite = make_offsite()
-    nas = _EndpointWithout(admin, {name: lambda _: True for name in ("get_bucket_lifecycle_configuration", "put_bucket_lifecycle_configuration")})
+    nas = _EndpointWithout(
+        admin,
+        {
+            name: lambda _: True
+            for name in ("get_bucket_lifecycle_configuration", "put_bucket_lifecycle_configuration")
+        },
+    )
 
     report = _prepare(s3_server, offsite, client=nas)
 
@@ -224,7 +295,9 @@ def test_an_endpoint_without_lifecycle_is_noted_as_not_supported_rather_than_cra
     assert any("lifecycle: not supported by this endpoint" in note for note in report.notes)
 
 
-def test_an_endpoint_without_object_lock_gets_the_bucket_and_a_problem_with_the_fix(s3_server, make_offsite, admin):
+def test_an_endpoint_without_object_lock_gets_the_bucket_and_a_problem_with_the_fix(
+    s3_server, make_offsite, admin
+):
     offsite = make_offsite(object_lock_days=30)
     nas = _EndpointWithout(
         admin,
@@ -236,15 +309,24 @@ def test_an_endpoint_without_object_lock_gets_the_bucket_and_a_problem_with_the_
 
     report = _prepare(s3_server, offsite, client=nas)
 
-    assert (report.created, report.versioning, report.object_lock) == (True, "Enabled", "unsupported")
+    assert (report.created, report.versioning, report.object_lock) == (
+        True,
+        "Enabled",
+        "unsupported",
+    )
     [problem] = report.problems
-    assert "object lock: not supported by this endpoint" in problem and "object_lock_days: 0" in problem
+    assert (
+        "object lock: not supported by this endpoint" in problem
+        and "object_lock_days: 0" in problem
+    )
 
 
 # --- verifying -----------------------------------------------------------------------------------
 
 
-def test_verify_reports_a_bucket_without_versioning_as_a_problem_with_the_fix(s3_server, make_offsite, admin):
+def test_verify_reports_a_bucket_without_versioning_as_a_problem_with_the_fix(
+    s3_server, make_offsite, admin
+):
     offsite = make_offsite(object_lock_days=0)
     admin.create_bucket(Bucket=offsite.bucket)
 
@@ -253,7 +335,9 @@ def test_verify_reports_a_bucket_without_versioning_as_a_problem_with_the_fix(s3
     assert report.versioning == "Disabled"
     [problem] = [problem for problem in report.problems if problem.startswith("versioning")]
     assert "put-bucket-versioning" in problem and "backup init" in problem
-    assert "Status" not in admin.get_bucket_versioning(Bucket=offsite.bucket)  # verify wrote nothing
+    assert "Status" not in admin.get_bucket_versioning(
+        Bucket=offsite.bucket
+    )  # verify wrote nothing
 
 
 def test_verify_of_a_prepared_bucket_finds_no_problem(s3_server, make_offsite):
@@ -265,24 +349,36 @@ def test_verify_of_a_prepared_bucket_finds_no_problem(s3_server, make_offsite):
     assert (report.ok, report.created, report.changes) == (True, False, [])
 
 
-def test_verify_of_a_missing_bucket_says_how_to_create_it_and_creates_nothing(s3_server, make_offsite, admin):
+def test_verify_of_a_missing_bucket_says_how_to_create_it_and_creates_nothing(
+    s3_server, make_offsite, admin
+):
     offsite = make_offsite()
 
     report = verify_bucket(offsite, s3_server.access_key, s3_server.secret_key)
 
-    assert not report.exists and "does not exist" in report.problems[0] and "backup init" in report.problems[0]
+    assert (
+        not report.exists
+        and "does not exist" in report.problems[0]
+        and "backup init" in report.problems[0]
+    )
     assert offsite.bucket not in [bucket["Name"] for bucket in admin.list_buckets()["Buckets"]]
 
 
 # --- what restic relies on -----------------------------------------------------------------------
 
 
-def test_a_locked_version_cannot_be_deleted_while_a_plain_delete_only_adds_a_delete_marker(s3_server, make_offsite, admin):
+def test_a_locked_version_cannot_be_deleted_while_a_plain_delete_only_adds_a_delete_marker(
+    s3_server, make_offsite, admin
+):
     offsite = make_offsite(object_lock_days=1)
     _prepare(s3_server, offsite)
-    version = admin.put_object(Bucket=offsite.bucket, Key="restic/locks/0a1b", Body=b"lock")["VersionId"]
+    version = admin.put_object(Bucket=offsite.bucket, Key="restic/locks/0a1b", Body=b"lock")[
+        "VersionId"
+    ]
 
-    marker = admin.delete_object(Bucket=offsite.bucket, Key="restic/locks/0a1b")  # what restic does with its lock files
+    marker = admin.delete_object(
+        Bucket=offsite.bucket, Key="restic/locks/0a1b"
+    )  # what restic does with its lock files
 
     assert marker["DeleteMarker"] is True
     with pytest.raises(ClientError) as refused:
@@ -295,7 +391,9 @@ def test_a_locked_version_cannot_be_deleted_while_a_plain_delete_only_adds_a_del
 # --- real errors ---------------------------------------------------------------------------------
 
 
-def test_wrong_credentials_raise_an_offsite_error_naming_bucket_endpoint_operation_and_fix(s3_server, make_offsite, key_files):
+def test_wrong_credentials_raise_an_offsite_error_naming_bucket_endpoint_operation_and_fix(
+    s3_server, make_offsite, key_files
+):
     offsite = make_offsite()
 
     with pytest.raises(OffsiteError) as error:
@@ -313,15 +411,22 @@ def test_a_key_without_permission_raises_naming_the_permission_to_grant(s3_serve
         prepare_bucket(offsite, s3_server.reader_key, s3_server.reader_secret)
 
     message = str(error.value)
-    assert "CreateBucket failed: AccessDenied" in message and f"grant s3:CreateBucket on arn:aws:s3:::{offsite.bucket}" in message
+    assert (
+        "CreateBucket failed: AccessDenied" in message
+        and f"grant s3:CreateBucket on arn:aws:s3:::{offsite.bucket}" in message
+    )
 
 
 def test_an_unreachable_endpoint_raises_an_offsite_error_naming_the_endpoint(s3_server, key_files):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    offsite = _offsite(s3_server, key_files).model_copy(update={"endpoint": f"http://127.0.0.1:{port}"})
-    client = s3_client(offsite, "key", "secret", max_attempts=1)  # the default 3 attempts add seconds of backoff
+    offsite = _offsite(s3_server, key_files).model_copy(
+        update={"endpoint": f"http://127.0.0.1:{port}"}
+    )
+    client = s3_client(
+        offsite, "key", "secret", max_attempts=1
+    )  # the default 3 attempts add seconds of backoff
 
     with pytest.raises(OffsiteError) as error:
         prepare_bucket(offsite, "key", "secret", client=client)

@@ -15,7 +15,8 @@ def _graph(program) -> str:
     # Registration order varies with RPC scheduling; the engine keys resources by URN.
     return json.dumps(
         sorted(
-            [r.urn, r.parent, r.provider, r.protect, sorted(r.dependencies), r.inputs] for r in program.resources
+            [r.urn, r.parent, r.provider, r.protect, sorted(r.dependencies), r.inputs]
+            for r in program.resources
         ),
         sort_keys=True,
     )

@@ -21,7 +21,11 @@ def test_caddyfile_is_valid_for_caddy(stack, tmp_path):
         [caddy, "validate", "--config", str(path), "--adapter", "caddyfile"],
         capture_output=True,
         text=True,
-        env={"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)},
+        env={
+            "HOME": str(tmp_path),
+            "XDG_DATA_HOME": str(tmp_path),
+            "XDG_CONFIG_HOME": str(tmp_path),
+        },
         timeout=60,
     )
     assert result.returncode == 0, f"caddy rejects the {stack} Caddyfile: {result.stderr[-800:]}"

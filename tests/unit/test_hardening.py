@@ -22,7 +22,9 @@ def test_runs_as_numeric_non_root_user_unless_exempted(stack, container):
     user = container.plain("user")
     assert user and user.split(":")[0].isdigit(), f"{container.name}: user {user!r} is not numeric"
     if user.split(":")[0] == "0":
-        assert labels_of(container).get("napdms.exempt.run-as-root"), f"{container.name} runs as root without a reason"
+        assert labels_of(container).get("napdms.exempt.run-as-root"), (
+            f"{container.name} runs as root without a reason"
+        )
 
 
 @pytest.mark.parametrize("stack,container", CONTAINERS)
@@ -30,7 +32,9 @@ def test_drops_all_capabilities_and_justifies_each_added_one(stack, container):
     caps = container.plain("capabilities")
     assert caps["drops"] == ["ALL"], f"{container.name} keeps capabilities"
     for cap in caps.get("adds", []):
-        assert labels_of(container).get(f"napdms.cap-add.{cap}"), f"{container.name} adds {cap} without a reason"
+        assert labels_of(container).get(f"napdms.cap-add.{cap}"), (
+            f"{container.name} adds {cap} without a reason"
+        )
 
 
 @pytest.mark.parametrize("stack,container", CONTAINERS)
@@ -40,7 +44,9 @@ def test_root_filesystem_is_read_only(stack, container):
 
 @pytest.mark.parametrize("stack,container", CONTAINERS)
 def test_no_new_privileges(stack, container):
-    assert "no-new-privileges:true" in container.plain("securityOpts"), f"{container.name} may gain privileges"
+    assert "no-new-privileges:true" in container.plain("securityOpts"), (
+        f"{container.name} may gain privileges"
+    )
 
 
 @pytest.mark.parametrize("stack,container", CONTAINERS)
@@ -55,7 +61,9 @@ def test_memory_cpu_and_process_limits_are_set(stack, container):
 @pytest.mark.parametrize("stack,container", CONTAINERS)
 def test_health_check_is_real_and_up_waits_for_it(stack, container):
     health = container.plain("healthcheck")
-    assert health["tests"][0] in ("CMD", "CMD-SHELL") and len(health["tests"]) >= 2, f"{container.name}: no check"
+    assert health["tests"][0] in ("CMD", "CMD-SHELL") and len(health["tests"]) >= 2, (
+        f"{container.name}: no check"
+    )
     assert container.plain("wait") is True, f"{container.name}: up does not wait for healthy"
     assert container.plain("waitTimeout") >= 60, f"{container.name}: wait timeout too short"
 
@@ -64,14 +72,18 @@ def test_health_check_is_real_and_up_waits_for_it(stack, container):
 def test_restarts_and_rotates_logs(stack, container):
     assert container.plain("restart") == "unless-stopped", f"{container.name}: no restart policy"
     assert container.plain("logDriver") == "json-file", f"{container.name}: unexpected log driver"
-    assert container.plain("logOpts") == {"max-size": "10m", "max-file": "3"}, f"{container.name}: logs not rotated"
+    assert container.plain("logOpts") == {"max-size": "10m", "max-file": "3"}, (
+        f"{container.name}: logs not rotated"
+    )
 
 
 @pytest.mark.parametrize("stack,container", CONTAINERS)
 def test_image_is_referenced_by_digest_or_built_image_id(stack, container):
     image = container.plain("image")
     if CATALOG[labels_of(container)["napdms.service"]].build:
-        assert image.startswith("sha256:"), f"{container.name} runs {image!r}, not the built image's id"
+        assert image.startswith("sha256:"), (
+            f"{container.name} runs {image!r}, not the built image's id"
+        )
     else:
         assert "@sha256:" in image, f"{container.name} runs a floating tag"
 
@@ -82,7 +94,9 @@ def test_ports_bind_the_lan_address_unless_exempted(stack, container):
     address = settings.hosts[labels_of(container)["napdms.host"]].bind_address
     for port in container.plain("ports", []):
         if port["ip"] == "0.0.0.0":
-            assert labels_of(container).get("napdms.exempt.port-all-interfaces"), f"{container.name}: {port}"
+            assert labels_of(container).get("napdms.exempt.port-all-interfaces"), (
+                f"{container.name}: {port}"
+            )
         else:
             assert port["ip"] == address, f"{container.name} binds {port['ip']}, not {address}"
 
@@ -108,7 +122,8 @@ def _init_of(stack, container):
         c
         for c in program_of(stack).containers()
         if labels_of(c).get("napdms.role") == "init"
-        and (labels_of(c)["napdms.service"], labels_of(c)["napdms.host"]) == (labels["napdms.service"], labels["napdms.host"])
+        and (labels_of(c)["napdms.service"], labels_of(c)["napdms.host"])
+        == (labels["napdms.service"], labels["napdms.host"])
     )
 
 
@@ -118,12 +133,18 @@ WITH_SECRETS = [p for p in CONTAINERS if CATALOG[labels_of(p.values[1])["napdms.
 @pytest.mark.parametrize("stack,container", WITH_SECRETS)
 def test_secret_files_are_0400_and_owned_by_the_service_user(stack, container):
     # As the stack resolves it: the backup agent's secrets depend on the stack's databases and target.
-    service = load_stack(stack, stack_config(stack), set()).services[labels_of(container)["napdms.service"]]
+    service = load_stack(stack, stack_config(stack), set()).services[
+        labels_of(container)["napdms.service"]
+    ]
     uploads = {u["file"]: u for u in _init_of(stack, container).plain("uploads")}
     for use in service.secrets:
         upload = uploads[use.path]
-        assert upload["permissions"] == "0400", f"{container.name}: {use.path} mode {upload['permissions']}"
-        assert (upload["owner"], upload["group"]) == (str(service.uid), str(service.gid)), f"{container.name}: {use.path}"
+        assert upload["permissions"] == "0400", (
+            f"{container.name}: {use.path} mode {upload['permissions']}"
+        )
+        assert (upload["owner"], upload["group"]) == (str(service.uid), str(service.gid)), (
+            f"{container.name}: {use.path}"
+        )
 
 
 @pytest.mark.parametrize("stack,container", CONTAINERS)

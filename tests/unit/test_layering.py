@@ -20,7 +20,14 @@ import pytest
 from tests.program import ROOT
 
 PACKAGES = ("components", "napdms_ops", "policies")
-PULUMI_OR_DOCKER = {"pulumi", "pulumi_docker", "pulumi_random", "pulumi_command", "pulumi_policy", "docker"}
+PULUMI_OR_DOCKER = {
+    "pulumi",
+    "pulumi_docker",
+    "pulumi_random",
+    "pulumi_command",
+    "pulumi_policy",
+    "docker",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -145,15 +152,23 @@ def test_no_package_imports_itself_back_through_others():
 def test_the_rules_need_only_the_standard_library():
     for module, targets in _graph().items():
         if _in(module, "policies.rules"):
-            outside = {t for t in targets if not _in(t, "policies.rules") and t not in sys.stdlib_module_names}
-            assert not outside, f"{module} imports {sorted(outside)}; the policy pack runs with the standard library only"
+            outside = {
+                t
+                for t in targets
+                if not _in(t, "policies.rules") and t not in sys.stdlib_module_names
+            }
+            assert not outside, (
+                f"{module} imports {sorted(outside)}; the policy pack runs with the standard library only"
+            )
 
 
 @pytest.mark.parametrize("layer", ["components.model", "components.catalog", "components.settings"])
 def test_the_data_layer_registers_no_resource(layer):
     for module, targets in _graph().items():
         if _in(module, layer):
-            assert not targets & PULUMI_OR_DOCKER, f"{module} imports {sorted(targets & PULUMI_OR_DOCKER)}"
+            assert not targets & PULUMI_OR_DOCKER, (
+                f"{module} imports {sorted(targets & PULUMI_OR_DOCKER)}"
+            )
 
 
 @pytest.mark.parametrize(
@@ -161,7 +176,10 @@ def test_the_data_layer_registers_no_resource(layer):
     [
         ("components.model", ("components.model", "policies.rules")),
         ("components.catalog", ("components.catalog", "components.model", "policies.rules")),
-        ("components.settings", ("components.settings", "components.catalog", "components.model", "policies.rules")),
+        (
+            "components.settings",
+            ("components.settings", "components.catalog", "components.model", "policies.rules"),
+        ),
         ("components", ("components", "policies.rules")),
         ("napdms_ops.backup", ("napdms_ops.backup", "components.model.plan")),
     ],
@@ -170,7 +188,9 @@ def test_each_layer_imports_only_the_layers_below(layer, allowed):
     for module, targets in _graph().items():
         if _in(module, layer):
             upward = {t for t in _ours(targets) if not _in(t, *allowed) and t != "napdms_ops"}
-            assert not upward, f"{module} imports {sorted(upward)}, above or beside its layer {layer}"
+            assert not upward, (
+                f"{module} imports {sorted(upward)}, above or beside its layer {layer}"
+            )
 
 
 def test_the_agent_image_ships_every_module_the_agent_imports():
@@ -180,14 +200,18 @@ def test_the_agent_image_ships_every_module_the_agent_imports():
             for target in _ours(targets) - {"napdms_ops"}:
                 if not _in(target, "napdms_ops.backup"):
                     path = _modules()[target].relative_to(ROOT).as_posix()
-                    assert path in shipped, f"{module} imports {target}, which the agent's Dockerfile does not copy"
+                    assert path in shipped, (
+                        f"{module} imports {target}, which the agent's Dockerfile does not copy"
+                    )
 
 
 def test_the_operator_cli_runs_none_of_the_agents_code():
     for module, targets in _graph().items():
         if _in(module, "napdms_ops") and not _in(module, "napdms_ops.backup"):
             agent = {t for t in targets if _in(t, "napdms_ops.backup")}
-            assert not agent, f"{module} imports the agent's {sorted(agent)}; talk to the agent through its CLI"
+            assert not agent, (
+                f"{module} imports the agent's {sorted(agent)}; talk to the agent through its CLI"
+            )
 
 
 _LABEL_LITERAL = re.compile(r"^napdms\.[a-z]")
@@ -199,7 +223,19 @@ def test_label_keys_are_spelled_only_in_their_home():
         if path == home:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            strings = [node] if isinstance(node, ast.Constant) else node.values if isinstance(node, ast.JoinedStr) else []
+            strings = (
+                [node]
+                if isinstance(node, ast.Constant)
+                else node.values
+                if isinstance(node, ast.JoinedStr)
+                else []
+            )
             for piece in strings[:1]:
-                if isinstance(piece, ast.Constant) and isinstance(piece.value, str) and _LABEL_LITERAL.match(piece.value):
-                    pytest.fail(f"{module}:{node.lineno} spells the label {piece.value!r}; import it from policies.rules.names")
+                if (
+                    isinstance(piece, ast.Constant)
+                    and isinstance(piece.value, str)
+                    and _LABEL_LITERAL.match(piece.value)
+                ):
+                    pytest.fail(
+                        f"{module}:{node.lineno} spells the label {piece.value!r}; import it from policies.rules.names"
+                    )

@@ -83,7 +83,9 @@ def test_a_hardened_daemon_has_no_finding():
 
 
 def test_each_container_is_judged_at_its_own_stacks_levels():
-    daemon = StackFacts((hardened("p", pids_limit=0), hardened("d", "dev", pids_limit=0, log_opts={})))
+    daemon = StackFacts(
+        (hardened("p", pids_limit=0), hardened("d", "dev", pids_limit=0, log_opts={}))
+    )
     assert found(judge(daemon, "prod", LEVELS.get)) == {
         ("p", "no-pids-limit"): "mandatory",
         ("d", "no-pids-limit"): "advisory",
@@ -101,16 +103,26 @@ def test_unlabelled_and_unknown_stacks_take_the_chosen_levels():
 
 
 def test_an_exempted_finding_is_advisory_with_its_reason():
-    container = hardened("x", cpus=0.0, labels={**hardened("x").labels, "napdms.exempt.no-cpu-limit": "batch"})
+    container = hardened(
+        "x", cpus=0.0, labels={**hardened("x").labels, "napdms.exempt.no-cpu-limit": "batch"}
+    )
     (verdict,) = judge(StackFacts((container,)), "prod", LEVELS.get)
-    assert (verdict.finding.rule.id, verdict.level, verdict.finding.exempt_reason) == ("no-cpu-limit", "advisory", "batch")
+    assert (verdict.finding.rule.id, verdict.level, verdict.finding.exempt_reason) == (
+        "no-cpu-limit",
+        "advisory",
+        "batch",
+    )
     assert level_text(verdict) == "exempt"
 
 
 def test_host_ports_conflict_across_stacks_and_are_reported_once():
     port = PublishedPort("", 8080, 80)
-    daemon = StackFacts((hardened("a-dev", "dev", ports=(port,)), hardened("b-prod", ports=(port,))))
-    conflicts = [v for v in judge(daemon, "prod", LEVELS.get) if v.finding.rule.id == "host-port-conflict"]
+    daemon = StackFacts(
+        (hardened("a-dev", "dev", ports=(port,)), hardened("b-prod", ports=(port,)))
+    )
+    conflicts = [
+        v for v in judge(daemon, "prod", LEVELS.get) if v.finding.rule.id == "host-port-conflict"
+    ]
     assert [(v.finding.subject, v.level) for v in conflicts] == [("b-prod", "mandatory")]
     assert "already published by a-dev" in conflicts[0].finding.problem
 
@@ -138,11 +150,19 @@ def test_stateless_replicas_use_each_stacks_minimum():
     one = {"napdms.stateless": "true"}
     daemon = StackFacts(
         (
-            hardened("web-dev", "dev", labels={**hardened("w", "dev").labels, **one, "napdms.service": "web"}),
-            hardened("web-prod", "prod", labels={**hardened("w").labels, **one, "napdms.service": "web"}),
+            hardened(
+                "web-dev",
+                "dev",
+                labels={**hardened("w", "dev").labels, **one, "napdms.service": "web"},
+            ),
+            hardened(
+                "web-prod", "prod", labels={**hardened("w").labels, **one, "napdms.service": "web"}
+            ),
         )
     )
-    assert found(judge(daemon, "prod", LEVELS.get)) == {("web-prod", "stateless-replicas"): "mandatory"}
+    assert found(judge(daemon, "prod", LEVELS.get)) == {
+        ("web-prod", "stateless-replicas"): "mandatory"
+    }
 
 
 def test_the_repositorys_configs_load_and_a_missing_default_stack_is_an_error():
@@ -157,10 +177,19 @@ def _report(daemon: StackFacts) -> AuditReport:
 
 
 def test_mandatory_findings_come_first_and_set_exit_code_1():
-    flawed = hardened("f", cpus=0.0, labels={**hardened("f").labels, "napdms.exempt.no-cpu-limit": "batch"}, user="")
+    flawed = hardened(
+        "f",
+        cpus=0.0,
+        labels={**hardened("f").labels, "napdms.exempt.no-cpu-limit": "batch"},
+        user="",
+    )
     report = _report(StackFacts((flawed, hardened("d", "dev", pids_limit=0))))
     assert [v.level for v in report.verdicts] == ["mandatory", "advisory", "advisory"]
-    assert [v.finding.rule.id for v in report.verdicts] == ["run-as-root", "no-cpu-limit", "no-pids-limit"]
+    assert [v.finding.rule.id for v in report.verdicts] == [
+        "run-as-root",
+        "no-cpu-limit",
+        "no-pids-limit",
+    ]
     assert report.exit_code == 1
     assert _report(StackFacts((hardened("d", "dev", pids_limit=0),))).exit_code == 0
     assert _report(StackFacts()).exit_code == 0
@@ -182,7 +211,9 @@ def test_json_document_names_rule_level_reference_and_fix():
         "exempt_reason": None,
     }
     assert doc["findings"][0]["fix"].startswith("remove privileged")
-    assert doc["findings"][1]["exempt_reason"] == "batch" and doc["findings"][1]["level"] == "advisory"
+    assert (
+        doc["findings"][1]["exempt_reason"] == "batch" and doc["findings"][1]["level"] == "advisory"
+    )
 
 
 def test_table_and_summary():
@@ -328,9 +359,15 @@ def test_no_daemon_is_one_clear_line():
 
 def test_cli_exits_2_without_a_daemon_or_with_an_unknown_stack():
     result = subprocess.run(
-        [sys.executable, "-m", "napdms_ops", "audit", "--host", NOWHERE], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "napdms_ops", "audit", "--host", NOWHERE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith(f"napdms-ops audit: {NOWHERE}: cannot connect") and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith(f"napdms-ops audit: {NOWHERE}: cannot connect")
+        and result.stderr.count("\n") == 1
+    )
     unknown = CliRunner().invoke(app, ["audit", "--host", NOWHERE, "--stack", "qa"])
     assert unknown.exit_code == 2 and "qa.json does not exist" in unknown.output

@@ -36,7 +36,10 @@ def test_a_stack_override_of_a_tag_shows_up():
 
 def test_the_command_prints_one_reference_per_line():
     result = subprocess.run(
-        [sys.executable, "-m", "napdms_ops", "images", "--stack", "prod"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "napdms_ops", "images", "--stack", "prod"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == stack_images("prod")

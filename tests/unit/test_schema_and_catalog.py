@@ -15,7 +15,11 @@ from tests.program import ROOT, STACKS, stack_config
 @pytest.fixture(scope="module")
 def schema() -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "napdms_ops", "schema"], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "napdms_ops", "schema"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(result.stdout)
 
@@ -67,9 +71,14 @@ def test_caddyfile_balances_every_public_service_over_all_its_replicas():
     assert "reverse_proxy rocketchat-1:3000 rocketchat-2:3000 {" in caddyfile
     for spec in CATALOG.values():
         if spec.public:
-            assert f"{spec.public.subdomain}.nap-dms.example.org {{" in caddyfile, f"{spec.name} not routed"
+            assert f"{spec.public.subdomain}.nap-dms.example.org {{" in caddyfile, (
+                f"{spec.name} not routed"
+            )
 
 
 def test_caddyfile_uses_acme_in_prod_and_the_local_ca_in_dev():
-    assert "\temail ops@nap-dms.example.org\n" in generated_files("proxy", _context("prod"))["Caddyfile"]
+    assert (
+        "\temail ops@nap-dms.example.org\n"
+        in generated_files("proxy", _context("prod"))["Caddyfile"]
+    )
     assert "\tlocal_certs\n" in generated_files("proxy", _context("dev"))["Caddyfile"]

@@ -95,7 +95,7 @@ CASES = [
     (
         "prod",
         _delete("tls.acme_email"),
-        "prod: tls: mode \"acme\" needs acme_email: Let's Encrypt mails expiry warnings there",
+        'prod: tls: mode "acme" needs acme_email: Let\'s Encrypt mails expiry warnings there',
     ),
     (
         "dev",
@@ -149,7 +149,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("stack,change,line", CASES, ids=[line.split(":")[1].strip() for _, _, line in CASES])
+@pytest.mark.parametrize(
+    "stack,change,line", CASES, ids=[line.split(":")[1].strip() for _, _, line in CASES]
+)
 def test_bad_value_is_reported_in_one_exact_line(stack, change, line):
     assert _errors(stack, change) == [line]
 
@@ -171,4 +173,7 @@ def test_program_stops_before_registering_any_resource():
     config = {**stack_config("prod"), "domain": "not a domain"}
     with pytest.raises(pulumi.RunError) as raised:
         run_program("prod", config)
-    assert str(raised.value) == 'prod: domain: "not a domain" is not a DNS domain; use e.g. "nap-dms.example.org"'
+    assert (
+        str(raised.value)
+        == 'prod: domain: "not a domain" is not a DNS domain; use e.g. "nap-dms.example.org"'
+    )

@@ -25,13 +25,17 @@ def _config(stack: str, **services) -> dict:
 def test_an_override_reaches_the_resolved_entry():
     stack = load_stack("prod", _config("prod", gitea={"memory": "768m", "tag": "1.24.7"}), set())
     gitea = stack.services["gitea"]
-    assert (gitea.memory, gitea.tag) == (768, "1.24.7"), f"prod gitea resolved as {gitea.memory}m, {gitea.tag}"
+    assert (gitea.memory, gitea.tag) == (768, "1.24.7"), (
+        f"prod gitea resolved as {gitea.memory}m, {gitea.tag}"
+    )
 
 
 def test_a_resolved_entry_is_a_validated_catalog_entry():
     stack = load_stack("prod", _config("prod", gitea={"memory": "768m"}), set())
     entry = stack.services["gitea"]
-    assert ServiceSpec.model_validate(entry.model_dump(mode="json")) == entry, "prod gitea does not validate again"
+    assert ServiceSpec.model_validate(entry.model_dump(mode="json")) == entry, (
+        "prod gitea does not validate again"
+    )
 
 
 def test_an_override_is_merged_by_validating_the_whole_entry_again():
@@ -41,7 +45,9 @@ def test_an_override_is_merged_by_validating_the_whole_entry_again():
 
 
 def test_a_volume_override_changes_only_that_volumes_backup_policy():
-    override = {"volumes": {"data": {"backup": {"policy": "exclude", "reason": "a test copy, thrown away"}}}}
+    override = {
+        "volumes": {"data": {"backup": {"policy": "exclude", "reason": "a test copy, thrown away"}}}
+    }
     stack = load_stack("dev", _config("dev", gitea=override), set())
     policies = {volume.name: volume.backup.policy for volume in stack.services["gitea"].volumes}
     catalog = {volume.name: volume.backup.policy for volume in CATALOG["gitea"].volumes}
@@ -50,23 +56,31 @@ def test_a_volume_override_changes_only_that_volumes_backup_policy():
 
 def test_a_disabled_service_is_left_out():
     stack = load_stack("dev", _config("dev", n8n={"enabled": False}), set())
-    assert "n8n" not in stack.services and "n8n" not in stack.placements, "dev: disabled n8n still resolved"
+    assert "n8n" not in stack.services and "n8n" not in stack.placements, (
+        "dev: disabled n8n still resolved"
+    )
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_enabled_service_has_a_placement(stack):
     resolved = read_stack(stack)
-    assert set(resolved.placements) == set(resolved.services), f"{stack}: services without placement"
+    assert set(resolved.placements) == set(resolved.services), (
+        f"{stack}: services without placement"
+    )
 
 
 def test_the_catalog_is_merged_once_per_stack(monkeypatch):
     calls = []
     original = ServiceOverride.apply
-    monkeypatch.setattr(ServiceOverride, "apply", lambda self, spec: calls.append(spec.name) or original(self, spec))
+    monkeypatch.setattr(
+        ServiceOverride, "apply", lambda self, spec: calls.append(spec.name) or original(self, spec)
+    )
     stack = load_stack("prod", stack_config("prod"), set())
     for _ in range(3):
         _ = stack.services, stack.context, stack.secret_names
-    assert sorted(calls) == sorted(set(calls)), f"prod: overrides merged more than once: {sorted(calls)}"
+    assert sorted(calls) == sorted(set(calls)), (
+        f"prod: overrides merged more than once: {sorted(calls)}"
+    )
 
 
 def test_a_stack_cannot_be_changed_after_it_is_resolved():
@@ -81,7 +95,12 @@ def _agent_moved_to(host: str) -> Stack:
     """dev with a second daemon that runs the backup agent, and with it every service whose
     volumes the agent backs up (it reaches only its own host)."""
     config = copy.deepcopy(stack_config("dev"))
-    config["hosts"][host] = {"docker_host": "unix:///run/second.sock", "memory": "16g", "cpus": 4, "roles": ["backup"]}
+    config["hosts"][host] = {
+        "docker_host": "unix:///run/second.sock",
+        "memory": "16g",
+        "cpus": 4,
+        "roles": ["backup"],
+    }
     for name, spec in CATALOG.items():
         if spec.volumes or name == AGENT_SERVICE:
             config["services"].setdefault(name, {})["host"] = host
@@ -91,9 +110,13 @@ def _agent_moved_to(host: str) -> Stack:
 def test_the_backup_commands_reach_the_agent_where_the_stack_places_it():
     stack = _agent_moved_to("second")
     assert stack.placements[AGENT_SERVICE] == ("second",), "dev: agent override ignored"
-    assert backups.endpoint(stack) == "unix:///run/second.sock", "backup commands look for the agent elsewhere"
+    assert backups.endpoint(stack) == "unix:///run/second.sock", (
+        "backup commands look for the agent elsewhere"
+    )
 
 
 def test_the_backup_commands_use_the_local_daemon_when_the_agents_host_names_none(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/test-dockerd.sock")
-    assert backups.endpoint(read_stack("dev")) == "unix:///tmp/test-dockerd.sock", "dev agent endpoint"
+    assert backups.endpoint(read_stack("dev")) == "unix:///tmp/test-dockerd.sock", (
+        "dev agent endpoint"
+    )

@@ -20,7 +20,9 @@ DOCKER_TYPES = (
 
 def _host_of(program, resource) -> str:
     """The host whose provider this resource is bound to."""
-    provider_urn = resource.provider.split("::id")[0].rsplit("::", 1)[0] if resource.provider else ""
+    provider_urn = (
+        resource.provider.split("::id")[0].rsplit("::", 1)[0] if resource.provider else ""
+    )
     return program.by_urn(provider_urn).name.removesuffix("-docker")
 
 
@@ -49,29 +51,40 @@ def test_no_two_docker_objects_share_a_name_on_one_host(program):
 def test_data_and_monitoring_networks_are_internal_and_the_others_are_not(program):
     for network in program.of_type("docker:index/network:Network"):
         segment = network.name.rsplit("-", 1)[-1]
-        assert network.plain("internal") == (segment in ("data", "monitoring")), f"{network.name} internal flag"
+        assert network.plain("internal") == (segment in ("data", "monitoring")), (
+            f"{network.name} internal flag"
+        )
 
 
 def test_docker_hosts_are_the_stack_files_endpoints():
-    assert {p.name: p.plain("host") for p in program_of("prod").of_type("pulumi:providers:docker")} == {
+    assert {
+        p.name: p.plain("host") for p in program_of("prod").of_type("pulumi:providers:docker")
+    } == {
         "qnap-docker": "ssh://deploy@qnap.nap-dms.example.org",
         "asustor-docker": "ssh://deploy@asustor.nap-dms.example.org",
     }
     # dev names no endpoint: the provider takes DOCKER_HOST, else the local socket.
     dev = program_of("dev").of_type("pulumi:providers:docker")
-    assert [(p.name, p.plain("host")) for p in dev] == [("local-docker", os.environ.get("DOCKER_HOST"))]
+    assert [(p.name, p.plain("host")) for p in dev] == [
+        ("local-docker", os.environ.get("DOCKER_HOST"))
+    ]
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_qnap_runs_every_service_and_asustor_only_its_own(stack):
     program = program_of(stack)
-    placed = {(labels_of(c)["napdms.host"], labels_of(c)["napdms.service"]) for c in program.services()}
+    placed = {
+        (labels_of(c)["napdms.host"], labels_of(c)["napdms.service"]) for c in program.services()
+    }
     assert {s for h, s in placed if h == "qnap"} == set(CATALOG)
     assert {s for h, s in placed if h == "asustor"} == {"node-exporter"}
 
 
 def test_dev_runs_every_service_on_the_local_daemon():
-    placed = {(labels_of(c)["napdms.host"], labels_of(c)["napdms.service"]) for c in program_of("dev").services()}
+    placed = {
+        (labels_of(c)["napdms.host"], labels_of(c)["napdms.service"])
+        for c in program_of("dev").services()
+    }
     assert placed == {("local", s) for s in CATALOG}
 
 
@@ -85,7 +98,9 @@ def test_prod_runs_two_replicas_of_every_stateless_service():
 def test_every_volume_is_backed_up_or_excluded_with_a_reason(program):
     for volume in program.of_type("docker:index/volume:Volume"):
         labels = labels_of(volume)
-        assert labels["napdms.backup"] in ("daily", "exclude"), f"{volume.name} has no backup policy"
+        assert labels["napdms.backup"] in ("daily", "exclude"), (
+            f"{volume.name} has no backup policy"
+        )
         if labels["napdms.backup"] == "exclude":
             assert labels.get("napdms.backup.reason"), f"{volume.name} is excluded without a reason"
 
@@ -100,7 +115,11 @@ def test_backup_agent_reads_every_daily_volume_of_its_host_without_a_dump_read_o
         and labels_of(v)["napdms.host"] == host
         and not CATALOG[labels_of(v)["napdms.service"]].backup_hook
     }
-    mounted = {m["volumeName"]: m.get("readOnly", False) for m in agent.plain("volumes") if "volumeName" in m}
+    mounted = {
+        m["volumeName"]: m.get("readOnly", False)
+        for m in agent.plain("volumes")
+        if "volumeName" in m
+    }
     missing = daily - set(mounted)
     assert not missing, f"backup-agent does not read {missing}"
     assert all(mounted[v] for v in daily), "backup-agent mounts a source volume writable"
@@ -114,25 +133,38 @@ def test_every_service_with_files_or_root_owned_volumes_has_an_init_container(pr
     needing = {
         (labels_of(c)["napdms.host"], labels_of(c)["napdms.service"])
         for c in program.services()
-        if any(m.get("containerPath") in ("/run/secrets", CATALOG[labels_of(c)["napdms.service"]].config_dir) for m in c.plain("volumes", []))
+        if any(
+            m.get("containerPath")
+            in ("/run/secrets", CATALOG[labels_of(c)["napdms.service"]].config_dir)
+            for m in c.plain("volumes", [])
+        )
         or any(v.chown for v in CATALOG[labels_of(c)["napdms.service"]].volumes)
     }
-    having = {(labels_of(c)["napdms.host"], labels_of(c)["napdms.service"]) for c in _inits(program)}
+    having = {
+        (labels_of(c)["napdms.host"], labels_of(c)["napdms.service"]) for c in _inits(program)
+    }
     assert needing and needing == having
 
 
 def test_init_container_seeds_files_then_exits(program):
     for init in _inits(program):
-        assert init.plain("mustRun") is False and init.plain("attach") is True, f"{init.name} is not one-shot"
+        assert init.plain("mustRun") is False and init.plain("attach") is True, (
+            f"{init.name} is not one-shot"
+        )
         assert init.plain("restart") == "no", f"{init.name} would restart"
-        assert init.plain("capabilities") == {"drops": ["ALL"], "adds": ["CHOWN", "FOWNER"]}, f"{init.name} caps"
+        assert init.plain("capabilities") == {"drops": ["ALL"], "adds": ["CHOWN", "FOWNER"]}, (
+            f"{init.name} caps"
+        )
         assert init.plain("networkMode") == "none", f"{init.name} has a network"
         service = next(
-            c for c in program.services()
+            c
+            for c in program.services()
             if labels_of(c)["napdms.service"] == labels_of(init)["napdms.service"]
             and labels_of(c)["napdms.host"] == labels_of(init)["napdms.host"]
         )
-        assert labels_of(service)["napdms.init-container"] == f"{init.name}-id", f"{service.name} ignores its init"
+        assert labels_of(service)["napdms.init-container"] == f"{init.name}-id", (
+            f"{service.name} ignores its init"
+        )
 
 
 @pytest.mark.parametrize("stack,protected", [("dev", False), ("staging", True), ("prod", True)])
@@ -149,7 +181,9 @@ def test_services_start_after_the_services_they_depend_on(program):
         host = labels_of(container)["napdms.host"]
         for dependency in service.depends_on:
             needed = urns[f"{host}-{dependency}-1"]
-            assert needed in container.dependencies, f"{container.name} may start before {dependency}"
+            assert needed in container.dependencies, (
+                f"{container.name} may start before {dependency}"
+            )
 
 
 def test_volumes_prepared_by_the_init_container_are_not_refilled_from_the_image(program):
@@ -158,6 +192,8 @@ def test_volumes_prepared_by_the_init_container_are_not_refilled_from_the_image(
         prepared = {m["target"]: m for m in container.plain("mounts", [])}
         for volume in service.volumes:
             if volume.chown:
-                assert prepared[volume.path]["volumeOptions"]["noCopy"] is True, f"{container.name} {volume.path}"
+                assert prepared[volume.path]["volumeOptions"]["noCopy"] is True, (
+                    f"{container.name} {volume.path}"
+                )
             else:
                 assert volume.path not in prepared, f"{container.name} {volume.path}"

@@ -11,7 +11,9 @@ def _runs(job: str) -> str:
 
 
 def test_policy_preview_runs_pulumi_preview_with_the_staging_policy_config():
-    preview = next(line for line in _runs("policy-preview").splitlines() if "pulumi preview" in line)
+    preview = next(
+        line for line in _runs("policy-preview").splitlines() if "pulumi preview" in line
+    )
     assert "--policy-pack policies" in preview
     assert "--policy-pack-config policies/config/staging.json" in preview
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import importlib
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Optional, Protocol, runtime_checkable
 
 from components.model.plan import HOOKS
 from napdms_ops.backup.manifest import Part, ServiceRecord
@@ -55,7 +56,9 @@ class Hook(Protocol):
     def backup(self, source: Any, context: HookContext) -> ServiceRecord:
         """Dump or read the source into the repository."""
 
-    def verify(self, source: Any, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
+    def verify(
+        self, source: Any, record: ServiceRecord, context: HookContext, into: str
+    ) -> list[str]:
         """Problems found in what a restore put under `into` (empty: it is what was backed up)."""
 
 
@@ -73,7 +76,10 @@ def hook(name: str) -> Hook:
 def part(summary: BackupSummary, path: str, files: int = 1) -> Part:
     """The record of one restic snapshot a hook made (a dump stream is one file)."""
     return Part(
-        snapshot=summary.snapshot_id, path=path, files=files, bytes=summary.bytes_processed,
+        snapshot=summary.snapshot_id,
+        path=path,
+        files=files,
+        bytes=summary.bytes_processed,
         bytes_added=summary.bytes_added,
     )
 
@@ -82,12 +88,16 @@ def record(source: Any, parts: list[Part], started: float, **facts: Any) -> Serv
     """A successful service record: what every hook's `backup` returns. `started` is the
     `time.monotonic()` the hook began at; `facts` are hook-specific fields (tables, ...)."""
     return ServiceRecord(
-        service=source.service, hook=source.hook, status="ok", parts=parts,
-        seconds=time.monotonic() - started, **facts,
+        service=source.service,
+        hook=source.hook,
+        status="ok",
+        parts=parts,
+        seconds=time.monotonic() - started,
+        **facts,
     )
 
 
-def read_password(service: str, path: Optional[str]) -> Optional[str]:
+def read_password(service: str, path: str | None) -> str | None:
     """The content of a source's password file (None when it has none); a missing file fails only that service."""
     if not path:
         return None
@@ -122,9 +132,13 @@ def verify(source: Any, record: ServiceRecord, context: HookContext, into: str) 
     return hook(source.hook).verify(source, record, context, into)
 
 
-def load(source: Any, record: ServiceRecord, into: str, env: Optional[Mapping[str, str]] = None) -> None:
+def load(
+    source: Any, record: ServiceRecord, into: str, env: Mapping[str, str] | None = None
+) -> None:
     """Load a restored dump into a server, for hooks that can (`env`: how to reach it)."""
     loader = getattr(hook(source.hook), "load", None)
     if loader is None:
-        raise HookError(f"{source.service}: a {source.hook} backup is restored as files; there is nothing to load")
+        raise HookError(
+            f"{source.service}: a {source.hook} backup is restored as files; there is nothing to load"
+        )
     loader(source, record, into, env)

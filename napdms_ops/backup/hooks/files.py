@@ -16,13 +16,21 @@ def backup(source: FilesSource, context: HookContext) -> ServiceRecord:
     """One snapshot of all the service's volumes."""
     missing = [path for path in source.paths if not Path(path).is_dir()]
     if missing:
-        raise HookError(f"{source.service}: {', '.join(missing)} not mounted in the agent; run `pulumi up` so the agent mounts the volume")
+        raise HookError(
+            f"{source.service}: {', '.join(missing)} not mounted in the agent; run `pulumi up` so the agent mounts the volume"
+        )
     started = time.monotonic()
-    summary = context.restic.backup_paths(source.paths, context.host_tag, context.tags_for(source.service))
-    return hooks.record(source, [hooks.part(summary, ",".join(source.paths), files=summary.files)], started)
+    summary = context.restic.backup_paths(
+        source.paths, context.host_tag, context.tags_for(source.service)
+    )
+    return hooks.record(
+        source, [hooks.part(summary, ",".join(source.paths), files=summary.files)], started
+    )
 
 
-def verify(source: FilesSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
+def verify(
+    source: FilesSource, record: ServiceRecord, context: HookContext, into: str
+) -> list[str]:
     """Compare the restored files' count and bytes with what the backup read."""
     problems = []
     for part in record.parts:

@@ -6,9 +6,9 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
 
 from components.model.plan import MongodbSource
 from napdms_ops.backup import hooks
@@ -29,7 +29,14 @@ def _config(source: MongodbSource) -> Iterator[list[str]]:
         os.chmod(config.name, 0o600)
         config.write(f"password: {password!r}\n")
         config.flush()
-        yield [*argv, "--username", source.user, "--authenticationDatabase", "admin", f"--config={config.name}"]
+        yield [
+            *argv,
+            "--username",
+            source.user,
+            "--authenticationDatabase",
+            "admin",
+            f"--config={config.name}",
+        ]
 
 
 def backup(source: MongodbSource, context: HookContext) -> ServiceRecord:
@@ -39,26 +46,38 @@ def backup(source: MongodbSource, context: HookContext) -> ServiceRecord:
     with _config(source) as connection:
         command = ["mongodump", *connection, "--archive"] + (["--oplog"] if source.oplog else [])
         try:
-            summary = context.restic.backup_command(command, dict(os.environ), path, context.host_tag, context.tags_for(source.service))
+            summary = context.restic.backup_command(
+                command, dict(os.environ), path, context.host_tag, context.tags_for(source.service)
+            )
         except CommandFailed as error:
             if source.oplog and "oplog" in str(error):
-                raise HookError(f"{source.service}: {error}; a standalone server has no oplog: set oplog false") from None
+                raise HookError(
+                    f"{source.service}: {error}; a standalone server has no oplog: set oplog false"
+                ) from None
             raise HookError(f"{source.service}: {error}") from None
     return hooks.record(source, [hooks.part(summary, path)], started)
 
 
-def load(source: MongodbSource, record: ServiceRecord, into: str, env: Optional[Mapping[str, str]] = None) -> None:
+def load(
+    source: MongodbSource, record: ServiceRecord, into: str, env: Mapping[str, str] | None = None
+) -> None:
     """Replay the restored archive (`restore` puts it under `into/<service>/`) into the server the
     source names, `mongorestore --drop`; `env` adds to the tool's environment."""
     with _config(source) as connection:
         archive = Path(into) / source.service / "dump.archive"
-        argv = ["mongorestore", *connection, f"--archive={archive}", "--drop"] + (["--oplogReplay"] if source.oplog else [])
+        argv = ["mongorestore", *connection, f"--archive={archive}", "--drop"] + (
+            ["--oplogReplay"] if source.oplog else []
+        )
         done = subprocess.run(argv, capture_output=True, env={**os.environ, **(env or {})})
         if done.returncode != 0:
-            raise HookError(f"{source.service}: mongorestore: {done.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+            raise HookError(
+                f"{source.service}: mongorestore: {done.stderr.decode(errors='replace').strip().splitlines()[-1:]}"
+            )
 
 
-def verify(source: MongodbSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
+def verify(
+    source: MongodbSource, record: ServiceRecord, context: HookContext, into: str
+) -> list[str]:
     """The restored archive has the recorded size (restic checked its content hashes)."""
     problems = []
     for part in record.parts:

@@ -13,9 +13,9 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
 
 from components.model.plan import PostgresqlSource
 from napdms_ops.backup import hooks
@@ -43,9 +43,14 @@ _USER_TABLES = (
 )
 
 
-def _environment(source: PostgresqlSource, host: Optional[str] = None) -> dict[str, str]:
+def _environment(source: PostgresqlSource, host: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(PGHOST=host or source.host, PGPORT=str(source.port), PGUSER=source.user, PGCONNECT_TIMEOUT="10")
+    env.update(
+        PGHOST=host or source.host,
+        PGPORT=str(source.port),
+        PGUSER=source.user,
+        PGCONNECT_TIMEOUT="10",
+    )
     env.pop("PGPASSWORD", None)
     password = read_password(source.service, source.password_file)
     if password is not None:
@@ -56,10 +61,13 @@ def _environment(source: PostgresqlSource, host: Optional[str] = None) -> dict[s
 def _query(env: dict[str, str], database: str, sql: str) -> list[str]:
     done = subprocess.run(
         ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql],
-        capture_output=True, env=env,
+        capture_output=True,
+        env=env,
     )
     if done.returncode != 0:
-        raise HookError(f"psql on {env['PGHOST']}:{env['PGPORT']}/{database}: {_last_line(done.stderr)}")
+        raise HookError(
+            f"psql on {env['PGHOST']}:{env['PGPORT']}/{database}: {_last_line(done.stderr)}"
+        )
     return [line for line in done.stdout.decode().splitlines() if line]
 
 
@@ -76,17 +84,25 @@ class _SnapshotSession:
     def __init__(self, env: dict[str, str], database: str):
         self._process = subprocess.Popen(
             ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
         )
         self.database = database
-        self.snapshot = self._ask("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot();")
+        self.snapshot = self._ask(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot();"
+        )
 
     def _ask(self, sql: str) -> str:
         self._process.stdin.write(sql + "\n")
         self._process.stdin.flush()
         line = self._process.stdout.readline()
         if not line:
-            raise HookError(f"psql session on {self.database}: {self._process.stderr.read().strip() or 'ended'}")
+            raise HookError(
+                f"psql session on {self.database}: {self._process.stderr.read().strip() or 'ended'}"
+            )
         return line.strip()
 
     def table_sums(self) -> dict[str, TableSum]:
@@ -121,15 +137,22 @@ def backup(source: PostgresqlSource, context: HookContext) -> ServiceRecord:
     env = _environment(source)
     databases = source.databases or [
         database
-        for database in _query(env, "postgres", "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1")
+        for database in _query(
+            env,
+            "postgres",
+            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+        )
         # The maintenance database exists in every cluster; only worth a dump when something lives in it.
         if database != "postgres" or _query(env, "postgres", _USER_TABLES) != ["0"]
     ]
     parts, tables = [], {}
     try:
         summary = context.restic.backup_command(
-            ["pg_dumpall", "--globals-only"], env, f"/{source.service}/globals.sql",
-            context.host_tag, context.tags_for(source.service, "part=globals"),
+            ["pg_dumpall", "--globals-only"],
+            env,
+            f"/{source.service}/globals.sql",
+            context.host_tag,
+            context.tags_for(source.service, "part=globals"),
         )
         parts.append(hooks.part(summary, f"/{source.service}/globals.sql"))
         for database in databases:
@@ -142,8 +165,11 @@ def backup(source: PostgresqlSource, context: HookContext) -> ServiceRecord:
                 path = f"/{source.service}/{database}.dump"
                 try:
                     summary = context.restic.backup_command(
-                        ["pg_dump", "--snapshot", session.snapshot, "-Fc", "-Z0", "-d", database], env, path,
-                        context.host_tag, context.tags_for(source.service, f"part=db:{database}"),
+                        ["pg_dump", "--snapshot", session.snapshot, "-Fc", "-Z0", "-d", database],
+                        env,
+                        path,
+                        context.host_tag,
+                        context.tags_for(source.service, f"part=db:{database}"),
                     )
                 finally:
                     counter.join()
@@ -165,20 +191,33 @@ def _collect(session: _SnapshotSession, sums: dict, failure: list) -> None:
         failure.append(error)
 
 
-def load(source: PostgresqlSource, record: ServiceRecord, into: str, env: Optional[Mapping[str, str]] = None) -> None:
+def load(
+    source: PostgresqlSource,
+    record: ServiceRecord,
+    into: str,
+    env: Mapping[str, str] | None = None,
+) -> None:
     """Load the restored dumps (`restore` puts them under `into/<service>/`) into the server `env`
     points at (libpq variables; None: the source's own server): roles first, then each database,
     each recreated as it was (`--create`: owner, encoding, locale)."""
-    _load(source, record, into, dict(env) if env is not None else _environment(source), scratch=False)
+    _load(
+        source, record, into, dict(env) if env is not None else _environment(source), scratch=False
+    )
 
 
-def _load(source: PostgresqlSource, record: ServiceRecord, into: str, env: dict[str, str], scratch: bool) -> None:
+def _load(
+    source: PostgresqlSource, record: ServiceRecord, into: str, env: dict[str, str], scratch: bool
+) -> None:
     # A scratch cluster may lack the original locale, so there each database is created plain;
     # the drill compares data, which the locale does not change.
     jobs = os.cpu_count() or 2
     dumps = Path(into) / source.service
     # Roles that already exist (the bootstrap superuser at least) make some lines fail: expected.
-    subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-f", str(dumps / "globals.sql")], env=env, capture_output=True)
+    subprocess.run(
+        ["psql", "-X", "-q", "-d", "postgres", "-f", str(dumps / "globals.sql")],
+        env=env,
+        capture_output=True,
+    )
     for database in record.tables:
         argv = ["pg_restore", "--exit-on-error", "-j", str(jobs)]
         if database == "postgres":
@@ -188,15 +227,23 @@ def _load(source: PostgresqlSource, record: ServiceRecord, into: str, env: dict[
             argv += ["-d", database]
         else:
             argv += ["--create", "-d", "postgres"]
-        done = subprocess.run([*argv, str(dumps / f"{database}.dump")], env=env, capture_output=True)
+        done = subprocess.run(
+            [*argv, str(dumps / f"{database}.dump")], env=env, capture_output=True
+        )
         if done.returncode != 0:
-            raise HookError(f"{source.service}: pg_restore of {database}: {_last_line(done.stderr)}")
+            raise HookError(
+                f"{source.service}: pg_restore of {database}: {_last_line(done.stderr)}"
+            )
 
 
-def verify(source: PostgresqlSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
+def verify(
+    source: PostgresqlSource, record: ServiceRecord, context: HookContext, into: str
+) -> list[str]:
     """Start a scratch cluster, load the dumps, compare every table's rows and checksum."""
     if record.checksum_method != CHECKSUM_METHOD:
-        return [f"{source.service}: sums were recorded as {record.checksum_method}, this drill computes {CHECKSUM_METHOD}; drill a newer run"]
+        return [
+            f"{source.service}: sums were recorded as {record.checksum_method}, this drill computes {CHECKSUM_METHOD}; drill a newer run"
+        ]
     with scratch_cluster(Path(context.workdir) / f"drill-{source.service}") as env:
         _load(source, record, into, env, scratch=True)
         problems = []
@@ -213,7 +260,7 @@ def verify(source: PostgresqlSource, record: ServiceRecord, context: HookContext
         return problems
 
 
-def _show(table: Optional[TableSum]) -> str:
+def _show(table: TableSum | None) -> str:
     return "nothing" if table is None else f"{table.rows} rows, sum {table.checksum}"
 
 
@@ -222,9 +269,13 @@ def server_binaries() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
+    )
     if not candidates:
-        raise HookError("no PostgreSQL server binaries (initdb) in this image; the drill needs them")
+        raise HookError(
+            "no PostgreSQL server binaries (initdb) in this image; the drill needs them"
+        )
     return Path(candidates[-1]).parent
 
 
@@ -250,13 +301,42 @@ def scratch_cluster(directory: Path, owner: str = "postgres") -> Iterator[dict[s
         if done.returncode != 0:
             raise HookError(f"scratch cluster: {Path(argv[0]).name}: {_last_line(done.stderr)}")
 
-    run(str(bin_dir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
-    options = f"-c listen_addresses='' -k {sockets} -c max_wal_size=4GB -c maintenance_work_mem=256MB"
-    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "120", "-l", str(directory / "log"), "-o", options, "start")
+    run(
+        str(bin_dir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        user,
+        "--auth=trust",
+        "--no-sync",
+        "-E",
+        "UTF8",
+        "--locale=C",
+    )
+    options = (
+        f"-c listen_addresses='' -k {sockets} -c max_wal_size=4GB -c maintenance_work_mem=256MB"
+    )
+    run(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-w",
+        "-t",
+        "120",
+        "-l",
+        str(directory / "log"),
+        "-o",
+        options,
+        "start",
+    )
     env = dict(os.environ, PGHOST=str(sockets), PGPORT="5432", PGUSER=user)
     env.pop("PGPASSWORD", None)
     try:
         yield env
     finally:
-        subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, cwd="/")
+        subprocess.run(
+            [*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            cwd="/",
+        )
         shutil.rmtree(directory, ignore_errors=True)

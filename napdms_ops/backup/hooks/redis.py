@@ -31,18 +31,34 @@ def backup(source: RedisSource, context: HookContext) -> ServiceRecord:
     path = f"/{source.service}/dump.rdb"
     try:
         summary = context.restic.backup_command(
-            ["redis-cli", "-h", source.host, "-p", str(source.port), "--no-auth-warning", "--rdb", "-"],
-            _environment(source), path, context.host_tag, context.tags_for(source.service),
+            [
+                "redis-cli",
+                "-h",
+                source.host,
+                "-p",
+                str(source.port),
+                "--no-auth-warning",
+                "--rdb",
+                "-",
+            ],
+            _environment(source),
+            path,
+            context.host_tag,
+            context.tags_for(source.service),
         )
     except CommandFailed as error:
         raise HookError(f"{source.service}: {error}") from None
     if summary.bytes_processed < len(_MAGIC):
         context.restic.forget(summary.snapshot_id)
-        raise HookError(f"{source.service}: redis-cli wrote {summary.bytes_processed} bytes, not an RDB file")
+        raise HookError(
+            f"{source.service}: redis-cli wrote {summary.bytes_processed} bytes, not an RDB file"
+        )
     return hooks.record(source, [hooks.part(summary, path)], started)
 
 
-def verify(source: RedisSource, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
+def verify(
+    source: RedisSource, record: ServiceRecord, context: HookContext, into: str
+) -> list[str]:
     """The restored file has the recorded size and starts like an RDB file."""
     problems = []
     for part in record.parts:
@@ -51,7 +67,9 @@ def verify(source: RedisSource, record: ServiceRecord, context: HookContext, int
             problems.append(f"{source.service}: {part.path} was not restored")
             continue
         if restored.stat().st_size != part.bytes:
-            problems.append(f"{source.service}: {part.path} has {restored.stat().st_size} bytes, the backup read {part.bytes}")
+            problems.append(
+                f"{source.service}: {part.path} has {restored.stat().st_size} bytes, the backup read {part.bytes}"
+            )
         with restored.open("rb") as handle:
             if handle.read(len(_MAGIC)) != _MAGIC:
                 problems.append(f"{source.service}: {part.path} is not an RDB file")
