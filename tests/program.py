@@ -30,7 +30,11 @@ STACKS = ("dev", "staging", "prod")
 
 
 OPERATOR_CONFIG: dict[str, str] = {
-    "backup_ssh_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key: test fixture\n-----END OPENSSH PRIVATE KEY-----",
+    "backup_ssh_key": (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        "not a key: test fixture\n"
+        "-----END OPENSSH PRIVATE KEY-----"
+    ),
 }
 """Encrypted config an operator sets before the first `up` (`pulumi config set --secret`): stack
 files in git hold no secret, so a run of a stack file gets these, as secrets."""

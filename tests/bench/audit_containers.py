@@ -184,11 +184,13 @@ def main() -> None:
             f"created and started {args.containers} busybox containers in {setup_s:.1f} s on {host}"
         )
         print(
-            f"audit (thread pool of inspects + shared rules): {ours:.3f} s for {report.containers} containers "
-            f"({report.containers / ours:.0f}/s), {len(report.mandatory)} mandatory, {len(report.advisory)} advisory"
+            f"audit (thread pool of inspects + shared rules): {ours:.3f} s "
+            f"for {report.containers} containers ({report.containers / ours:.0f}/s), "
+            f"{len(report.mandatory)} mandatory, {len(report.advisory)} advisory"
         )
         print(
-            f"baseline, sequential SDK inspects + same rules: {sequential:.3f} s ({report.containers / sequential:.0f}/s)"
+            f"baseline, sequential SDK inspects + same rules: {sequential:.3f} s "
+            f"({report.containers / sequential:.0f}/s)"
         )
         figures.update(
             containers=report.containers,
@@ -208,7 +210,8 @@ def main() -> None:
                 f"({report.containers / naive:.0f}/s)"
             )
             print(
-                f"audit is {naive / ours:.1f}x the naive CLI and {sequential / ours:.1f}x sequential SDK"
+                f"audit is {naive / ours:.1f}x the naive CLI "
+                f"and {sequential / ours:.1f}x sequential SDK"
             )
             figures.update(
                 baseline_cli_s=round(naive, 4),

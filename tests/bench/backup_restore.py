@@ -59,17 +59,19 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from components.model.plan import (
+from components.model.plan import (  # noqa: E402
     BackupPlan,
     Checks,
     FilesSource,
     PostgresqlSource,
     Repository,
     Schedule,
-)  # noqa: E402
+)
 from napdms_ops.backup.drill import drill  # noqa: E402
 from napdms_ops.backup.hooks import postgresql as postgresql_hook  # noqa: E402
-from napdms_ops.backup.hooks.postgresql import _SUM, _TABLES  # noqa: E402  (the exact checksum query the hook runs)
+
+# The exact checksum query the hook runs.
+from napdms_ops.backup.hooks.postgresql import _SUM, _TABLES  # noqa: E402
 from napdms_ops.backup.restic import Restic  # noqa: E402
 from napdms_ops.backup.restore import restore  # noqa: E402
 from napdms_ops.backup.run import context_for, run_backup  # noqa: E402
@@ -101,7 +103,8 @@ def drop_caches() -> bool:
 
 
 def timed(action):
-    """Seconds of `action()` including a final sync (so written data reached the disk), and its result."""
+    """Seconds of `action()` including a final sync (so written data reached the disk), and its
+    result."""
     start = time.perf_counter()
     result = action()
     os.sync()
@@ -151,7 +154,8 @@ def free_port() -> int:
 
 
 class ResticCalls:
-    """Observes (does not change) every restic process the orchestrator starts: what, when, how long."""
+    """Observes (does not change) every restic process the orchestrator starts: what, when, how
+    long."""
 
     def __init__(self):
         self.calls: list[tuple[float, str, float]] = []  # (time.time() at start, what, seconds)
@@ -282,7 +286,8 @@ DEPARTMENTS = ("legal", "finance", "hr", "sales", "engineering", "procurement", 
 
 
 def document_plan(total: int, seed: int) -> list[tuple[str, int, str]]:
-    """(relative path, size, kind) of every document: 20 % small, 40 % medium, 40 % large by bytes."""
+    """(relative path, size, kind) of every document: 20 % small, 40 % medium, 40 % large by
+    bytes."""
     rng = random.Random(seed)
     files: list[tuple[str, int, str]] = []
 
@@ -328,7 +333,8 @@ def generate_documents(root: Path, total: int, content: Content) -> list[tuple[s
 def change_documents(
     root: Path, listed: list[tuple[str, int, str]], content: Content, share: float = 0.01
 ) -> dict:
-    """Rewrite or append to ~`share` of the document bytes (small and medium files), add a few new ones."""
+    """Rewrite or append to ~`share` of the document bytes (small and medium files), add a few new
+    ones."""
     rng = random.Random(SEED + 1)
     total = sum(size for _, size, _ in listed)
     budget = int(total * share)
@@ -366,7 +372,8 @@ def change_documents(
 
 
 class Postgres:
-    """The postgres stand-in in Docker, published on 127.0.0.1:<free port>, data on the local disk."""
+    """The postgres stand-in in Docker, published on 127.0.0.1:<free port>, data on the local
+    disk."""
 
     def __init__(self, client, workdir: Path):
         self.client = client
@@ -379,8 +386,9 @@ class Postgres:
         data.mkdir()
         self.container = client.containers.run(
             standin_image("postgres", client),
-            # Small shared buffers so the dumps read through the (dropped) page cache, not PostgreSQL's own;
-            # fsync off only speeds up generating the data, reads do not depend on it.
+            # Small shared buffers so the dumps read through the (dropped) page cache, not
+            # PostgreSQL's own; fsync off only speeds up generating the data, reads do not depend
+            # on it.
             [
                 "postgres",
                 "-c",
@@ -426,9 +434,8 @@ class Postgres:
             if done.returncode == 0:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"PostgreSQL did not answer within 120 s: {self.container.logs(tail=20).decode(errors='replace')}"
-                )
+                log = self.container.logs(tail=20).decode(errors="replace")
+                raise RuntimeError(f"PostgreSQL did not answer within 120 s: {log}")
             time.sleep(0.5)
 
     def sql(self, statement: str) -> str:
@@ -455,7 +462,8 @@ class Postgres:
         return done.stdout.strip()
 
     def fill(self, target: int) -> dict:
-        """Three tables, ~target bytes on disk: documents (text, numeric), attachments (bytea), ledger (numeric)."""
+        """Three tables, ~target bytes on disk: documents (text, numeric), attachments (bytea),
+        ledger (numeric)."""
         scale = target / 360e6
         self.rows = rows = {
             "documents": int(150_000 * scale),
@@ -463,30 +471,38 @@ class Postgres:
             "ledger": int(1_000_000 * scale),
         }
         self.sql(
-            "CREATE TABLE documents (id bigint PRIMARY KEY, title text NOT NULL, body text NOT NULL, "
-            "amount numeric(12,2) NOT NULL, created timestamptz NOT NULL, status smallint NOT NULL)"
+            "CREATE TABLE documents (id bigint PRIMARY KEY, title text NOT NULL, "
+            "body text NOT NULL, amount numeric(12,2) NOT NULL, created timestamptz NOT NULL, "
+            "status smallint NOT NULL)"
         )
         self.sql(
             f"INSERT INTO documents SELECT i, 'Document ' || i || ' ' || md5(i::text), "
             f"(SELECT string_agg(md5(i::text || ':' || j), ' ') FROM generate_series(1, 16) j), "
-            f"round((i % 100000) * 1.37, 2), timestamptz '2020-01-01 00:00+00' + i * interval '7 minutes', i % 5 "
+            f"round((i % 100000) * 1.37, 2), "
+            f"timestamptz '2020-01-01 00:00+00' + i * interval '7 minutes', i % 5 "
             f"FROM generate_series(1, {rows['documents']}) i"
         )
         self.sql("CREATE INDEX documents_created ON documents (created)")
         self.sql(
-            "CREATE TABLE attachments (id bigint PRIMARY KEY, document_id bigint NOT NULL, name text NOT NULL, content bytea NOT NULL)"
+            "CREATE TABLE attachments (id bigint PRIMARY KEY, document_id bigint NOT NULL, "
+            "name text NOT NULL, content bytea NOT NULL)"
         )
         self.sql(
-            f"INSERT INTO attachments SELECT i, 1 + i % {rows['documents']}, 'scan-' || i || '.pdf', "
-            f"(SELECT decode(string_agg(md5(i::text || '/' || j), ''), 'hex') FROM generate_series(1, 256) j) "
+            f"INSERT INTO attachments SELECT i, 1 + i % {rows['documents']}, "
+            f"'scan-' || i || '.pdf', "
+            f"(SELECT decode(string_agg(md5(i::text || '/' || j), ''), 'hex') "
+            f"FROM generate_series(1, 256) j) "
             f"FROM generate_series(1, {rows['attachments']}) i"
         )
         self.sql(
-            "CREATE TABLE ledger (id bigint PRIMARY KEY, account integer NOT NULL, amount numeric(14,2) NOT NULL, booked date NOT NULL, memo text NOT NULL)"
+            "CREATE TABLE ledger (id bigint PRIMARY KEY, account integer NOT NULL, "
+            "amount numeric(14,2) NOT NULL, booked date NOT NULL, memo text NOT NULL)"
         )
         self.sql(
-            f"INSERT INTO ledger SELECT i, i % 5000, round(((i::bigint * 7919) % 1000000) / 100.0 - 5000, 2), "
-            f"date '2015-01-01' + i % 3650, 'memo ' || substr(md5(i::text), 1, 20) FROM generate_series(1, {rows['ledger']}) i"
+            f"INSERT INTO ledger SELECT i, i % 5000, "
+            f"round(((i::bigint * 7919) % 1000000) / 100.0 - 5000, 2), "
+            f"date '2015-01-01' + i % 3650, 'memo ' || substr(md5(i::text), 1, 20) "
+            f"FROM generate_series(1, {rows['ledger']}) i"
         )
         self.sql("CREATE INDEX ledger_account_booked ON ledger (account, booked)")
         self.sql("VACUUM ANALYZE")
@@ -494,15 +510,24 @@ class Postgres:
         return rows
 
     def change(self) -> int:
-        """Update ~1 % of the rows of each table and add 1 % new attachments; returns rows touched."""
+        """Update ~1 % of the rows of each table and add 1 % new attachments; returns rows
+        touched."""
         touched = 0
         for statement in (
-            "UPDATE documents SET body = body || ' rev2', amount = amount + 1, status = (status + 1) % 5 WHERE id % 100 = 42",
+            (
+                "UPDATE documents SET body = body || ' rev2', amount = amount + 1, "
+                "status = (status + 1) % 5 WHERE id % 100 = 42"
+            ),
             "UPDATE ledger SET amount = amount + 0.01 WHERE id % 100 = 42",
             "UPDATE attachments SET name = name || '.v2' WHERE id % 100 = 42",
-            f"INSERT INTO attachments SELECT i, 1 + i % {self.rows['documents']}, 'scan-' || i || '.pdf', "
-            f"(SELECT decode(string_agg(md5(i::text || '/' || j), ''), 'hex') FROM generate_series(1, 256) j) "
-            f"FROM generate_series({self.rows['attachments'] + 1}, {self.rows['attachments'] + self.rows['attachments'] // 100}) i",
+            (
+                f"INSERT INTO attachments SELECT i, 1 + i % {self.rows['documents']}, "
+                f"'scan-' || i || '.pdf', "
+                f"(SELECT decode(string_agg(md5(i::text || '/' || j), ''), 'hex') "
+                f"FROM generate_series(1, 256) j) "
+                f"FROM generate_series({self.rows['attachments'] + 1}, "
+                f"{self.rows['attachments'] + self.rows['attachments'] // 100}) i"
+            ),
         ):
             out = subprocess.run(
                 ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", DATABASE, "-c", statement],
@@ -642,7 +667,8 @@ class Bench:
         }
 
     def postgres_hook_alone(self, name: str, checksums: bool) -> float:
-        """The postgres hook by itself into a fresh repository, with or without its table-checksum pass.
+        """The postgres hook by itself into a fresh repository, with or without its table-checksum
+        pass.
 
         Without: `_SnapshotSession.table_sums` is replaced by a stub for this call only, to tell
         what the checksum pass costs while pg_dump and restic run beside it.
@@ -666,7 +692,8 @@ class Bench:
         return seconds
 
     def restic_fixed_cost(self, name: str, times: int = 3) -> float:
-        """Median seconds of `restic cat config`: one process opening the repository (key derivation) and nothing else."""
+        """Median seconds of `restic cat config`: one process opening the repository (key
+        derivation) and nothing else."""
         env = self.restic_env(name)
         samples = []
         for _ in range(times):
@@ -706,7 +733,8 @@ class Bench:
         after_docs = time.perf_counter()
         dump = self._summary(
             sh(
-                f"pg_dump -Fc -Z0 -d {DATABASE} | restic backup --json --stdin --stdin-filename /postgres/{DATABASE}.dump --host bench",
+                f"pg_dump -Fc -Z0 -d {DATABASE} | restic backup --json --stdin "
+                f"--stdin-filename /postgres/{DATABASE}.dump --host bench",
                 env,
                 capture=True,
             )
@@ -793,7 +821,8 @@ def main() -> None:
     for tool in ("restic", "zstd", "tar", "pg_dump", "psql"):
         if not shutil.which(tool):
             sys.exit(
-                f"{tool} is not installed; this benchmark needs restic, zstd, tar and the PostgreSQL client"
+                f"{tool} is not installed; "
+                "this benchmark needs restic, zstd, tar and the PostgreSQL client"
             )
 
     client = ensure_engine()
@@ -811,7 +840,8 @@ def main() -> None:
             "pg_dump": sh("pg_dump --version", capture=True).split()[2],
         }
         print(
-            f"work dir {work} ({shutil.disk_usage(work).free / 1e9:.0f} GB free); {os.cpu_count()} CPUs; "
+            f"work dir {work} ({shutil.disk_usage(work).free / 1e9:.0f} GB free); "
+            f"{os.cpu_count()} CPUs; "
             f"restic {versions['restic']}, zstd {versions['zstd']}, pg_dump {versions['pg_dump']}"
         )
 
@@ -835,33 +865,39 @@ def main() -> None:
         sizes = [size for _, size, _ in listed]
         print(
             f"documents: {docs_files} files, {docs_bytes / MB:.0f} MB in {gen_s:.0f} s "
-            f"({sum(s < MiB // 2 for s in sizes)} of 4-64 KiB, {sum(MiB // 2 <= s < 20 * MiB for s in sizes)} of 0.5-2 MiB, "
-            f"{sum(s >= 20 * MiB for s in sizes)} of 20-100 MiB; {sum(k == 'random' for *_, k in listed)} random, "
-            f"{sum(k == 'text' for *_, k in listed)} text, {sum(k == 'mixed' for *_, k in listed)} half/half)"
+            f"({sum(s < MiB // 2 for s in sizes)} of 4-64 KiB, "
+            f"{sum(MiB // 2 <= s < 20 * MiB for s in sizes)} of 0.5-2 MiB, "
+            f"{sum(s >= 20 * MiB for s in sizes)} of 20-100 MiB; "
+            f"{sum(k == 'random' for *_, k in listed)} random, "
+            f"{sum(k == 'text' for *_, k in listed)} text, "
+            f"{sum(k == 'mixed' for *_, k in listed)} half/half)"
         )
         print(
-            f"database {DATABASE}: {rows} rows, {db_size / MB:.0f} MB on disk (pg_database_size), loaded in {db_s:.0f} s; "
+            f"database {DATABASE}: {rows} rows, {db_size / MB:.0f} MB on disk (pg_database_size), "
+            f"loaded in {db_s:.0f} s; "
             f"pg_dump -Fc -Z0 writes {dump_bytes / MB:.0f} MB"
         )
         print(f"dataset = documents + dump = {dataset / MB:.0f} MB (MB = 1e6 bytes throughout)")
-        print(
-            f"page cache dropped before each phase: {'yes' if bench.caches_dropped else 'NO (not permitted); reads may come from memory'}"
+        dropped = (
+            "yes" if bench.caches_dropped else "NO (not permitted); reads may come from memory"
         )
+        print(f"page cache dropped before each phase: {dropped}")
         print()
 
         # -- full backups, alternating ours / bare restic / tar, each into a fresh repository
         ours_runs, restic_runs, tar_runs = [], [], []
         for run in range(args.runs):
             steps = [
-                lambda: ours_runs.append(bench.ours_backup(bench.plan(f"full{run}"))),
-                lambda: restic_runs.append(bench.restic_backup(f"full{run}")),
-                lambda: tar_runs.append(bench.tar_backup(f"full{run}")),
+                lambda run=run: ours_runs.append(bench.ours_backup(bench.plan(f"full{run}"))),
+                lambda run=run: restic_runs.append(bench.restic_backup(f"full{run}")),
+                lambda run=run: tar_runs.append(bench.tar_backup(f"full{run}")),
             ]
             for step in rotated(steps, run):
                 step()
             o, r, t = ours_runs[-1], restic_runs[-1], tar_runs[-1]
             print(
-                f"full backup {run + 1}/{args.runs}: ours {o['hook_s']:.1f} s (+{o['maintenance_s']:.1f} s check/prune), "
+                f"full backup {run + 1}/{args.runs}: ours {o['hook_s']:.1f} s "
+                f"(+{o['maintenance_s']:.1f} s check/prune), "
                 f"bare restic {r['seconds']:.1f} s, tar|zstd {t['seconds']:.1f} s"
             )
         last = args.runs - 1
@@ -880,8 +916,9 @@ def main() -> None:
                 )
         fixed_s = bench.restic_fixed_cost(f"full{last}")
         print(
-            f"postgres hook alone (2 runs each, fresh repositories): {med(with_sums):.1f} s with the table checksums, "
-            f"{med(without_sums):.1f} s without; one restic process that only opens the repository: {fixed_s:.2f} s"
+            "postgres hook alone (2 runs each, fresh repositories): "
+            f"{med(with_sums):.1f} s with the table checksums, {med(without_sums):.1f} s without; "
+            f"one restic process that only opens the repository: {fixed_s:.2f} s"
         )
 
         # -- 1 % change, incrementals
@@ -889,18 +926,22 @@ def main() -> None:
         rows_touched = pg.change()
         docs_files_after, docs_bytes_after = tree_size(docs)
         print(
-            f"change: {changed['rewritten']} files rewritten, {changed['appended']} appended to, {changed['new']} new: "
-            f"{changed['bytes_written'] / MB:.1f} MB written = {changed['share_of_docs'] * 100:.2f} % of the document bytes; "
-            f"{rows_touched} rows updated or inserted (~1 % of {sum(rows.values())}, spread over every table)"
+            f"change: {changed['rewritten']} files rewritten, {changed['appended']} appended to, "
+            f"{changed['new']} new: {changed['bytes_written'] / MB:.1f} MB written = "
+            f"{changed['share_of_docs'] * 100:.2f} % of the document bytes; "
+            f"{rows_touched} rows updated or inserted (~1 % of {sum(rows.values())}, "
+            "spread over every table)"
         )
         incremental = bench.ours_backup(ours_plan)
         restic_incremental = bench.restic_backup(f"full{last}", init=False)
         print(
-            f"incremental: ours {incremental['hook_s']:.1f} s (+{incremental['maintenance_s']:.1f} s check/prune), "
+            f"incremental: ours {incremental['hook_s']:.1f} s "
+            f"(+{incremental['maintenance_s']:.1f} s check/prune), "
             f"bare restic {restic_incremental['seconds']:.1f} s"
         )
 
-        # -- restores of the post-change data (tar: its last archive), alternating, each into an empty dir
+        # -- restores of the post-change data (tar: its last archive), alternating, each into an
+        #    empty dir
         ours_restores, restic_restores, tar_restores = [], [], []
         restored: dict = {}
 
@@ -928,7 +969,8 @@ def main() -> None:
                 step(run)
             print(
                 f"restore {run + 1}/{args.runs}: ours {ours_restores[-1]['seconds']:.1f} s, "
-                f"bare restic {restic_restores[-1]['seconds']:.1f} s, tar|zstd {tar_restores[-1]['seconds']:.1f} s"
+                f"bare restic {restic_restores[-1]['seconds']:.1f} s, "
+                f"tar|zstd {tar_restores[-1]['seconds']:.1f} s"
             )
 
         drill_report = None
@@ -936,7 +978,8 @@ def main() -> None:
             bench.drop()
             drill_report = drill(ours_plan, workdir=str(work))
             print(
-                f"drill: restore {drill_report.restore_seconds:.1f} s + verify {drill_report.verify_seconds:.1f} s, "
+                f"drill: restore {drill_report.restore_seconds:.1f} s "
+                f"+ verify {drill_report.verify_seconds:.1f} s, "
                 f"problems: {drill_report.problems or 'none'}"
             )
         print()
@@ -1016,57 +1059,75 @@ def main() -> None:
         for phase, what, size, seconds in table:
             print(f"{phase:12} {what:82} {size / MB:6.0f} {seconds:6.1f} {mbs(size, seconds):6.1f}")
         print(
-            f"(full backups and restores: medians of {args.runs} runs, the order of the three rotated each round, full backups each into a fresh "
-            f"repository; the incremental once; "
-            f"every time includes a final sync; bytes are what each read (backup) or put on disk (restore))"
+            f"(full backups and restores: medians of {args.runs} runs, the order of the three "
+            "rotated each round, full backups each into a fresh repository; the incremental once; "
+            "every time includes a final sync; bytes are what each read (backup) or put on disk "
+            "(restore))"
         )
         print()
         last_full = ours_runs[-1]
         print(
-            "where ours spends a full backup (medians; restic processes of the last run in order, seconds each):"
+            "where ours spends a full backup "
+            "(medians; restic processes of the last run in order, seconds each):"
         )
         print(
-            f"  documents: restic backup of the files           {docs_ours:5.1f} s   bare restic: {docs_restic:5.1f} s"
+            f"  documents: restic backup of the files           {docs_ours:5.1f} s   "
+            f"bare restic: {docs_restic:5.1f} s"
         )
         print(
-            f"  postgres: globals + each database's dump, with  {pg_ours:5.1f} s   bare restic pg_dump | restic: {pg_restic:5.1f} s"
+            f"  postgres: globals + each database's dump, with  {pg_ours:5.1f} s   "
+            f"bare restic pg_dump | restic: {pg_restic:5.1f} s"
         )
         print("            the table-checksum pass beside it")
+        open_ours = med([o["hook_s"] - sum(o["services_s"].values()) for o in ours_runs])
         print(
-            f"  repository open/init, manifest                  {med([o['hook_s'] - sum(o['services_s'].values()) for o in ours_runs]):5.1f} s   bare restic init: {init_restic:5.1f} s"
+            f"  repository open/init, manifest                  {open_ours:5.1f} s   "
+            f"bare restic init: {init_restic:5.1f} s"
         )
         print(
-            f"  hook phase: {len(last_full['hook_calls'])} restic processes ({CALLS.show(last_full['hook_calls'])}); bare restic: 3"
+            f"  hook phase: {len(last_full['hook_calls'])} restic processes "
+            f"({CALLS.show(last_full['hook_calls'])}); bare restic: 3"
         )
         print(
-            f"  after it: {len(last_full['maintenance_calls'])} restic processes ({CALLS.show(last_full['maintenance_calls'])})"
+            f"  after it: {len(last_full['maintenance_calls'])} restic processes "
+            f"({CALLS.show(last_full['maintenance_calls'])})"
         )
         print(f"  incremental hook phase: {CALLS.show(incremental['hook_calls'])}")
         print(
-            f"  restore: {len(ours_restores[-1]['calls'])} restic processes ({CALLS.show(ours_restores[-1]['calls'])}); bare restic: 2"
+            f"  restore: {len(ours_restores[-1]['calls'])} restic processes "
+            f"({CALLS.show(ours_restores[-1]['calls'])}); bare restic: 2"
         )
         print(
-            f"  for scale, cold cache, each alone: pg_dump -Fc -Z0 | wc -c {dump_s:.1f} s; the hook's checksum queries {checksum_s:.1f} s; "
-            f"postgres hook {med(with_sums):.1f} s with checksums / {med(without_sums):.1f} s without; "
+            f"  for scale, cold cache, each alone: pg_dump -Fc -Z0 | wc -c {dump_s:.1f} s; "
+            f"the hook's checksum queries {checksum_s:.1f} s; "
+            f"postgres hook {med(with_sums):.1f} s with checksums / "
+            f"{med(without_sums):.1f} s without; "
             f"a restic process that only opens the repository {fixed_s:.2f} s"
         )
         print(
-            f"stored: ours {repo_ours / MB:.0f} MB, bare restic {repo_restic / MB:.0f} MB (both after their incremental; ours "
-            f"also pruned the first run's data, as retention keeps one run a day), tar|zstd {tar_runs[-1]['stored'] / MB:.0f} MB; "
-            f"incremental added ours {incremental['bytes_added'] / MB:.0f} MB, bare restic {restic_incremental['bytes_added'] / MB:.0f} MB"
+            f"stored: ours {repo_ours / MB:.0f} MB, bare restic {repo_restic / MB:.0f} MB "
+            "(both after their incremental; ours also pruned the first run's data, "
+            f"as retention keeps one run a day), tar|zstd {tar_runs[-1]['stored'] / MB:.0f} MB; "
+            f"incremental added ours {incremental['bytes_added'] / MB:.0f} MB, "
+            f"bare restic {restic_incremental['bytes_added'] / MB:.0f} MB"
         )
         print(
-            f"restored documents: ours {restored['ours'][0]} files / {restored['ours'][1] / MB:.0f} MB; "
+            f"restored documents: ours {restored['ours'][0]} files / "
+            f"{restored['ours'][1] / MB:.0f} MB; "
             f"source after the change {docs_files_after} files / {docs_bytes_after / MB:.0f} MB; "
-            f"tar (archive taken before the change) {restored['tar'][0]} files / {restored['tar'][1] / MB:.0f} MB"
+            f"tar (archive taken before the change) {restored['tar'][0]} files / "
+            f"{restored['tar'][1] / MB:.0f} MB"
         )
         print()
 
         restore_hours = 500e9 / restore_rate / 3600
         incremental_ratio = incremental["hook_s"] / full_s
         overhead = full_s / restic_s
-        # Each round's two backups ran minutes apart at most, so their ratio suffers less from a neighbour's load.
-        paired = med([o["hook_s"] / r["seconds"] for o, r in zip(ours_runs, restic_runs)])
+        # Each round's two backups ran minutes apart at most, so their ratio suffers less from a
+        # neighbour's load. Every round appended to both lists, so they pair up exactly.
+        paired = med(
+            [o["hook_s"] / r["seconds"] for o, r in zip(ours_runs, restic_runs, strict=True)]
+        )
         goals = {
             "restore_500gb_under_1h": restore_hours < 1,
             "incremental_under_10pct": incremental_ratio < 0.10,
@@ -1075,22 +1136,28 @@ def main() -> None:
         verdict = {True: "PASS", False: "FAIL"}
         print("goals, as measured in this run:")
         print(
-            f"  restore 500 GB in < 1 h: {restore_hours:.2f} h at {restore_rate / MB:.0f} MB/s (files and dump files on disk, "
-            f"no pg_restore) -> {verdict[goals['restore_500gb_under_1h']]}"
+            f"  restore 500 GB in < 1 h: {restore_hours:.2f} h at {restore_rate / MB:.0f} MB/s "
+            "(files and dump files on disk, no pg_restore) -> "
+            f"{verdict[goals['restore_500gb_under_1h']]}"
         )
         print(
-            f"  incremental < 10 % of full (hook phases): {incremental['hook_s']:.1f} / {full_s:.1f} s = {incremental_ratio * 100:.1f} % -> "
-            f"{verdict[goals['incremental_under_10pct']]} (whole runs: {incremental['seconds'] / full_total_s * 100:.1f} %; "
+            f"  incremental < 10 % of full (hook phases): {incremental['hook_s']:.1f} / "
+            f"{full_s:.1f} s = {incremental_ratio * 100:.1f} % -> "
+            f"{verdict[goals['incremental_under_10pct']]} "
+            f"(whole runs: {incremental['seconds'] / full_total_s * 100:.1f} %; "
             f"bare restic: {restic_incremental['seconds'] / restic_s * 100:.1f} %)"
         )
         print(
-            f"  overhead vs bare restic < 10 %: {full_s:.1f} / {restic_s:.1f} s = {(overhead - 1) * 100:+.1f} % -> "
-            f"{verdict[goals['overhead_vs_restic_under_10pct']]} (with check/prune: {(full_total_s / restic_s - 1) * 100:+.1f} %; "
+            f"  overhead vs bare restic < 10 %: {full_s:.1f} / {restic_s:.1f} s = "
+            f"{(overhead - 1) * 100:+.1f} % -> "
+            f"{verdict[goals['overhead_vs_restic_under_10pct']]} "
+            f"(with check/prune: {(full_total_s / restic_s - 1) * 100:+.1f} %; "
             f"median of the rounds' own ratios: {(paired - 1) * 100:+.1f} %)"
         )
         if drill_report is not None:
             print(
-                f"  drill: RTO of {drill_report.data_bytes / MB:.0f} MB {drill_report.rto_seconds:.0f} s, "
+                f"  drill: RTO of {drill_report.data_bytes / MB:.0f} MB "
+                f"{drill_report.rto_seconds:.0f} s, "
                 f"{'ok' if drill_report.ok else 'FAILED: ' + '; '.join(drill_report.problems)}"
             )
 

@@ -1,11 +1,11 @@
 """The ASUSTOR NAS of the live tests: a network namespace behind a veth pair, running a real sshd.
 
     with Asustor() as asustor:
-        url = asustor.repo_url("repo")          # sftp:root@10.251.N.2:<data_dir>/repo
+        url = asustor.repo_url("repo")        # sftp:root@10.251.N.2:<data_dir>/repo
         ... restic -o asustor.sftp_option() -r url init ...
-        asustor.cut(); asustor.restore()        # the link between QNAP and ASUSTOR fails, comes back
-        asustor.cut_for(5, after=2)             # the same in a background thread, bounded
-        target = asustor.small_disk(16)         # a 16 MiB tmpfs under data_dir: the disk-full case
+        asustor.cut(); asustor.restore()      # the link between QNAP and ASUSTOR fails, comes back
+        asustor.cut_for(5, after=2)           # the same in a background thread, bounded
+        target = asustor.small_disk(16)       # a 16 MiB tmpfs under data_dir: the disk-full case
 
 The host plays the QNAP. It reaches the namespace directly over the veth pair (10.251.N.1/30 on
 the host side, 10.251.N.2/30 inside); containers on any non-internal Docker bridge network reach
@@ -165,7 +165,8 @@ def _used_indexes() -> set[int]:
 
 
 class Asustor:
-    """The ASUSTOR: sshd (SFTP) in its own network namespace, a temporary data directory as its disk.
+    """The ASUSTOR: sshd (SFTP) in its own network namespace, a temporary data directory as its
+    disk.
 
     Attributes: name (the namespace), address (its IP), host_address (the host's end of the link),
     data_dir (the backup target, a host directory), key_file / public_key_file (the client key
@@ -181,7 +182,8 @@ class Asustor:
                 and shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None
             ):
                 raise RuntimeError(
-                    f"the Asustor namespace needs `{tool}` (apt-get install iproute2 util-linux openssh-client)"
+                    f"the Asustor namespace needs `{tool}` "
+                    "(apt-get install iproute2 util-linux openssh-client)"
                 )
         if not os.access(SSHD, os.X_OK):
             raise RuntimeError(f"{SSHD} is missing: apt-get install -y openssh-server")
@@ -339,7 +341,8 @@ class Asustor:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(
-                    f"{process.args[3:]} exited with {process.returncode} while starting:\n{self._log_tail(process)}"
+                    f"{process.args[3:]} exited with {process.returncode} while starting:\n"
+                    f"{self._log_tail(process)}"
                 )
             try:
                 with socket.create_connection((self.address, port), timeout=1) as sock:
@@ -352,7 +355,8 @@ class Asustor:
                 last_error = error
             time.sleep(0.05)
         raise RuntimeError(
-            f"nothing answered on {self.address}:{port} within {timeout_s:.0f} s ({last_error}):\n{self._log_tail(process)}"
+            f"nothing answered on {self.address}:{port} within {timeout_s:.0f} s ({last_error}):\n"
+            f"{self._log_tail(process)}"
         )
 
     def _log_tail(self, process: subprocess.Popen) -> str:
@@ -383,7 +387,8 @@ class Asustor:
     def wait_for_port(
         self, port: int, process: subprocess.Popen, timeout_s: float = START_TIMEOUT_S
     ) -> None:
-        """Wait until something inside accepts TCP on port; raise with the log if process dies first."""
+        """Wait until something inside accepts TCP on port; raise with the log if process dies
+        first."""
         self._wait_for_port(port, process, timeout_s)
 
     def repo_url(self, path: str) -> str:
@@ -464,7 +469,8 @@ class Asustor:
         while not self.reachable(timeout=0.5):
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"{self.address} is still unreachable {timeout_s:.0f} s after the link came back"
+                    f"{self.address} is still unreachable {timeout_s:.0f} s "
+                    "after the link came back"
                 )
             time.sleep(0.05)
 
@@ -495,7 +501,8 @@ class Asustor:
         return thread
 
     def small_disk(self, mb: int) -> Path:
-        """A directory on a fresh `mb` MiB tmpfs below data_dir: writes beyond it fail with ENOSPC."""
+        """A directory on a fresh `mb` MiB tmpfs below data_dir: writes beyond it fail with
+        ENOSPC."""
         path = Path(tempfile.mkdtemp(prefix=f"small-disk-{mb}m-", dir=self.data_dir))
         _run(
             "mount", "-t", "tmpfs", "-o", f"size={mb}m,mode=0755", "napdms-asustor-disk", str(path)
@@ -506,7 +513,8 @@ class Asustor:
     # ------------------------------------------------------------ teardown
 
     def close(self) -> None:
-        """Stop everything started inside, delete the namespace, link, mounts and files. Idempotent."""
+        """Stop everything started inside, delete the namespace, link, mounts and files.
+        Idempotent."""
         if self._closed:
             return
         self._closed = True

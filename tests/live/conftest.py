@@ -44,7 +44,8 @@ def docker_client() -> docker.DockerClient:
 
 @pytest.fixture(scope="session")
 def agent_image(docker_client) -> str:
-    """The backup agent stand-in (built once; later a napdms_ops/backup change rebuilds its last layer)."""
+    """The backup agent stand-in (built once; later a napdms_ops/backup change rebuilds its last
+    layer)."""
     return standin_image("napdms/backup-agent", docker_client)
 
 
@@ -71,7 +72,8 @@ def s3_server(asustor):
 
 @pytest.fixture(scope="module")
 def agent_network(docker_client) -> str:
-    """Name of a user-defined bridge network (not internal: it must reach the ASUSTOR via the host)."""
+    """Name of a user-defined bridge network (not internal: it must reach the ASUSTOR via the
+    host)."""
     name = f"napdms-live-backup-{secrets.token_hex(4)}"
     network = docker_client.networks.create(
         name, driver="bridge", labels={"napdms.test": "live-backup"}
@@ -108,8 +110,8 @@ def run_agent(docker_client, agent_image, agent_network) -> Callable[..., tuple[
 
     argv runs as given (entrypoint defaults to the image's, `python3 -m napdms_ops.backup`; pass
     entrypoint=[] to run a plain command). With asustor=..., its key and known_hosts are mounted
-    read-only at CONTAINER_KEY_FILE and CONTAINER_KNOWN_HOSTS_FILE. /tmp is a tmpfs, as in production. Further
-    keyword arguments go to docker's containers.create."""
+    read-only at CONTAINER_KEY_FILE and CONTAINER_KNOWN_HOSTS_FILE. /tmp is a tmpfs, as in
+    production. Further keyword arguments go to docker's containers.create."""
     created = []
 
     def run(

@@ -52,8 +52,8 @@ def _start_dockerd():
     dockerd = shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin:/usr/bin")
     if dockerd is None:
         raise RuntimeError(
-            "No Docker engine answers at {} and `dockerd` is not installed; "
-            "install it with `apt-get install -y docker.io`.".format(DEFAULT_HOST)
+            f"No Docker engine answers at {DEFAULT_HOST} and `dockerd` is not installed; "
+            "install it with `apt-get install -y docker.io`."
         )
     with open(LOG_PATH, "ab") as log:
         # A new session keeps the daemon alive after the test process exits,
@@ -72,14 +72,13 @@ def _start_dockerd():
             return client
         if process.poll() is not None:
             raise RuntimeError(
-                "dockerd exited with status {} during start-up; tail of {}:\n{}".format(
-                    process.returncode, LOG_PATH, _log_tail()
-                )
+                f"dockerd exited with status {process.returncode} during start-up; "
+                f"tail of {LOG_PATH}:\n{_log_tail()}"
             )
         time.sleep(0.5)
     raise RuntimeError(
-        "dockerd (pid %d) did not answer at %s within %.0f s; tail of %s:\n%s"
-        % (process.pid, DEFAULT_HOST, START_TIMEOUT_S, LOG_PATH, _log_tail())
+        f"dockerd (pid {process.pid}) did not answer at {DEFAULT_HOST} within "
+        f"{START_TIMEOUT_S:.0f} s; tail of {LOG_PATH}:\n{_log_tail()}"
     )
 
 
@@ -92,7 +91,7 @@ def _open_engine():
             client.ping()
         except DockerException as exc:
             raise RuntimeError(
-                "DOCKER_HOST={} is set but no Docker engine answers there: {}".format(host, exc)
+                f"DOCKER_HOST={host} is set but no Docker engine answers there: {exc}"
             ) from exc
         return client
     client = _connect(DEFAULT_HOST)

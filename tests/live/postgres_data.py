@@ -1,7 +1,7 @@
 """PostgreSQL with generated data for the backup tests: the postgres stand-in in a container.
 
-    server = start_postgres(client, network="napdms-live-1234")   # published on 127.0.0.1:<port>
-    server.fill(rows=100_000)                                     # documents, folders, audit log, a sequence
+    server = start_postgres(client, network="napdms-live-1234")  # published on 127.0.0.1:<port>
+    server.fill(rows=100_000)  # documents, folders, audit log, a sequence
     before = server.checksums()
     ... back up, drop, restore ...
     assert server.checksums() == before
@@ -130,7 +130,8 @@ class PostgresServer:
         return done.stdout.strip()
 
     def fill(self, rows: int = 100_000, database: str | None = None) -> dict[str, int]:
-        """Create the generated schema and data in database (default: self.database); return row counts."""
+        """Create the generated schema and data in database (default: self.database); return row
+        counts."""
         self.psql(FILL_SQL, database, rows=rows)
         self.tables = ["folders", "documents", "audit_log"]
         return {
@@ -147,11 +148,14 @@ class PostgresServer:
         ).split()
         for table in tables:
             result[table] = self.psql(
-                f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} AS t",
+                "SELECT count(*) || ':' || "
+                "coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') "
+                f"FROM {table} AS t",
                 database,
             )
         sequences = self.psql(
-            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' ORDER BY sequencename",
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' "
+            "ORDER BY sequencename",
             database,
         ).split()
         for sequence in sequences:
@@ -204,7 +208,8 @@ def start_postgres(
         ports={"5432/tcp": ("127.0.0.1", None)},
         network=network,
         networking_config={network: client.api.create_endpoint_config(aliases=[alias])},
-        # Small shared buffers keep parallel test servers cheap; fsync off: nothing here must survive a crash.
+        # Small shared buffers keep parallel test servers cheap; fsync off: nothing here must
+        # survive a crash.
         command=[
             "postgres",
             "-c",
@@ -261,6 +266,6 @@ def _wait_ready(server: PostgresServer, timeout_s: float) -> None:
             error = str(exc)
         time.sleep(0.3)
     raise RuntimeError(
-        f"postgres on {server.host}:{server.port} not ready within {timeout_s:.0f} s ({error}); log:\n"
-        + server.container.logs(tail=30).decode(errors="replace")
+        f"postgres on {server.host}:{server.port} not ready within {timeout_s:.0f} s "
+        f"({error}); log:\n" + server.container.logs(tail=30).decode(errors="replace")
     )

@@ -242,9 +242,10 @@ def _wait_healthy(container, timeout_s: int) -> None:
         if status == "unhealthy" or state["Status"] in ("exited", "dead"):
             break
         time.sleep(0.5)
+    state = container.attrs["State"]
     raise RuntimeError(
-        f"{container.name} is not healthy ({container.attrs['State'].get('Health', {}).get('Status')}, "
-        f"{container.attrs['State']['Status']}): {_tail(container)}"
+        f"{container.name} is not healthy ({state.get('Health', {}).get('Status')}, "
+        f"{state['Status']}): {_tail(container)}"
     )
 
 

@@ -73,7 +73,8 @@ class S3Server:
                 last = error
             time.sleep(0.1)
         raise RuntimeError(
-            f"moto server on {self.endpoint_url} did not answer within {timeout_s:.0f} s ({last}):\n{self.log_tail()}"
+            f"moto server on {self.endpoint_url} did not answer within {timeout_s:.0f} s "
+            f"({last}):\n{self.log_tail()}"
         )
 
     def log_tail(self, chars: int = 3000) -> str:

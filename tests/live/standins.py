@@ -252,7 +252,7 @@ def _run(argv, what):
     result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         tail = result.stdout.decode(errors="replace")[-4000:]
-        raise RuntimeError("%s failed with status %d:\n%s" % (what, result.returncode, tail))
+        raise RuntimeError(f"{what} failed with status {result.returncode}:\n{tail}")
 
 
 def _import_rootfs(client, rootfs, tag):
@@ -293,7 +293,7 @@ def _import_rootfs(client, rootfs, tag):
                 "tar of {} failed: {}".format(rootfs, tar_errors.read().decode(errors="replace"))
             )
     if not _image_exists(client, tag):
-        raise RuntimeError("docker import of {} did not produce {}".format(rootfs, tag))
+        raise RuntimeError(f"docker import of {rootfs} did not produce {tag}")
 
 
 def _remove_tree(path):
@@ -338,9 +338,8 @@ def _context_files(standin):
     if standin is _BUSYBOX:
         if not _is_static_elf(HOST_BUSYBOX):
             raise RuntimeError(
-                "{} is not a static binary; install it with apt-get install -y busybox-static".format(
-                    HOST_BUSYBOX
-                )
+                f"{HOST_BUSYBOX} is not a static binary; "
+                "install it with apt-get install -y busybox-static"
             )
         files["busybox"] = HOST_BUSYBOX.read_bytes()
     for relative in standin.code:
@@ -354,7 +353,7 @@ def _code_files(path):
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise RuntimeError("stand-in code path {} does not exist".format(path))
+        raise RuntimeError(f"stand-in code path {path} does not exist")
     return sorted(
         p
         for p in path.rglob("*")
@@ -465,7 +464,7 @@ def _ensure_standin(standin, base_tag, client) -> str:
         chunks += [name.encode(), content]
     if standin.wheels:
         chunks += [b"wheels", json.dumps([list(standin.wheels), list(_WHEEL_PLATFORM)]).encode()]
-    tag = "napdms-standin-{}:{}".format(standin.name, _digest(*chunks))
+    tag = f"napdms-standin-{standin.name}:{_digest(*chunks)}"
     if _image_exists(client, tag):
         return tag
     trees = [("lib", _wheel_tree(standin.wheels))] if standin.wheels else []
@@ -482,7 +481,7 @@ def _ensure_standin(standin, base_tag, client) -> str:
         )
     except BuildError as exc:
         log = "".join(chunk.get("stream", chunk.get("error", "")) for chunk in exc.build_log)
-        raise RuntimeError("building {} failed: {}\n{}".format(tag, exc.msg, log[-4000:])) from exc
+        raise RuntimeError(f"building {tag} failed: {exc.msg}\n{log[-4000:]}") from exc
     finally:
         context.close()
     return tag

@@ -38,7 +38,12 @@ def _archive(root: str, files: dict[str, bytes], mode: int = 0o400) -> bytes:
 
 
 def _read_volume(client, image: str, volume: str) -> dict[str, bytes]:
-    script = "import os,json,base64;print(json.dumps({os.path.relpath(os.path.join(r,n),'/v'): base64.b64encode(open(os.path.join(r,n),'rb').read()).decode() for r,_,ns in os.walk('/v') for n in ns}))"
+    script = (
+        "import os,json,base64;"
+        "print(json.dumps({os.path.relpath(os.path.join(r,n),'/v'): "
+        "base64.b64encode(open(os.path.join(r,n),'rb').read()).decode() "
+        "for r,_,ns in os.walk('/v') for n in ns}))"
+    )
     output = client.containers.run(
         image,
         ["-c", script],

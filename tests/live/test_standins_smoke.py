@@ -20,7 +20,7 @@ from docker.errors import NotFound
 from tests.live import engine, standins
 
 # Unique per run, so that concurrent runs and leftovers never collide.
-PREFIX = "napdms-live-{}".format(uuid.uuid4().hex[:8])
+PREFIX = f"napdms-live-{uuid.uuid4().hex[:8]}"
 SECOND_NS = 1_000_000_000
 PGDATA = "/var/lib/postgresql/data"
 PASSWORD_FILE = "/run/secrets/postgres_password"
@@ -70,14 +70,14 @@ class Resources:
         self.volumes = []
 
     def volume(self, role):
-        name = self.client.volumes.create(name="{}-{}".format(PREFIX, role)).name
+        name = self.client.volumes.create(name=f"{PREFIX}-{role}").name
         self.volumes.append(name)
         return name
 
     def container(self, role, image, **options):
         """Create (without starting) a container named after role."""
         container = self.client.containers.create(
-            image, name="{}-{}".format(PREFIX, role), detach=True, **options
+            image, name=f"{PREFIX}-{role}", detach=True, **options
         )
         self.containers.append(container)
         return container
@@ -135,14 +135,14 @@ def wait_healthy(container, timeout_s):
                 )
             )
         time.sleep(0.5)
-    pytest.fail("%s not healthy within %d s\n%s" % (container.name, timeout_s, describe(container)))
+    pytest.fail(f"{container.name} not healthy within {timeout_s:d} s\n{describe(container)}")
 
 
 def exec_ok(container, argv, **options):
     """Run argv in container, assert it succeeds and return its output."""
     result = container.exec_run(argv, **options)
     output = result.output.decode(errors="replace")
-    assert result.exit_code == 0, "{} exited {}:\n{}".format(argv, result.exit_code, output)
+    assert result.exit_code == 0, f"{argv} exited {result.exit_code}:\n{output}"
     return output
 
 

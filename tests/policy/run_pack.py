@@ -25,7 +25,8 @@ def main(stacks: list[str]) -> int:
             levels = Counter(d.level for d in diagnostics)
             print(
                 f"policy pack on {stack}: {len(program.resources)} resources, "
-                f"{levels['mandatory']} mandatory, {levels['advisory']} advisory (exemptions and relaxed rules)"
+                f"{levels['mandatory']} mandatory, {levels['advisory']} advisory "
+                "(exemptions and relaxed rules)"
             )
             for d in diagnostics:
                 if d.level == "mandatory":

@@ -1,4 +1,5 @@
-"""Per-stack enforcement levels (`policies/config/<stack>.json`) and the verdict they give findings."""
+"""Per-stack enforcement levels (`policies/config/<stack>.json`) and the verdict they give
+findings."""
 
 import json
 

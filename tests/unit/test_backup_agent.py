@@ -287,8 +287,9 @@ def test_sftp_repository_without_known_hosts_names_stack_and_key(stack):
     with pytest.raises(SettingsError) as raised:
         load_settings(stack, config, set())
     assert raised.value.lines == [
-        f"{stack}: backup.sftp_known_hosts: required for the sftp repository on {host}; add its host key line "
-        f"(`ssh-keyscan -t ed25519 {host}`, checked by hand) so a changed key stops the backup"
+        f"{stack}: backup.sftp_known_hosts: required for the sftp repository on {host}; "
+        f"add its host key line (`ssh-keyscan -t ed25519 {host}`, checked by hand) "
+        "so a changed key stops the backup"
     ]
 
 
@@ -299,7 +300,8 @@ def test_known_hosts_for_another_host_is_rejected():
     with pytest.raises(SettingsError) as raised:
         load_settings("prod", config, set())
     assert raised.value.lines == [
-        "prod: backup.sftp_known_hosts: no line names asustor.nap-dms.example.org, the host of backup.repository; "
+        "prod: backup.sftp_known_hosts: no line names asustor.nap-dms.example.org, "
+        "the host of backup.repository; "
         "add the line `ssh-keyscan -t ed25519 asustor.nap-dms.example.org` prints"
     ]
 
@@ -308,8 +310,9 @@ def test_missing_ssh_key_stops_the_program_naming_stack_key_and_fix():
     with pytest.raises(pulumi.RunError) as raised:
         run_program("prod", stack_config("prod"))
     assert str(raised.value) == (
-        "prod: backup_ssh_key: not set, but this stack needs the private key the backup agent logs in to the "
-        "ASUSTOR's sftp with; set it with `pulumi config set --secret backup_ssh_key --stack prod` "
+        "prod: backup_ssh_key: not set, but this stack needs the private key the backup agent "
+        "logs in to the ASUSTOR's sftp with; "
+        "set it with `pulumi config set --secret backup_ssh_key --stack prod` "
         "(the value as argument, or piped in: `< file`)"
     )
 
@@ -351,8 +354,14 @@ def test_offsite_without_its_keys_stops_the_program_naming_each_key():
     with pytest.raises(pulumi.RunError) as raised:
         run_program("prod", config, secret_keys=tuple(OPERATOR_CONFIG))
     assert [line.split(";")[0] for line in str(raised.value).splitlines()] == [
-        "prod: s3_access_key_id: not set, but this stack needs the offsite S3 bucket's access key id",
-        "prod: s3_secret_access_key: not set, but this stack needs the offsite S3 bucket's secret key",
+        (
+            "prod: s3_access_key_id: not set, "
+            "but this stack needs the offsite S3 bucket's access key id"
+        ),
+        (
+            "prod: s3_secret_access_key: not set, "
+            "but this stack needs the offsite S3 bucket's secret key"
+        ),
     ]
 
 
@@ -385,7 +394,8 @@ def test_built_image_may_not_be_pointed_at_a_registry():
     with pytest.raises(SettingsError) as raised:
         load_settings("prod", config, set())
     assert raised.value.lines == [
-        f"prod: services.{AGENT}.image: {AGENT} is built from {DOCKERFILE} at `pulumi up`, not pulled; remove the key"
+        f"prod: services.{AGENT}.image: {AGENT} is built from {DOCKERFILE} at `pulumi up`, "
+        "not pulled; remove the key"
     ]
 
 
@@ -395,8 +405,8 @@ def test_operator_secret_cannot_be_rotated_by_counter():
     with pytest.raises(SettingsError) as raised:
         load_settings("prod", config, set())
     assert raised.value.lines == [
-        "prod: secrets.rotation.backup-ssh-key: the operator sets this key, it is not generated; rotate it with "
-        "`pulumi config set --secret backup_ssh_key` and run `up`"
+        "prod: secrets.rotation.backup-ssh-key: the operator sets this key, it is not generated; "
+        "rotate it with `pulumi config set --secret backup_ssh_key` and run `up`"
     ]
 
 
@@ -406,8 +416,9 @@ def test_daily_volumes_away_from_the_agents_host_are_rejected():
     with pytest.raises(SettingsError) as raised:
         load_settings("prod", config, set())
     assert raised.value.lines == [
-        "prod: services.gitea.host: gitea keeps daily-backed-up volumes on asustor, but the backup agent runs on "
-        "qnap and reaches only its own host; keep gitea on qnap or exclude its volumes with a reason"
+        "prod: services.gitea.host: gitea keeps daily-backed-up volumes on asustor, "
+        "but the backup agent runs on qnap and reaches only its own host; "
+        "keep gitea on qnap or exclude its volumes with a reason"
     ]
 
 

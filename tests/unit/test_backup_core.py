@@ -214,7 +214,8 @@ def test_metrics_carry_the_last_success_over_a_failed_run(site):
     [
         ("Fatal: wrong password or no key found", "wrong-password"),
         (
-            "Fatal: unable to open config file: stat /r/config: no such file or directory\nIs there a repository at the following location?",
+            "Fatal: unable to open config file: stat /r/config: no such file or directory\n"
+            "Is there a repository at the following location?",
             "no-repository",
         ),
         (

@@ -1,4 +1,5 @@
-"""The offsite bucket: prepared and verified with boto3 against a real S3 HTTP server (moto, server mode).
+"""The offsite bucket: prepared and verified with boto3 against a real S3 HTTP server (moto,
+server mode).
 
 moto accepts any keys unless told otherwise; the server fixture creates an IAM user and then turns
 signature and policy checks on (`/moto-api/reset-auth 0`), so wrong keys are refused as on AWS.
@@ -134,7 +135,8 @@ def _prepare(s3_server: S3Server, offsite: Offsite, **kwargs: Any):
 
 
 class _EndpointWithout:
-    """A real client whose endpoint answers 501 NotImplemented to some requests, like a NAS S3 service."""
+    """A real client whose endpoint answers 501 NotImplemented to some requests, like a NAS S3
+    service."""
 
     def __init__(self, client: Any, refused: dict[str, Callable[[dict], bool]]):
         self._client = client

@@ -132,7 +132,8 @@ WITH_SECRETS = [p for p in CONTAINERS if CATALOG[labels_of(p.values[1])["napdms.
 
 @pytest.mark.parametrize("stack,container", WITH_SECRETS)
 def test_secret_files_are_0400_and_owned_by_the_service_user(stack, container):
-    # As the stack resolves it: the backup agent's secrets depend on the stack's databases and target.
+    # As the stack resolves it: the backup agent's secrets depend on the stack's databases and
+    # target.
     service = load_stack(stack, stack_config(stack), set()).services[
         labels_of(container)["napdms.service"]
     ]

@@ -158,7 +158,8 @@ def test_the_rules_need_only_the_standard_library():
                 if not _in(t, "policies.rules") and t not in sys.stdlib_module_names
             }
             assert not outside, (
-                f"{module} imports {sorted(outside)}; the policy pack runs with the standard library only"
+                f"{module} imports {sorted(outside)}; "
+                "the policy pack runs with the standard library only"
             )
 
 
@@ -237,5 +238,6 @@ def test_label_keys_are_spelled_only_in_their_home():
                     and _LABEL_LITERAL.match(piece.value)
                 ):
                     pytest.fail(
-                        f"{module}:{node.lineno} spells the label {piece.value!r}; import it from policies.rules.names"
+                        f"{module}:{node.lineno} spells the label {piece.value!r}; "
+                        "import it from policies.rules.names"
                     )

@@ -225,7 +225,8 @@ def test_table_and_summary():
     text = console.export_text()
     assert "run-as-root" in text and "4.1" in text and "f[1]" in text and "Fix: set user" in text
     assert summary(report) == (
-        "unix:///x.sock: 1 containers, 0 volumes, 0 networks; 1 mandatory, 0 advisory (unmanaged judged at prod levels)"
+        "unix:///x.sock: 1 containers, 0 volumes, 0 networks; 1 mandatory, 0 advisory "
+        "(unmanaged judged at prod levels)"
     )
 
 

@@ -70,7 +70,8 @@ CASES = [
     (
         "dev",
         _set("services.gitea.volumes", {"data": {"backup": {"policy": "exclude"}}}),
-        'dev: services.gitea.volumes.data.backup: an excluded volume needs a reason; add reason: "<why it may be lost>"',
+        "dev: services.gitea.volumes.data.backup: an excluded volume needs a reason; "
+        'add reason: "<why it may be lost>"',
     ),
     (
         "dev",
@@ -100,7 +101,8 @@ CASES = [
     (
         "dev",
         _set("backup.schedule", "every night"),
-        'dev: backup.schedule: "every night" is not a cron line of five fields; use e.g. "0 2 * * *"',
+        'dev: backup.schedule: "every night" is not a cron line of five fields; '
+        'use e.g. "0 2 * * *"',
     ),
     (
         "dev",
@@ -126,14 +128,15 @@ CASES = [
         "dev",
         _set("secrets", {"rotation": {"redis-pasword": 1}}),
         "dev: secrets.rotation.redis-pasword: no service reads a secret of that name; use one of: "
-        "postgres-password, napdms-db-password, gitea-db-password, n8n-db-password, redis-password, "
-        "napdms-app-key, gitea-secret-key, gitea-internal-token, n8n-encryption-key, grafana-admin-password, "
-        "restic-password",
+        "postgres-password, napdms-db-password, gitea-db-password, n8n-db-password, "
+        "redis-password, napdms-app-key, gitea-secret-key, gitea-internal-token, "
+        "n8n-encryption-key, grafana-admin-password, restic-password",
     ),
     (
         "prod",
         _set("hosts.qnap.bind_address", "0.0.0.0"),
-        'prod: hosts.qnap.bind_address: "0.0.0.0" binds every interface; use the host\'s LAN address',
+        'prod: hosts.qnap.bind_address: "0.0.0.0" binds every interface; '
+        "use the host's LAN address",
     ),
     (
         "dev",
@@ -143,8 +146,8 @@ CASES = [
     (
         "prod",
         _set("smtp_password", "hunter2"),
-        "prod: smtp_password: stored in plain text but holds the SMTP relay's password for alert mail; "
-        "set it with `pulumi config set --secret smtp_password --stack prod`",
+        "prod: smtp_password: stored in plain text but holds the SMTP relay's password "
+        "for alert mail; set it with `pulumi config set --secret smtp_password --stack prod`",
     ),
 ]
 

@@ -39,7 +39,8 @@ def test_a_resolved_entry_is_a_validated_catalog_entry():
 
 
 def test_an_override_is_merged_by_validating_the_whole_entry_again():
-    # The settings refuse this one earlier; `apply` alone must refuse it too, by the catalog's own rule.
+    # The settings refuse this one earlier; `apply` alone must refuse it too, by the catalog's
+    # own rule.
     with pytest.raises(ValidationError, match="a built image has no registry digest"):
         ServiceOverride(digest="sha256:" + "a" * 64).apply(backup_agent.SPEC)
 
