@@ -69,7 +69,8 @@ class HardenedServiceArgs:
     host: str
     """Host name (key of `hosts`), used in resource names and labels."""
     name_prefix: str
-    """Prefix of Docker object names (`napdms-<stack>`), so stacks sharing a daemon never collide."""
+    """Prefix of Docker object names (`napdms-<stack>`), so stacks sharing a daemon never
+    collide."""
     provider: docker.Provider
     networks: Mapping[str, docker.Network]
     bind_address: str
@@ -184,7 +185,8 @@ class HardenedService(pulumi.ComponentResource):
     def _mounts(
         self, seeded: Sequence[_Seeded]
     ) -> tuple[list[docker.ContainerVolumeArgs], list[docker.ContainerMountArgs]]:
-        """What each replica mounts: `volumes` entries, and `mounts` entries for prepared volumes."""
+        """What each replica mounts: `volumes` entries, and `mounts` entries for prepared
+        volumes."""
         spec = self._args.spec
         volumes = [
             docker.ContainerVolumeArgs(volume_name=self.volumes[v.name].name, container_path=v.path)
@@ -280,7 +282,8 @@ class HardenedService(pulumi.ComponentResource):
 
     def _init_container(self, seeded: Sequence[_Seeded]) -> docker.Container:
         """One-shot root container, CHOWN and FOWNER only, no network: writes the secret and
-        config files into their volumes and hands `chown` volumes to the service user, then exits."""
+        config files into their volumes and hands `chown` volumes to the service user, then
+        exits."""
         spec = self._args.spec
         chown_volumes = [v for v in spec.volumes if v.chown]
         labels = {**self._labels, ROLE_LABEL: INIT_ROLE, **_INIT_EXCEPTIONS}

@@ -31,7 +31,8 @@ class Platform(pulumi.ComponentResource):
     """Grafana's admin password (secret), for the operator's first login."""
 
     def __init__(self, name: str, stack: Stack, opts: pulumi.ResourceOptions | None = None):
-        # Read before anything is registered: a missing key stops the program with nothing half-declared.
+        # Read before anything is registered: a missing key stops the program with nothing
+        # half-declared.
         supplied = operator_secrets(stack.name, stack.secret_names)
         super().__init__("napdms:platform:Platform", name, None, opts)
         self._stack = stack

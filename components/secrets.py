@@ -45,9 +45,9 @@ def operator_secrets(stack: str, names: Iterable[str]) -> dict[str, pulumi.Outpu
         value = config.get_secret(key.config_key)
         if value is None:
             missing.append(
-                f"{stack}: {key.config_key}: not set, but this stack needs {key.holds}; set it with "
-                f"`pulumi config set --secret {key.config_key} --stack {stack}` (the value as argument, "
-                "or piped in: `< file`)"
+                f"{stack}: {key.config_key}: not set, but this stack needs {key.holds}; "
+                f"set it with `pulumi config set --secret {key.config_key} --stack {stack}` "
+                "(the value as argument, or piped in: `< file`)"
             )
         else:
             values[name] = value

@@ -54,7 +54,9 @@ def policies() -> list:
             description="Documented exemptions from the hardening rules, each with its reason",
             enforcement_level=EnforcementLevel.ADVISORY,
             severity=Severity.LOW,
-            remediation_steps="review the reason; remove the exemption label once the service no longer needs it",
+            remediation_steps=(
+                "review the reason; remove the exemption label once the service no longer needs it"
+            ),
             validate=_report_exemptions,
         )
     )

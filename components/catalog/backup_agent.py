@@ -57,7 +57,8 @@ SPEC = ServiceSpec(
     build=ImageBuild(dockerfile=DOCKERFILE),
     user="0:0",
     command=["agent", "--plan", PLAN_FILE],
-    # restic stages pack files in TMPDIR (several 16 MiB packs at once), more than the /tmp tmpfs holds.
+    # restic stages pack files in TMPDIR (several 16 MiB packs at once), more than the /tmp tmpfs
+    # holds.
     env={"TMPDIR": CACHE_DIR},
     volumes=[
         VolumeMount(
@@ -65,7 +66,9 @@ SPEC = ServiceSpec(
             path=STATE_DIR,
             backup=BackupPolicy(
                 policy="exclude",
-                reason="lock, last-run record and metrics; the runs themselves are in the repository",
+                reason=(
+                    "lock, last-run record and metrics; the runs themselves are in the repository"
+                ),
             ),
         ),
         VolumeMount(
@@ -93,12 +96,18 @@ SPEC = ServiceSpec(
         ),
         Exemption(
             rule="dangerous-capability",
-            reason="DAC_READ_SEARCH to read every volume whatever its owner; each one is mounted read-only",
+            reason=(
+                "DAC_READ_SEARCH to read every volume whatever its owner; each one is mounted "
+                "read-only"
+            ),
         ),
         Exemption(
             rule="image-not-pinned",
-            reason=f"built from {DOCKERFILE} at pulumi up, so no registry digest exists; the container runs the "
-            "build's image id and the base is the stack's PostgreSQL image",
+            reason=(
+                f"built from {DOCKERFILE} at pulumi up, so no registry digest exists; "
+                "the container runs the build's image id and the base is the stack's "
+                "PostgreSQL image"
+            ),
         ),
     ],
     health=HealthCheck(

@@ -83,7 +83,11 @@ SPEC = ServiceSpec(
             "CMD",
             "bash",
             "-c",
-            "exec 3<>/dev/tcp/127.0.0.1/12345 && printf 'GET /-/ready HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ' 200 ' <&3",
+            (
+                "exec 3<>/dev/tcp/127.0.0.1/12345"
+                " && printf 'GET /-/ready HTTP/1.0\\r\\n\\r\\n' >&3"
+                " && grep -q ' 200 ' <&3"
+            ),
         ]
     ),
     memory="256m",

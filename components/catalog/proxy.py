@@ -34,7 +34,10 @@ SPEC = ServiceSpec(
     cap_add=[
         CapAdd(
             name="NET_BIND_SERVICE",
-            reason="the image's caddy binary carries this file capability; exec fails without it in the bounding set",
+            reason=(
+                "the image's caddy binary carries this file capability; exec fails without it "
+                "in the bounding set"
+            ),
         )
     ],
     health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:2019/config/"]),

@@ -36,7 +36,10 @@ SPEC = ServiceSpec(
     health=HealthCheck(
         test=[
             "CMD-SHELL",
-            'REDISCLI_AUTH="$(cat /run/secrets/redis-password)" redis-cli -h 127.0.0.1 ping | grep -q PONG',
+            (
+                'REDISCLI_AUTH="$(cat /run/secrets/redis-password)"'
+                " redis-cli -h 127.0.0.1 ping | grep -q PONG"
+            ),
         ]
     ),
     memory="512m",

@@ -47,7 +47,8 @@ class BackupSettings(_Strict):
     def _repository(cls, value: str) -> str:
         if not (_SFTP_REPOSITORY.match(value) or _LOCAL_REPOSITORY.match(value)):
             raise ValueError(
-                f'"{value}" is not a repository the agent can reach; use "sftp:backup@asustor:/backups/napdms" '
+                f'"{value}" is not a repository the agent can reach; use '
+                '"sftp:backup@asustor:/backups/napdms" '
                 "or an absolute path inside the agent (S3 goes under backup.offsite)"
             )
         return value
@@ -61,7 +62,8 @@ class BackupSettings(_Strict):
                 fields = fields[1:]
             if len(fields) < 3 or not _KNOWN_HOSTS_KEY_TYPES.match(fields[1]):
                 raise ValueError(
-                    f'"{line}" is not a known_hosts line; use "<host> ssh-ed25519 AAAA..." as ssh-keyscan prints it'
+                    f'"{line}" is not a known_hosts line; use "<host> ssh-ed25519 AAAA..." '
+                    "as ssh-keyscan prints it"
                 )
         return value
 
@@ -95,13 +97,15 @@ class BackupSettings(_Strict):
         return f"{int(hour):02d}:{int(minute):02d}"
 
     def known_hosts_problems(self) -> list[str]:
-        """What is wrong with `sftp_known_hosts` for this repository, as `backup.*` problem lines."""
+        """What is wrong with `sftp_known_hosts` for this repository, as `backup.*` problem
+        lines."""
         host = self.sftp_host
         lines = known_hosts_lines(self.sftp_known_hosts or "")
         if host and not lines:
             return [
-                f"backup.sftp_known_hosts: required for the sftp repository on {host}; add its host key line "
-                f"(`ssh-keyscan -t ed25519 {host}`, checked by hand) so a changed key stops the backup"
+                f"backup.sftp_known_hosts: required for the sftp repository on {host}; "
+                f"add its host key line (`ssh-keyscan -t ed25519 {host}`, checked by hand) "
+                "so a changed key stops the backup"
             ]
         if host and not any(_names_host(line, host) for line in lines):
             return [

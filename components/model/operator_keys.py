@@ -20,7 +20,8 @@ class OperatorKey:
     holds: str
     """What it holds, for error messages."""
     secret: str | None = None
-    """The platform secret it becomes (delivered as `/run/secrets/<secret>`), if a service reads it."""
+    """The platform secret it becomes (delivered as `/run/secrets/<secret>`), if a service reads
+    it."""
 
 
 SMTP_PASSWORD = OperatorKey("smtp_password", "the SMTP relay's password for alert mail")

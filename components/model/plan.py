@@ -43,7 +43,8 @@ class Repository(_Strict):
     """One restic repository: the primary on the ASUSTOR, or the offsite S3 copy."""
 
     url: str = Field(min_length=1)
-    """restic repository string: `sftp:user@host:/path`, `s3:https://host/bucket/path`, or a path."""
+    """restic repository string: `sftp:user@host:/path`, `s3:https://host/bucket/path`, or a
+    path."""
     password_file: str = Field(pattern=r"^/")
     """File holding the repository's encryption password (restic's RESTIC_PASSWORD_FILE)."""
     sftp: SftpAccess | None = None
@@ -57,7 +58,8 @@ class Repository(_Strict):
     def _known_backend(cls, value: str) -> str:
         if not (value.startswith(("sftp:", "s3:", "/"))):
             raise ValueError(
-                f'"{value}" is not a restic repository; use "sftp:user@host:/path", "s3:https://host/bucket" or an absolute path'
+                f'"{value}" is not a restic repository; use "sftp:user@host:/path", '
+                '"s3:https://host/bucket" or an absolute path'
             )
         return value
 
@@ -73,7 +75,8 @@ class OffsiteBucket(_Strict):
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     region: str = "us-east-1"
     object_lock_days: int = Field(default=30, ge=0, le=3650)
-    """Days each object version is locked (GOVERNANCE) after it is written; 0 turns object lock off."""
+    """Days each object version is locked (GOVERNANCE) after it is written; 0 turns object lock
+    off."""
     noncurrent_days: int = Field(default=90, ge=1, le=3650)
     """Days a replaced or deleted object version is kept before it expires."""
 
@@ -225,7 +228,8 @@ def load_plan(path: str | Path) -> BackupPlan:
         text = path.read_text()
     except OSError as error:
         raise PlanError(
-            f"backup plan {path}: cannot read it ({error.strerror}); the program writes it to the agent's config volume"
+            f"backup plan {path}: cannot read it ({error.strerror}); "
+            "the program writes it to the agent's config volume"
         ) from None
     try:
         return BackupPlan.model_validate_json(text)

@@ -205,7 +205,8 @@ class BackupHook(_Frozen):
     port: int = Field(ge=1, le=65535)
     """Port the server listens on, reached through the service's alias on the data network."""
     user: str | None = None
-    """Login the dump connects as (PostgreSQL: a superuser, so it reads roles and every database)."""
+    """Login the dump connects as (PostgreSQL: a superuser, so it reads roles and every
+    database)."""
     password_secret: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]*$")
     """Platform secret holding that login's password (or Redis' requirepass); the agent receives it
     as /run/secrets/<name>. It must be a secret the service itself reads, so both hold one value."""
@@ -246,7 +247,8 @@ class ServiceSpec(_Frozen):
     name: str
     description: str
     image: ImageRepository
-    """Repository as pulled, e.g. `docker.io/library/postgres`, or the local name of a built image."""
+    """Repository as pulled, e.g. `docker.io/library/postgres`, or the local name of a built
+    image."""
     tag: Tag
     """A real, fixed release tag (never `latest`)."""
     digest: Digest | None = None
@@ -318,14 +320,16 @@ class ServiceSpec(_Frozen):
             and hook.password_secret
             and hook.password_secret not in {use.secret for use in self.secrets}
         ):
+            service_secrets = ", ".join(dict.fromkeys(use.secret for use in self.secrets))
             raise ValueError(
-                f'backup_hook.password_secret "{hook.password_secret}" is not a secret {self.name} reads, so it '
-                f"may not exist or may differ from the server's; name one of: "
-                f"{', '.join(dict.fromkeys(use.secret for use in self.secrets)) or '(none)'}"
+                f'backup_hook.password_secret "{hook.password_secret}" is not a secret '
+                f"{self.name} reads, so it may not exist or may differ from the server's; "
+                f"name one of: {service_secrets or '(none)'}"
             )
         if self.build and self.digest:
             raise ValueError(
-                "a built image has no registry digest; remove digest (the container runs the build's id)"
+                "a built image has no registry digest; remove digest "
+                "(the container runs the build's id)"
             )
         return self
 
@@ -351,6 +355,7 @@ class ServiceSpec(_Frozen):
 
     @property
     def image_ref(self) -> str:
-        """What to pull (`repo:tag`, plus `@digest` when the catalog pins one), or the name a build tags."""
+        """What to pull (`repo:tag`, plus `@digest` when the catalog pins one), or the name a
+        build tags."""
         ref = f"{self.image}:{self.tag}"
         return f"{ref}@{self.digest}" if self.digest else ref

@@ -35,8 +35,8 @@ def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[s
     """The `<project>:*` values of `Pulumi.<stack>.yaml` (keys without the namespace) and the keys
     stored encrypted (`{secure: ...}`), the two things `load_settings` takes.
 
-    The engine normally hands these over (`components.config.read_project_config`); without it the stack file is the
-    source. Encrypted values stay undecrypted: no image depends on a secret.
+    The engine normally hands these over (`components.config.read_project_config`); without it
+    the stack file is the source. Encrypted values stay undecrypted: no image depends on a secret.
     """
     project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
     document = yaml.safe_load((project_dir / f"Pulumi.{stack}.yaml").read_text()) or {}

@@ -54,7 +54,8 @@ class HostSettings(_Strict):
     """A Docker daemon: the QNAP, the ASUSTOR, or the local daemon in dev."""
 
     docker_host: str | None = None
-    """`ssh://user@host`, `unix:///path` or `tcp://host:port`; unset means DOCKER_HOST or the local socket."""
+    """`ssh://user@host`, `unix:///path` or `tcp://host:port`; unset means DOCKER_HOST or the
+    local socket."""
     ssh_opts: list[str] = []
     """Extra ssh options for an `ssh://` host (e.g. an identity file)."""
     memory: SizeMB
@@ -260,7 +261,8 @@ class PlatformSettings(_Strict):
                 self._services[name] = override.apply(spec) if override else spec
             except ValidationError as error:
                 problems += [
-                    f"services.{name}: {detail['msg'].removeprefix('Value error, ')}; change this stack's override"
+                    f"services.{name}: {detail['msg'].removeprefix('Value error, ')}; "
+                    "change this stack's override"
                     for detail in error.errors()
                 ]
         agent = backup_agent.SPEC.name
@@ -300,8 +302,8 @@ class PlatformSettings(_Strict):
             for key in ("image", "digest"):
                 if build and getattr(override, key) is not None:
                     problems.append(
-                        f"services.{name}.{key}: {name} is built from {build.dockerfile} at `pulumi up`, not pulled; "
-                        "remove the key"
+                        f"services.{name}.{key}: {name} is built from {build.dockerfile} "
+                        "at `pulumi up`, not pulled; remove the key"
                     )
             known = {v.name for v in CATALOG[name].volumes}
             for volume in override.volumes:
@@ -316,8 +318,8 @@ class PlatformSettings(_Strict):
         if self.environment != "prod":
             return []
         return [
-            f"services.{name}.replicas: {spec.replicas} is too few for a stateless service in prod; "
-            "use replicas: 2 or more so a deploy or crash drops no request"
+            f"services.{name}.replicas: {spec.replicas} is too few for a stateless service "
+            "in prod; use replicas: 2 or more so a deploy or crash drops no request"
             for name, spec in self._services.items()
             if spec.stateless and spec.replicas < 2
         ]
@@ -328,9 +330,9 @@ class PlatformSettings(_Strict):
             for host in self._placements[name]:
                 used[host] += spec.memory * spec.replicas
         return [
-            f"hosts.{host}.memory: the services' limits add up to {format_size_mb(total)} but the host "
-            f"offers {format_size_mb(self.hosts[host].memory)}; raise hosts.{host}.memory or lower "
-            "services.<name>.memory"
+            f"hosts.{host}.memory: the services' limits add up to {format_size_mb(total)} "
+            f"but the host offers {format_size_mb(self.hosts[host].memory)}; "
+            f"raise hosts.{host}.memory or lower services.<name>.memory"
             for host, total in used.items()
             if total > self.hosts[host].memory
         ]
@@ -339,10 +341,12 @@ class PlatformSettings(_Strict):
         known = self.secret_names()
         generated = [name for name in known if name not in BY_SECRET]
         return [
-            f"secrets.rotation.{name}: the operator sets this key, it is not generated; rotate it with "
-            f"`pulumi config set --secret {BY_SECRET[name].config_key}` and run `up`"
+            f"secrets.rotation.{name}: the operator sets this key, it is not generated; "
+            f"rotate it with `pulumi config set --secret {BY_SECRET[name].config_key}` "
+            "and run `up`"
             if name in BY_SECRET
-            else f"secrets.rotation.{name}: no service reads a secret of that name; use one of: {', '.join(generated)}"
+            else f"secrets.rotation.{name}: no service reads a secret of that name; "
+            f"use one of: {', '.join(generated)}"
             for name in self.secrets.rotation
             if name not in generated
         ]
@@ -354,9 +358,9 @@ class PlatformSettings(_Strict):
         # The agent reads volumes and dumps databases only on its own Docker host and networks.
         [agent_host] = self._placements[agent]
         return [
-            f"services.{name}.host: {name} keeps daily-backed-up volumes on {host_name}, but the backup agent "
-            f"runs on {agent_host} and reaches only its own host; keep {name} on {agent_host} or exclude its "
-            "volumes with a reason"
+            f"services.{name}.host: {name} keeps daily-backed-up volumes on {host_name}, "
+            f"but the backup agent runs on {agent_host} and reaches only its own host; "
+            f"keep {name} on {agent_host} or exclude its volumes with a reason"
             for name, spec in self._services.items()
             if spec.daily_volumes
             for host_name in self._placements[name]

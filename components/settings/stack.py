@@ -55,7 +55,8 @@ class Stack:
 
     @property
     def name_prefix(self) -> str:
-        """Prefix of every Docker object name of the stack, so stacks sharing a daemon never collide."""
+        """Prefix of every Docker object name of the stack, so stacks sharing a daemon never
+        collide."""
         return f"napdms-{self.name}"
 
     def host_of(self, service: str) -> tuple[str, HostSettings]:
@@ -64,12 +65,14 @@ class Stack:
         return host, self.settings.hosts[host]
 
     def endpoint_of(self, service: str) -> str | None:
-        """The Docker endpoint of the host running `service`; None means DOCKER_HOST or the local socket."""
+        """The Docker endpoint of the host running `service`; None means DOCKER_HOST or the
+        local socket."""
         return self.host_of(service)[1].docker_host
 
 
 def load_stack(stack: str, values: Mapping[str, Any], secret_keys: set[str]) -> Stack:
-    """Validate `stack`'s config values and resolve it; raises `SettingsError` naming stack, key and fix."""
+    """Validate `stack`'s config values and resolve it; raises `SettingsError` naming stack, key
+    and fix."""
     return Stack(stack, load_settings(stack, values, secret_keys))
 
 

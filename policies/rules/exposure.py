@@ -23,7 +23,10 @@ _CREDENTIALS_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re
     title="Published ports are bound to one interface",
     severity="medium",
     cis="5.14",
-    fix="set the port's ip to the host's LAN address (the stack's bind_address); only the proxy's 80/443 face every interface",
+    fix=(
+        "set the port's ip to the host's LAN address (the stack's bind_address); "
+        "only the proxy's 80/443 face every interface"
+    ),
 )
 def port_all_interfaces(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     if c.publish_all:

@@ -38,7 +38,10 @@ DANGEROUS_CAPABILITIES = frozenset(
     title="Containers run as a non-root user",
     severity="high",
     cis="4.1",
-    fix='set user to a numeric uid:gid such as "1000:1000" (HardenedService takes it from the catalog)',
+    fix=(
+        'set user to a numeric uid:gid such as "1000:1000" '
+        "(HardenedService takes it from the catalog)"
+    ),
 )
 def run_as_root(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     user = c.user.strip().split(":", 1)[0]
@@ -72,7 +75,10 @@ def privileged(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
 )
 def capabilities(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     if "ALL" not in c.cap_drop:
-        yield "capabilities are not dropped to ALL, so Docker's default set stays (CHOWN, SETUID, NET_RAW, ...)"
+        yield (
+            "capabilities are not dropped to ALL, so Docker's default set stays "
+            "(CHOWN, SETUID, NET_RAW, ...)"
+        )
     for cap in c.cap_add:
         if cap != "ALL" and not (c.labels.get(CAP_ADD_LABEL + cap) or "").strip():
             yield f"adds {cap} without a napdms.cap-add.{cap} label saying why"

@@ -23,7 +23,9 @@ SOCKET_DIRECTORIES = ("/run", "/var/run")
 )
 def writable_root(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     if not c.read_only_root:
-        yield "the root filesystem is writable, so an intruder can replace the service's own binaries"
+        yield (
+            "the root filesystem is writable, so an intruder can replace the service's own binaries"
+        )
 
 
 @container_rule(
@@ -39,8 +41,8 @@ def docker_socket(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
             continue
         if _is_docker_socket(mount.source):
             yield f"mounts the Docker socket {mount.source} at {mount.target}"
-        elif _normal_path(mount.source) in SOCKET_DIRECTORIES:
-            yield f"mounts the host's {_normal_path(mount.source)}, which holds the Docker socket, at {mount.target}"
+        elif (directory := _normal_path(mount.source)) in SOCKET_DIRECTORIES:
+            yield f"mounts the host's {directory}, which holds the Docker socket, at {mount.target}"
 
 
 @container_rule(

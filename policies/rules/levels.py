@@ -78,7 +78,8 @@ def parse(stack: str, document: Any, source: str = "policy config") -> StackLeve
             )
         if level not in LEVELS:
             raise LevelsError(
-                f"{stack}: {source}: {name}: level {level!r} is unknown; use one of {', '.join(LEVELS)}"
+                f"{stack}: {source}: {name}: level {level!r} is unknown; "
+                f"use one of {', '.join(LEVELS)}"
             )
         if name == "all":
             default = level

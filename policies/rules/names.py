@@ -36,7 +36,8 @@ RESTORE_LABEL = "napdms.restore"
 JOB_LABEL = "napdms.job"
 """The ops CLI's one-shot jobs: the agent command they run (`restore`, `drill`)."""
 EXEMPT_LABEL = "napdms.exempt."
-"""Prefix of the label that exempts its carrier from one rule: `napdms.exempt.<rule-id>: <reason>`."""
+"""Prefix of the label that exempts its carrier from one rule:
+`napdms.exempt.<rule-id>: <reason>`."""
 CAP_ADD_LABEL = "napdms.cap-add."
 """Prefix of the label that documents one added capability: `napdms.cap-add.<CAP>: <reason>`."""
 

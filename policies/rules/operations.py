@@ -18,7 +18,10 @@ MAX_RESTART_RETRIES = 5
     id="image-not-pinned",
     title="Images are pinned by digest",
     severity="high",
-    fix='run the image by repo@sha256:<digest> (HardenedService uses the RemoteImage repo_digest; pin a catalog "digest" to fix the pull)',
+    fix=(
+        "run the image by repo@sha256:<digest> (HardenedService uses the RemoteImage repo_digest; "
+        'pin a catalog "digest" to fix the pull)'
+    ),
 )
 def image_not_pinned(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     if c.image is None or c.image.startswith("sha256:") or _DIGEST.search(c.image):
@@ -39,7 +42,10 @@ def image_not_pinned(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     title="Containers have a health check",
     severity="medium",
     cis="5.27",
-    fix="declare a health check (the catalog's health: a command the image has) so up waits and alerts fire",
+    fix=(
+        "declare a health check (the catalog's health: a command the image has) "
+        "so up waits and alerts fire"
+    ),
 )
 def no_health_check(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     if not c.health_test:
@@ -53,7 +59,10 @@ def no_health_check(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     title="Containers restart after a crash or reboot, within bounds",
     severity="medium",
     cis="5.15",
-    fix=f'set restart "unless-stopped" (or "on-failure" with max_retry_count <= {MAX_RESTART_RETRIES})',
+    fix=(
+        'set restart "unless-stopped" '
+        f'(or "on-failure" with max_retry_count <= {MAX_RESTART_RETRIES})'
+    ),
 )
 def no_restart_policy(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     policy = c.restart.strip().lower()

@@ -31,7 +31,10 @@ def no_memory_limit(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
 def no_cpu_limit(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     if c.cpus <= 0:
         if c.cpu_shares > 0:
-            yield f"only cpu_shares ({c.cpu_shares}), a relative weight: a busy container still takes every core"
+            yield (
+                f"only cpu_shares ({c.cpu_shares}), a relative weight: "
+                "a busy container still takes every core"
+            )
         else:
             yield "no CPU limit: a runaway process starves every other service on the host"
 
@@ -41,7 +44,9 @@ def no_cpu_limit(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     title="Containers have a process limit",
     severity="medium",
     cis="5.29",
-    fix="set a pids limit, or the nproc ulimit where the tool has no pids field (pulumi-docker 5.x)",
+    fix=(
+        "set a pids limit, or the nproc ulimit where the tool has no pids field (pulumi-docker 5.x)"
+    ),
 )
 def no_pids_limit(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
     if c.pids_limit <= 0:

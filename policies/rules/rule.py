@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Union
+from typing import Any
 
 from .facts import ContainerFacts, NetworkFacts, StackFacts, VolumeFacts
 
 SEVERITIES = ("low", "medium", "high", "critical")
 LEVELS = ("advisory", "mandatory", "disabled")
 
-Subject = Union[ContainerFacts, VolumeFacts, NetworkFacts]
+Subject = ContainerFacts | VolumeFacts | NetworkFacts
 ContainerCheck = Callable[[ContainerFacts, Mapping[str, Any]], Iterable[str]]
 StackCheck = Callable[[StackFacts, Mapping[str, Any]], Iterable[tuple[Subject, str]]]
 

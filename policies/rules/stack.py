@@ -63,7 +63,10 @@ def volume_backup_policy(stack: StackFacts, _: Mapping[str, Any]) -> Iterable[tu
             if mount.kind == "volume" and mount.source and mount.source not in declared:
                 yield (
                     container,
-                    f"mounts volume {mount.source} at {mount.target}, which no one declares (no backup policy)",
+                    (
+                        f"mounts volume {mount.source} at {mount.target}, "
+                        "which no one declares (no backup policy)"
+                    ),
                 )
 
 
@@ -127,7 +130,8 @@ def host_port_conflict(stack: StackFacts, _: Mapping[str, Any]) -> Iterable[tupl
                     yield (
                         container,
                         (
-                            f"publishes {port.host_port}/{port.protocol} on {port.host_ip or 'every interface'}, "
+                            f"publishes {port.host_port}/{port.protocol} "
+                            f"on {port.host_ip or 'every interface'}, "
                             f"already published by {other.name}"
                         ),
                     )

@@ -42,7 +42,8 @@ def judge(
     fallback = stack_levels(default_stack)
     if fallback is None:
         raise ValueError(
-            f"{default_stack}: no policy config policies/config/{default_stack}.json; use a stack that has one"
+            f"{default_stack}: no policy config policies/config/{default_stack}.json; "
+            "use a stack that has one"
         )
 
     def stack_of(subject: Subject) -> str:
