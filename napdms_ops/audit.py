@@ -170,7 +170,8 @@ def _unreachable(host: str, what: str, error: BaseException) -> AuditError:
     reason = re.sub(r"\s+", " ", str(error)).strip() or type(error).__name__
     if "paramiko" in reason:
         return AuditError(
-            f"{host}: {what}: the docker SDK needs paramiko for ssh:// endpoints; pip install paramiko"
+            f"{host}: {what}: the docker SDK needs paramiko for ssh:// endpoints; "
+            "pip install paramiko"
         )
     return AuditError(
         f"{host}: {what} ({reason}); start dockerd there, or point --host (or DOCKER_HOST) at a "

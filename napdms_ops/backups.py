@@ -1,4 +1,6 @@
-"""The operator's side of backups: find a stack's agent, run its commands there, restore into volumes.
+"""The operator's side of backups.
+
+Find a stack's agent, run its commands there, restore into volumes.
 
 The agent container (declared by the program) holds the plan, the secrets and the tools, so
 `backup run|list|verify|prune|init` execute inside it. `restore` and `drill` start a one-shot
@@ -64,17 +66,22 @@ def find_agent(stack: str, client: docker.DockerClient | None = None) -> Agent:
         raise BackupCommandError(f"stack {stack}: {error}") from None
     except (DockerException, APIError) as error:
         raise BackupCommandError(
-            f"stack {stack}: cannot reach its Docker daemon ({error}); check DOCKER_HOST or the stack's hosts"
+            f"stack {stack}: cannot reach its Docker daemon ({error}); "
+            "check DOCKER_HOST or the stack's hosts"
         ) from None
     if not found:
         raise BackupCommandError(
-            f"stack {stack}: no running {AGENT_SERVICE} container; deploy it with `python3 -m napdms_ops up --stack {stack}`"
+            f"stack {stack}: no running {AGENT_SERVICE} container; "
+            f"deploy it with `python3 -m napdms_ops up --stack {stack}`"
         )
     return Agent(stack, client, found[0])
 
 
 def run_in_agent(agent: Agent, command: str, *args: str) -> tuple[int, dict, str]:
-    """Run `python3 -m napdms_ops.backup <command>` in the agent; returns (exit code, JSON result, stderr)."""
+    """Run `python3 -m napdms_ops.backup <command>` in the agent.
+
+    Returns (exit code, JSON result, stderr).
+    """
     result = agent.container.exec_run(
         ["python3", "-m", "napdms_ops.backup", command, "--plan", PLAN_FILE, *args], demux=True
     )
@@ -114,7 +121,8 @@ def restore_volumes(
     missing = sorted(set(services) - set(known))
     if missing:
         raise BackupCommandError(
-            f"stack {agent.stack}: {', '.join(missing)} not in the backup plan; known: {', '.join(known)}"
+            f"stack {agent.stack}: {', '.join(missing)} not in the backup plan; "
+            f"known: {', '.join(known)}"
         )
     prefix = f"napdms-{agent.stack}-restore-{label}"
     mounts = {}
@@ -142,7 +150,8 @@ def _plan(agent: Agent) -> BackupPlan:
         return BackupPlan.model_validate_json(output)
     except ValueError as error:
         raise BackupCommandError(
-            f"stack {agent.stack}: the agent's {PLAN_FILE} does not match this ops CLI's plan model ({error}); "
+            f"stack {agent.stack}: the agent's {PLAN_FILE} does not match "
+            f"this ops CLI's plan model ({error}); "
             "deploy the same version of the program as this CLI"
         ) from None
 
@@ -176,7 +185,8 @@ def run_job(
     if same:
         # restic writes its cache with temporary files and renames, so the agent's can be shared.
         binds += [
-            f"{mount['Name']}:{mount['Destination']}:{'rw' if mount['Destination'] == '/cache' else 'ro'}"
+            f"{mount['Name']}:{mount['Destination']}:"
+            f"{'rw' if mount['Destination'] == '/cache' else 'ro'}"
             for mount in source.container.attrs["Mounts"]
             if mount.get("Type") == "volume" and mount["Destination"] in (*_CARRIED, "/cache")
         ]
@@ -250,7 +260,8 @@ def restore(
     existing = [name for name in fresh if _volume_exists(runner.client, name)]
     if existing:
         raise BackupCommandError(
-            f"stack {runner.stack}: volumes {', '.join(existing)} exist already; choose another --label"
+            f"stack {runner.stack}: volumes {', '.join(existing)} exist already; "
+            "choose another --label"
         )
     args = ["restore", "--snapshot", snapshot, "--into", RESTORE_ROOT] + [
         a for s in services for a in ("--service", s)

@@ -62,9 +62,9 @@ def images(
         None, "--stack", "-s", help="dev, staging or prod; all three when omitted."
     ),
 ) -> None:
-    """Print the pullable image references a stack runs (catalog plus overrides, and the init image), one per
-    line; images built from this repository at `pulumi up` (the backup agent) have no registry reference and
-    are left out."""
+    """Print the pullable image references a stack runs (catalog plus overrides, and the init
+    image), one per line; images built from this repository at `pulumi up` (the backup agent)
+    have no registry reference and are left out."""
     if stack is not None and stack not in STACKS:
         typer.echo(
             f"napdms-ops images: unknown stack {stack!r}; use one of: {', '.join(STACKS)}", err=True
@@ -85,7 +85,9 @@ def audit(
         None,
         "--host",
         "-H",
-        help="Docker endpoint (unix://, ssh://, tcp://); default DOCKER_HOST, else the local socket.",
+        help=(
+            "Docker endpoint (unix://, ssh://, tcp://); default DOCKER_HOST, else the local socket."
+        ),
     ),
     stack: str = typer.Option(
         auditing.DEFAULT_STACK,
@@ -99,7 +101,8 @@ def audit(
 ) -> None:
     """Check a live daemon with the hardening rules, including containers no stack manages.
 
-    Exit code 1 when any finding is mandatory, 2 when the daemon or the policy config cannot be used.
+    Exit code 1 when any finding is mandatory,
+    2 when the daemon or the policy config cannot be used.
     """
     try:
         report = auditing.audit(host, stack)
@@ -149,7 +152,8 @@ def _agent_command(command: str, stack: str, *args: str) -> None:
 
 @backup_app.command("run")
 def backup_run(stack: str = _STACK) -> None:
-    """Back up every service now (the agent also runs daily at the configured time). Exit 1 if any part failed."""
+    """Back up every service now (the agent also runs daily at the configured time).
+    Exit 1 if any part failed."""
     _agent_command("run", stack)
 
 
@@ -176,7 +180,8 @@ def backup_prune(stack: str = _STACK) -> None:
 
 @backup_app.command("init")
 def backup_init(stack: str = _STACK) -> None:
-    """Create the repository (and prepare the offsite bucket: versioning, lifecycle, object lock)."""
+    """Create the repository
+    (and prepare the offsite bucket: versioning, lifecycle, object lock)."""
     _agent_command("init", stack)
 
 
@@ -205,12 +210,14 @@ def restore(
         help="Restore files into the target stack's live volumes, after a safety snapshot.",
     ),
 ) -> None:
-    """Restore a backup of STACK into fresh volumes; live data only with --force, after a safety snapshot."""
+    """Restore a backup of STACK into fresh volumes;
+    live data only with --force, after a safety snapshot."""
     source = _agent(stack)
     runner = source if target in ("scratch", stack) else _agent(target)
     if force and target == "scratch":
         typer.echo(
-            "napdms-ops restore: --force restores into a stack's live volumes; name it with --target <stack>",
+            "napdms-ops restore: --force restores into a stack's live volumes; "
+            "name it with --target <stack>",
             err=True,
         )
         raise typer.Exit(2)
@@ -234,6 +241,7 @@ def drill(
         help="Extrapolate the RTO to this many bytes (default: the run's size).",
     ),
 ) -> None:
-    """Restore into scratch space, start PostgreSQL on it, verify every table and file, time it. Exit 1 if over the RTO or damaged."""
+    """Restore into scratch space, start PostgreSQL on it, verify every table and file, time it.
+    Exit 1 if over the RTO or damaged."""
     job = backups.drill(_agent(stack), snapshot, data_bytes)
     _finish("drill", job.exit_code, job.result, job.error)

@@ -1,6 +1,7 @@
 """The backup agent's own command line, run inside the agent image (or any host with restic).
 
-    python3 -m napdms_ops.backup agent   --plan P        schedule loop + /metrics (the container's process)
+    python3 -m napdms_ops.backup agent   --plan P        schedule loop + /metrics
+                                                         (the container's process)
     python3 -m napdms_ops.backup health  --plan P        0 while the loop is alive
     python3 -m napdms_ops.backup run|list|verify|prune|init --plan P
     python3 -m napdms_ops.backup restore --plan P --snapshot S --into DIR [--service s] [--force]

@@ -75,7 +75,10 @@ def loop(
     sleep: Callable[[float], None] = time.sleep,
     runs: int | None = None,
 ) -> None:
-    """Wait for each scheduled time and run; beat the heartbeat meanwhile. `runs` bounds it for tests."""
+    """Wait for each scheduled time and run; beat the heartbeat meanwhile.
+
+    `runs` bounds it for tests.
+    """
     heartbeat = Path(plan.state_dir) / HEARTBEAT_FILE
     heartbeat.parent.mkdir(parents=True, exist_ok=True)
     done = 0

@@ -1,4 +1,6 @@
-"""The offsite S3 bucket restic copies into: boto3 creates it, keeps it versioned, expiring and locked.
+"""The offsite S3 bucket restic copies into.
+
+boto3 creates it, keeps it versioned, expiring and locked.
 
 `prepare_bucket` is idempotent: it reads the bucket, changes only what differs from the plan, reads
 it back and reports what is still wrong (with the fix), so `backup init` can run on every deploy.
@@ -110,7 +112,10 @@ class BucketReport:
     retention_days: int | None
     """Default retention of new object versions (years counted as 365 days); None without one."""
     lifecycle_noncurrent_days: int | None
-    """Days after which noncurrent versions expire (the shortest whole-bucket rule); None if never."""
+    """Days after which noncurrent versions expire (the shortest whole-bucket rule).
+
+    None if never.
+    """
     problems: list[str] = field(default_factory=list)
     """What does not match the plan, each with its fix. Empty means the bucket is ready."""
     notes: list[str] = field(default_factory=list)
@@ -127,7 +132,10 @@ class BucketReport:
 
 
 def credentials(repository: Repository) -> tuple[str, str]:
-    """The access key id and secret key, read from the files the plan names (whitespace stripped)."""
+    """The access key id and secret key.
+
+    Read from the files the plan names (whitespace stripped).
+    """
     return (
         _read_key_file(repository, "s3_access_key_file", repository.s3_access_key_file),
         _read_key_file(repository, "s3_secret_key_file", repository.s3_secret_key_file),
@@ -146,12 +154,15 @@ def restic_env(offsite: Offsite) -> dict[str, str]:
 
 def _read_key_file(repository: Repository, key: str, path: str | None) -> str:
     fix = (
-        "the agent reads the offsite S3 keys from secret files the program writes; set the keys in the stack "
-        "(the secret key with `pulumi config set --secret s3_secret_access_key <key> --stack <stack>`) and run `pulumi up`"
+        "the agent reads the offsite S3 keys from secret files the program writes; "
+        "set the keys in the stack (the secret key with "
+        "`pulumi config set --secret s3_secret_access_key <key> --stack <stack>`) "
+        "and run `pulumi up`"
     )
     if path is None:
         raise OffsiteError(
-            f"offsite repository {repository.url}: backup plan has no offsite.repository.{key}; {fix}"
+            f"offsite repository {repository.url}: "
+            f"backup plan has no offsite.repository.{key}; {fix}"
         )
     try:
         value = Path(path).read_text().strip()
@@ -170,14 +181,16 @@ def _read_key_file(repository: Repository, key: str, path: str | None) -> str:
 def s3_client(
     offsite: Offsite, access_key: str, secret_key: str, *, max_attempts: int = MAX_ATTEMPTS
 ) -> Any:
-    """A boto3 S3 client for the plan's endpoint: path-style addressing, bounded retries and timeouts.
+    """A boto3 S3 client for the plan's endpoint.
 
-    Path style (`https://host/bucket`) works on AWS and on every S3-compatible server, including
-    those without wildcard DNS for virtual-hosted buckets; restic's `s3:https://host/bucket` uses it too.
+    Path-style addressing, bounded retries and timeouts. Path style (`https://host/bucket`) works
+    on AWS and on every S3-compatible server, including those without wildcard DNS for
+    virtual-hosted buckets; restic's `s3:https://host/bucket` uses it too.
     """
     if not access_key or not secret_key:
         raise OffsiteError(
-            f"offsite bucket {offsite.bucket} at {offsite.endpoint}: empty access key or secret key; "
+            f"offsite bucket {offsite.bucket} at {offsite.endpoint}: "
+            "empty access key or secret key; "
             "read them with `offsite.credentials(plan.offsite.repository)`"
         )
     config = Config(
@@ -205,7 +218,8 @@ def _call(
 ) -> dict | None:
     """Run one S3 request; None when the error code is one of `absent` (e.g. no lifecycle yet).
 
-    Raises `_Unsupported` for an operation the endpoint does not implement, `OffsiteError` otherwise.
+    Raises `_Unsupported` for an operation the endpoint does not implement, `OffsiteError`
+    otherwise.
     """
     try:
         return method(**kwargs)
@@ -225,7 +239,8 @@ def _call(
         )
         raise OffsiteError(
             f"offsite bucket {offsite.bucket} at {offsite.endpoint}: {operation} failed: {error}; "
-            "check backup.offsite.endpoint (scheme, host, port) and that this host reaches it (DNS, firewall, proxy)"
+            "check backup.offsite.endpoint (scheme, host, port) "
+            "and that this host reaches it (DNS, firewall, proxy)"
         ) from None
 
 
@@ -233,10 +248,16 @@ def _describe(
     offsite: Offsite, operation: str, code: str, status: int | None, error: ClientError
 ) -> str:
     message = error.response.get("Error", {}).get("Message") or f"HTTP {status}"
-    head = f"offsite bucket {offsite.bucket} at {offsite.endpoint}: {operation} failed: {code} ({message})"
+    head = (
+        f"offsite bucket {offsite.bucket} at {offsite.endpoint}: "
+        f"{operation} failed: {code} ({message})"
+    )
     keys = _key_files(offsite.repository)
     if code in _CREDENTIAL_CODES:
-        fix = f"the endpoint does not accept the keys: check the access key id and secret key in {keys}"
+        fix = (
+            "the endpoint does not accept the keys: "
+            f"check the access key id and secret key in {keys}"
+        )
     elif code in _REGION_CODES:
         region = (
             error.response.get("ResponseMetadata", {})
@@ -247,7 +268,10 @@ def _describe(
         fix = f"{where}: set backup.offsite.region to the bucket's region (now {offsite.region})"
     elif code in _PERMISSION_CODES:
         action = _IAM_ACTIONS.get(operation, f"s3:{operation}")
-        fix = f"the keys were accepted but may not do this: grant {action} on arn:aws:s3:::{offsite.bucket} to the user of the keys in {keys}"
+        fix = (
+            f"the keys were accepted but may not do this: grant {action} "
+            f"on arn:aws:s3:::{offsite.bucket} to the user of the keys in {keys}"
+        )
     elif code == "403":
         # HEAD answers carry no body: wrong keys and missing permission look alike.
         fix = (
@@ -258,8 +282,8 @@ def _describe(
         fix = "another account owns a bucket of that name; choose another backup.offsite.bucket"
     elif code == "InvalidBucketState":
         fix = (
-            "the bucket's state does not allow it (e.g. object lock needs versioning Enabled); fix it in the provider's console and rerun "
-            + INIT_COMMAND
+            "the bucket's state does not allow it (e.g. object lock needs versioning Enabled); "
+            "fix it in the provider's console and rerun " + INIT_COMMAND
         )
     else:
         fix = "read the endpoint's message; rerun " + INIT_COMMAND + " once it is fixed"
@@ -355,7 +379,8 @@ def _whole_bucket(rule: dict) -> bool:
 
 
 def _lifecycle_summary(rules: list[dict]) -> tuple[int | None, bool, bool]:
-    """Noncurrent days (shortest), whether multipart uploads are aborted and delete markers removed."""
+    """Noncurrent days (shortest), whether multipart uploads are aborted and delete markers
+    removed."""
     effective = [rule for rule in rules if _whole_bucket(rule)]
     noncurrent = [
         rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
@@ -371,7 +396,8 @@ def _lifecycle_summary(rules: list[dict]) -> tuple[int | None, bool, bool]:
 
 
 def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
-    """The problems (each with its fix) and notes for a bucket in `state`, measured against the plan."""
+    """The problems (each with its fix) and notes for a bucket in `state`, measured against the
+    plan."""
     bucket, endpoint = offsite.bucket, offsite.endpoint
     problems: list[str] = []
     notes: list[str] = []
@@ -383,12 +409,14 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
 
     if state.versioning == "unsupported":
         problems.append(
-            "versioning: not supported by this endpoint, so a DELETE from a compromised host destroys the offsite copy; "
+            "versioning: not supported by this endpoint, "
+            "so a DELETE from a compromised host destroys the offsite copy; "
             "use an endpoint with S3 versioning for backup.offsite.endpoint"
         )
     elif state.versioning != "Enabled":
         problems.append(
-            f"versioning is {state.versioning} on {bucket}, so a DELETE or overwrite destroys data for good; "
+            f"versioning is {state.versioning} on {bucket}, "
+            "so a DELETE or overwrite destroys data for good; "
             f"enable it with {INIT_COMMAND} (or `aws s3api put-bucket-versioning --bucket {bucket} "
             f"--versioning-configuration Status=Enabled --endpoint-url {endpoint}`)"
         )
@@ -397,16 +425,23 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
     if wanted > 0:
         if state.object_lock == "unsupported":
             problems.append(
-                f"object lock: not supported by this endpoint, but backup.offsite.object_lock_days is {wanted}; "
-                "use an endpoint with S3 object lock, or set object_lock_days: 0 to accept a bucket without it"
+                "object lock: not supported by this endpoint, "
+                f"but backup.offsite.object_lock_days is {wanted}; "
+                "use an endpoint with S3 object lock, "
+                "or set object_lock_days: 0 to accept a bucket without it"
             )
         elif state.object_lock != "enabled":
             problems.append(
-                f"object lock is not enabled on the existing bucket {bucket}, but backup.offsite.object_lock_days is {wanted}; "
-                "many providers turn it on only when a bucket is created: create a new bucket (set backup.offsite.bucket "
-                f"to an unused name and run {INIT_COMMAND}) and copy the repository over, or on AWS enable it in place with "
-                f"`aws s3api put-object-lock-configuration --bucket {bucket} --object-lock-configuration ObjectLockEnabled=Enabled` "
-                "(irreversible, so this tool does not do it for you), or set object_lock_days: 0 to accept the bucket without it"
+                f"object lock is not enabled on the existing bucket {bucket}, "
+                f"but backup.offsite.object_lock_days is {wanted}; "
+                "many providers turn it on only when a bucket is created: "
+                "create a new bucket (set backup.offsite.bucket "
+                f"to an unused name and run {INIT_COMMAND}) and copy the repository over, "
+                "or on AWS enable it in place with "
+                f"`aws s3api put-object-lock-configuration --bucket {bucket} "
+                "--object-lock-configuration ObjectLockEnabled=Enabled` "
+                "(irreversible, so this tool does not do it for you), "
+                "or set object_lock_days: 0 to accept the bucket without it"
             )
         elif state.retention_mode != LOCK_MODE or state.retention_days != wanted:
             found = (
@@ -415,17 +450,21 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
                 else "none"
             )
             problems.append(
-                f"object lock default retention is {found}, the plan wants {LOCK_MODE} {wanted} days; set it with {INIT_COMMAND}"
+                f"object lock default retention is {found}, "
+                f"the plan wants {LOCK_MODE} {wanted} days; set it with {INIT_COMMAND}"
             )
     elif state.object_lock == "enabled" and state.retention_mode:
         notes.append(
-            f"object_lock_days is 0 but {bucket} locks new versions for {state.retention_days} days ({state.retention_mode}); "
-            "object lock cannot be turned off on a bucket, remove its default retention in the provider's console if unwanted"
+            f"object_lock_days is 0 but {bucket} locks new versions "
+            f"for {state.retention_days} days ({state.retention_mode}); "
+            "object lock cannot be turned off on a bucket, "
+            "remove its default retention in the provider's console if unwanted"
         )
 
     if state.lifecycle_rules is None:
         notes.append(
-            "lifecycle: not supported by this endpoint; noncurrent versions never expire, so pruned packs keep using space; "
+            "lifecycle: not supported by this endpoint; noncurrent versions never expire, "
+            "so pruned packs keep using space; "
             "expire old versions with the endpoint's own tools"
         )
     else:
@@ -434,7 +473,8 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
         if noncurrent != offsite.noncurrent_days:
             found = f"expire after {noncurrent} days" if noncurrent else "never expire"
             problems.append(
-                f"lifecycle: noncurrent versions {found}, the plan says after {offsite.noncurrent_days} days; {fix}"
+                f"lifecycle: noncurrent versions {found}, "
+                f"the plan says after {offsite.noncurrent_days} days; {fix}"
             )
         if not aborts:
             problems.append(f"lifecycle: incomplete multipart uploads are never aborted; {fix}")
@@ -538,7 +578,8 @@ def prepare_bucket(
                     LifecycleConfiguration={"Rules": rules},
                 )
                 changes.append(
-                    f"lifecycle rule {LIFECYCLE_RULE_ID} set (noncurrent versions expire after {offsite.noncurrent_days} days)"
+                    f"lifecycle rule {LIFECYCLE_RULE_ID} set "
+                    f"(noncurrent versions expire after {offsite.noncurrent_days} days)"
                 )
             except _Unsupported:
                 pass  # the read-back says lifecycle is unsupported, or still shows the old rules
@@ -554,7 +595,8 @@ def _create(client: Any, offsite: Offsite, changes: list[str]) -> None:
     if offsite.region != "us-east-1":
         arguments["CreateBucketConfiguration"] = {"LocationConstraint": offsite.region}
     if offsite.object_lock_days > 0:
-        # Object lock can only be switched on at creation on many providers (it also turns on versioning).
+        # Object lock can only be switched on at creation on many providers (it also turns on
+        # versioning).
         try:
             _call(
                 offsite,
@@ -566,7 +608,9 @@ def _create(client: Any, offsite: Offsite, changes: list[str]) -> None:
             changes.append("bucket created with object lock")
             return
         except _Unsupported:
-            pass  # an endpoint without object lock: create the bucket anyway, the read-back reports the lock as unsupported
+            # An endpoint without object lock: create the bucket anyway, the read-back reports
+            # the lock as unsupported.
+            pass
     _call(offsite, client.create_bucket, absent=("BucketAlreadyOwnedByYou",), **arguments)
     changes.append("bucket created")
 
@@ -589,6 +633,7 @@ def _merged_rules(existing: list[dict], noncurrent_days: int) -> list[dict]:
 
 
 def _same_rule(found: dict, wanted: dict) -> bool:
-    """Equal up to how an endpoint echoes an empty filter ({}, {"Prefix": ""} or a legacy Prefix)."""
+    """Equal up to how an endpoint echoes an empty filter ({}, {"Prefix": ""} or a legacy
+    Prefix)."""
     keys = ("Status", "NoncurrentVersionExpiration", "AbortIncompleteMultipartUpload", "Expiration")
     return _whole_bucket(found) and all(found.get(key) == wanted.get(key) for key in keys)

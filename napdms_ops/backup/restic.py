@@ -1,4 +1,6 @@
-"""restic, driven as a subprocess: the engine does the archiving, we add errors that say what to fix.
+"""restic, driven as a subprocess.
+
+The engine does the archiving, we add errors that say what to fix.
 
 Every call goes through `Restic.run`, which sets the repository, password file, cache and backend
 options, and turns restic's failures into `ResticError` with a `kind` the orchestrator can act on
@@ -31,7 +33,8 @@ ErrorKind = Literal[
 ]
 
 FULL_BELOW_BYTES = 64 * 1024 * 1024
-"""Less free space than this (a few of restic's pack files) after a failed write means a full disk."""
+"""Less free space than this (a few of restic's pack files) after a failed write means a full
+disk."""
 
 RETRYABLE: frozenset[str] = frozenset({"network", "locked", "failed"})
 """Kinds a later attempt may cure. A wrong key, a missing repository or a full disk will not."""
@@ -61,11 +64,26 @@ _PATTERNS: tuple[tuple[ErrorKind, re.Pattern[str]], ...] = (
 )
 
 _FIXES: dict[str, str] = {
-    "missing-password": "the agent reads it from the restic-password secret; run `pulumi up` for the stack so the file is written",
-    "wrong-password": "the restic-password secret does not open this repository; restore the secret it was initialised with (rotating it needs `restic key add` first)",
-    "no-repository": "initialise it once with `python3 -m napdms_ops backup init --stack <stack>`, or fix backup.repository if the path is wrong",
-    "disk-full": "free space on the backup target (run `backup prune`, or grow the volume) and rerun `backup run`",
-    "network": "check the link and ssh access from the QNAP to the backup host; the run is retried on schedule",
+    "missing-password": (
+        "the agent reads it from the restic-password secret; "
+        "run `pulumi up` for the stack so the file is written"
+    ),
+    "wrong-password": (
+        "the restic-password secret does not open this repository; "
+        "restore the secret it was initialised with (rotating it needs `restic key add` first)"
+    ),
+    "no-repository": (
+        "initialise it once with `python3 -m napdms_ops backup init --stack <stack>`, "
+        "or fix backup.repository if the path is wrong"
+    ),
+    "disk-full": (
+        "free space on the backup target (run `backup prune`, or grow the volume) "
+        "and rerun `backup run`"
+    ),
+    "network": (
+        "check the link and ssh access from the QNAP to the backup host; "
+        "the run is retried on schedule"
+    ),
     "locked": "another restic process holds an exclusive lock; `restic unlock` removes stale locks",
     "failed": "read restic's message above",
 }
@@ -120,7 +138,8 @@ class Snapshot:
     """For a snapshot `restic copy` made: the id it had in the repository it came from."""
 
     def is_(self, snapshot_id: str) -> bool:
-        """Whether `snapshot_id` (full or short) names this snapshot, here or where it was copied from."""
+        """Whether `snapshot_id` (full or short) names this snapshot, here or where it was copied
+        from."""
         return self.id.startswith(snapshot_id) or bool(
             self.original and self.original.startswith(snapshot_id)
         )
@@ -200,7 +219,8 @@ class Restic:
         return target, path
 
     def options(self) -> list[str]:
-        """Backend options: for sftp, an ssh command that never prompts and gives up on a dead link."""
+        """Backend options: for sftp, an ssh command that never prompts and gives up on a dead
+        link."""
         if not self.repository.url.startswith("sftp:") or self.repository.sftp is None:
             return []
         target, _ = self._sftp_target()
@@ -374,7 +394,9 @@ class Restic:
         host: str,
         tags: Sequence[str],
     ) -> BackupSummary:
-        """Back up what `command` writes to stdout as one file, like restic's `--stdin-from-command`.
+        """Back up what `command` writes to stdout as one file.
+
+        Like restic's `--stdin-from-command`.
 
         A snapshot of a command that failed would look complete but hold a truncated dump, so it
         is forgotten again and `CommandFailed` raised; a failure of restic itself wins, because a

@@ -1,4 +1,7 @@
-"""Find a finished run and put its data back: into a fresh place, or over old data only with --force."""
+"""Find a finished run and put its data back.
+
+Into a fresh place, or over old data only with --force.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ class RestoreError(RuntimeError):
 def select(
     found: Sequence[RunManifest], snapshot: str, services: Sequence[str], timezone: str
 ) -> RunManifest:
-    """The run `snapshot` names (`latest`, a run or snapshot id, or a time) in which `services` all succeeded."""
+    """The run `snapshot` names (`latest`, a run or snapshot id, or a time) in which `services`
+    all succeeded."""
 
     def complete(manifest: RunManifest) -> bool:
         wanted = services or list(manifest.services)
@@ -60,7 +64,8 @@ def select(
     earlier = [m for m in usable if m.started <= moment]
     if not earlier:
         raise RestoreError(
-            f"no run that backed up {what} started before {snapshot}; the oldest is {_when(usable[0].started, timezone)}"
+            f"no run that backed up {what} started before {snapshot}; "
+            f"the oldest is {_when(usable[0].started, timezone)}"
         )
     return earlier[-1]
 
@@ -70,7 +75,8 @@ def _moment(text: str, timezone: str) -> float:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise RestoreError(
-            f'"{text}" is neither "latest", a run or snapshot id, nor a time; use e.g. "2026-11-20T03:00" (in {timezone})'
+            f'"{text}" is neither "latest", a run or snapshot id, nor a time; '
+            f'use e.g. "2026-11-20T03:00" (in {timezone})'
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
@@ -111,7 +117,8 @@ def restore(
     unknown = [name for name in services if name not in sources]
     if unknown:
         raise RestoreError(
-            f"{', '.join(unknown)}: not in the backup plan of stack {plan.stack}; known: {', '.join(sources)}"
+            f"{', '.join(unknown)}: not in the backup plan of stack {plan.stack}; "
+            f"known: {', '.join(sources)}"
         )
     manifest = select(manifests(plan, restic), snapshot, services, plan.schedule.timezone)
     chosen = list(services) or [name for name in manifest.services if name in sources]
@@ -120,7 +127,8 @@ def restore(
     if _holds_data(target):
         if not force:
             raise RestoreError(
-                f"{into} is not empty; restore into a fresh place, or add --force to overwrite it after a safety snapshot"
+                f"{into} is not empty; restore into a fresh place, "
+                "or add --force to overwrite it after a safety snapshot"
             )
         safety = restic.backup_paths(
             [str(target)], plan.host_tag, ["napdms", f"stack={plan.stack}", "safety"]

@@ -39,7 +39,8 @@ class RunLocked(RuntimeError):
 
 
 class RunLock:
-    """An exclusive, non-blocking lock file in the state directory; the kernel drops it if we die."""
+    """An exclusive, non-blocking lock file in the state directory; the kernel drops it if we
+    die."""
 
     def __init__(self, state_dir: str):
         self.path = Path(state_dir) / "run.lock"
@@ -347,7 +348,8 @@ def offsite_repository(plan: BackupPlan) -> Restic:
 
 
 def copy_offsite(plan: BackupPlan, restic: Restic, manifest: RunManifest) -> None:
-    """Copy the run's snapshots, manifest last, into the offsite repository and apply retention there."""
+    """Copy the run's snapshots, manifest last, into the offsite repository and apply retention
+    there."""
     target = offsite_repository(plan)
     if not target.exists():
         target.init(copy_chunker_from=restic)

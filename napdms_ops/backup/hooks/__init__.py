@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from components.model.plan import HOOKS
 from napdms_ops.backup.manifest import Part, ServiceRecord
@@ -98,7 +98,10 @@ def record(source: Any, parts: list[Part], started: float, **facts: Any) -> Serv
 
 
 def read_password(service: str, path: str | None) -> str | None:
-    """The content of a source's password file (None when it has none); a missing file fails only that service."""
+    """The content of a source's password file (None when it has none).
+
+    A missing file fails only that service.
+    """
     if not path:
         return None
     try:
@@ -139,6 +142,7 @@ def load(
     loader = getattr(hook(source.hook), "load", None)
     if loader is None:
         raise HookError(
-            f"{source.service}: a {source.hook} backup is restored as files; there is nothing to load"
+            f"{source.service}: a {source.hook} backup is restored as files; "
+            "there is nothing to load"
         )
     loader(source, record, into, env)

@@ -17,7 +17,8 @@ def backup(source: FilesSource, context: HookContext) -> ServiceRecord:
     missing = [path for path in source.paths if not Path(path).is_dir()]
     if missing:
         raise HookError(
-            f"{source.service}: {', '.join(missing)} not mounted in the agent; run `pulumi up` so the agent mounts the volume"
+            f"{source.service}: {', '.join(missing)} not mounted in the agent; "
+            "run `pulumi up` so the agent mounts the volume"
         )
     started = time.monotonic()
     summary = context.restic.backup_paths(
@@ -44,6 +45,7 @@ def verify(
                         size += entry.stat().st_size
         if (files, size) != (part.files, part.bytes):
             problems.append(
-                f"{source.service}: restored {files} files / {size} bytes, the backup read {part.files} / {part.bytes}"
+                f"{source.service}: restored {files} files / {size} bytes, "
+                f"the backup read {part.files} / {part.bytes}"
             )
     return problems

@@ -1,4 +1,7 @@
-"""MongoDB (RocketChat): `mongodump --archive`, with the oplog on replica sets for a point in time."""
+"""MongoDB (RocketChat): `mongodump --archive`.
+
+With the oplog on replica sets, for a point in time.
+"""
 
 from __future__ import annotations
 
@@ -70,9 +73,8 @@ def load(
         )
         done = subprocess.run(argv, capture_output=True, env={**os.environ, **(env or {})})
         if done.returncode != 0:
-            raise HookError(
-                f"{source.service}: mongorestore: {done.stderr.decode(errors='replace').strip().splitlines()[-1:]}"
-            )
+            last_lines = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            raise HookError(f"{source.service}: mongorestore: {last_lines}")
 
 
 def verify(

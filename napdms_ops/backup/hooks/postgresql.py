@@ -35,10 +35,14 @@ _TABLES = (
 # about twice as fast as md5 here; the method is recorded so a later change cannot make old
 # runs look corrupt.
 CHECKSUM_METHOD = "sum-hashtextextended-0"
-_SUM = "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) FROM ONLY {table} AS t"
+_SUM = (
+    "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) "
+    "FROM ONLY {table} AS t"
+)
 _USER_TABLES = (
     "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
     "AND n.nspname NOT LIKE 'pg_toast%'"
 )
 
@@ -142,7 +146,8 @@ def backup(source: PostgresqlSource, context: HookContext) -> ServiceRecord:
             "postgres",
             "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
         )
-        # The maintenance database exists in every cluster; only worth a dump when something lives in it.
+        # The maintenance database exists in every cluster; only worth a dump when something
+        # lives in it.
         if database != "postgres" or _query(env, "postgres", _USER_TABLES) != ["0"]
     ]
     parts, tables = [], {}
@@ -242,7 +247,8 @@ def verify(
     """Start a scratch cluster, load the dumps, compare every table's rows and checksum."""
     if record.checksum_method != CHECKSUM_METHOD:
         return [
-            f"{source.service}: sums were recorded as {record.checksum_method}, this drill computes {CHECKSUM_METHOD}; drill a newer run"
+            f"{source.service}: sums were recorded as {record.checksum_method}, "
+            f"this drill computes {CHECKSUM_METHOD}; drill a newer run"
         ]
     with scratch_cluster(Path(context.workdir) / f"drill-{source.service}") as env:
         _load(source, record, into, env, scratch=True)
@@ -255,7 +261,9 @@ def verify(
             for table in sorted(set(recorded) | set(restored)):
                 if recorded.get(table) != restored.get(table):
                     problems.append(
-                        f"{source.service}/{database}: table {table} recorded {_show(recorded.get(table))}, restored {_show(restored.get(table))}"
+                        f"{source.service}/{database}: table {table} "
+                        f"recorded {_show(recorded.get(table))}, "
+                        f"restored {_show(restored.get(table))}"
                     )
         return problems
 

@@ -68,7 +68,8 @@ def verify(
             continue
         if restored.stat().st_size != part.bytes:
             problems.append(
-                f"{source.service}: {part.path} has {restored.stat().st_size} bytes, the backup read {part.bytes}"
+                f"{source.service}: {part.path} has {restored.stat().st_size} bytes, "
+                f"the backup read {part.bytes}"
             )
         with restored.open("rb") as handle:
             if handle.read(len(_MAGIC)) != _MAGIC:
