@@ -7,6 +7,7 @@ disk-full, wrong-password, ...), a failed service, a failed integrity check or o
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -63,112 +64,93 @@ def _replace(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+Samples = list[tuple[str, float]]
+"""(label set, value) pairs of one metric; labels without braces, e.g. `stack="prod"`."""
+
+
+def _one(value: float | None) -> Callable[[str], Samples | None]:
+    """The metric is one sample labelled by the stack, or absent while `value` is unknown."""
+    return lambda stack: None if value is None else [(stack, float(value))]
+
+
+def _gauges(state: RunState) -> list[tuple[str, str, Callable[[str], Samples | None]]]:
+    """Every gauge the agent exports: name, help, and its samples given the stack's label set."""
+    check_known = state.check_success is not None
+    return [
+        ("last_run_timestamp_seconds", "When the last backup run finished.", _one(state.finished)),
+        ("last_run_success", "1 if the last run backed up every service.", _one(state.success)),
+        (
+            "last_run_duration_seconds",
+            "Wall time of the last run, retries included.",
+            _one(state.finished - state.started),
+        ),
+        ("last_run_attempts", "Attempts the last run needed.", _one(state.attempts)),
+        ("last_run_bytes", "Bytes read from the sources by the last run.", _one(state.bytes)),
+        (
+            "last_run_added_bytes",
+            "Bytes the repository grew by in the last run.",
+            _one(state.bytes_added),
+        ),
+        (
+            "last_success_timestamp_seconds",
+            "When a run last backed up every service.",
+            _one(state.last_success),
+        ),
+        (
+            "failure",
+            "1 for the reason the last run failed.",
+            lambda stack: [(f'{stack},reason="{state.reason}"', 1)] if state.reason else None,
+        ),
+        (
+            "service_success",
+            "1 if the service was backed up by the last run.",
+            lambda stack: [
+                (f'{stack},service="{service}"', float(ok))
+                for service, ok in sorted(state.services.items())
+            ],
+        ),
+        (
+            "service_last_success_timestamp_seconds",
+            "When the service was last backed up.",
+            lambda stack: [
+                (f'{stack},service="{service}"', when)
+                for service, when in sorted(state.service_last_success.items())
+            ],
+        ),
+        (
+            "check_success",
+            "1 if the last restic check found no error.",
+            _one(state.check_success),
+        ),
+        (
+            "check_full",
+            "1 if the last check read every pack.",
+            _one(state.check_full if check_known else None),
+        ),
+        (
+            "check_timestamp_seconds",
+            "When the repository was last checked.",
+            _one(state.check_time),
+        ),
+        (
+            "offsite_success",
+            "1 if the last run was copied offsite.",
+            _one(state.offsite_success),
+        ),
+    ]
+
+
 def render(state: RunState) -> str:
-    """Prometheus text exposition of `state`."""
+    """Prometheus text exposition of `state`: each gauge `napdms_backup_<name>` that is known."""
     stack = f'stack="{state.stack}"'
     lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            lines.append(f"{name}{{{labels}}} {_number(value)}")
-
-    metric(
-        "napdms_backup_last_run_timestamp_seconds",
-        "gauge",
-        "When the last backup run finished.",
-        [(stack, state.finished)],
-    )
-    metric(
-        "napdms_backup_last_run_success",
-        "gauge",
-        "1 if the last run backed up every service.",
-        [(stack, float(state.success))],
-    )
-    metric(
-        "napdms_backup_last_run_duration_seconds",
-        "gauge",
-        "Wall time of the last run, retries included.",
-        [(stack, state.finished - state.started)],
-    )
-    metric(
-        "napdms_backup_last_run_attempts",
-        "gauge",
-        "Attempts the last run needed.",
-        [(stack, state.attempts)],
-    )
-    metric(
-        "napdms_backup_last_run_bytes",
-        "gauge",
-        "Bytes read from the sources by the last run.",
-        [(stack, state.bytes)],
-    )
-    metric(
-        "napdms_backup_last_run_added_bytes",
-        "gauge",
-        "Bytes the repository grew by in the last run.",
-        [(stack, state.bytes_added)],
-    )
-    if state.last_success is not None:
-        metric(
-            "napdms_backup_last_success_timestamp_seconds",
-            "gauge",
-            "When a run last backed up every service.",
-            [(stack, state.last_success)],
-        )
-    if state.reason:
-        metric(
-            "napdms_backup_failure",
-            "gauge",
-            "1 for the reason the last run failed.",
-            [(f'{stack},reason="{state.reason}"', 1)],
-        )
-    metric(
-        "napdms_backup_service_success",
-        "gauge",
-        "1 if the service was backed up by the last run.",
-        [
-            (f'{stack},service="{service}"', float(ok))
-            for service, ok in sorted(state.services.items())
-        ],
-    )
-    metric(
-        "napdms_backup_service_last_success_timestamp_seconds",
-        "gauge",
-        "When the service was last backed up.",
-        [
-            (f'{stack},service="{service}"', when)
-            for service, when in sorted(state.service_last_success.items())
-        ],
-    )
-    if state.check_success is not None:
-        metric(
-            "napdms_backup_check_success",
-            "gauge",
-            "1 if the last restic check found no error.",
-            [(stack, float(state.check_success))],
-        )
-        metric(
-            "napdms_backup_check_full",
-            "gauge",
-            "1 if the last check read every pack.",
-            [(stack, float(state.check_full))],
-        )
-    if state.check_time is not None:
-        metric(
-            "napdms_backup_check_timestamp_seconds",
-            "gauge",
-            "When the repository was last checked.",
-            [(stack, state.check_time)],
-        )
-    if state.offsite_success is not None:
-        metric(
-            "napdms_backup_offsite_success",
-            "gauge",
-            "1 if the last run was copied offsite.",
-            [(stack, float(state.offsite_success))],
-        )
+    for short_name, help_text, samples_of in _gauges(state):
+        samples = samples_of(stack)
+        if samples is None:
+            continue
+        name = f"napdms_backup_{short_name}"
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        lines += [f"{name}{{{labels}}} {_number(value)}" for labels, value in samples]
     return "\n".join(lines) + "\n"
 
 
