@@ -395,18 +395,27 @@ def _lifecycle_summary(rules: list[dict]) -> tuple[int | None, bool, bool]:
     return (min(noncurrent) if noncurrent else None), aborts, markers
 
 
-def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
-    """The problems (each with its fix) and notes for a bucket in `state`, measured against the
-    plan."""
-    bucket, endpoint = offsite.bucket, offsite.endpoint
+Findings = tuple[list[str], list[str]]
+"""Problems (each with its fix) and notes about a bucket."""
+
+
+def _judge(offsite: Offsite, state: _State) -> Findings:
+    """The problems and notes for a bucket in `state`, measured against the plan."""
+    if not state.exists:
+        where = f"{offsite.bucket} does not exist at {offsite.endpoint}"
+        return [f"bucket {where}; create it with {INIT_COMMAND}"], []
     problems: list[str] = []
     notes: list[str] = []
-    if not state.exists:
-        problems.append(
-            f"bucket {bucket} does not exist at {endpoint}; create it with {INIT_COMMAND}"
-        )
-        return problems, notes
+    for check in (_versioning, _object_lock, _lifecycle):
+        found_problems, found_notes = check(offsite, state)
+        problems += found_problems
+        notes += found_notes
+    return problems, notes
 
+
+def _versioning(offsite: Offsite, state: _State) -> Findings:
+    bucket, endpoint = offsite.bucket, offsite.endpoint
+    problems: list[str] = []
     if state.versioning == "unsupported":
         problems.append(
             "versioning: not supported by this endpoint, "
@@ -420,7 +429,13 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
             f"enable it with {INIT_COMMAND} (or `aws s3api put-bucket-versioning --bucket {bucket} "
             f"--versioning-configuration Status=Enabled --endpoint-url {endpoint}`)"
         )
+    return problems, []
 
+
+def _object_lock(offsite: Offsite, state: _State) -> Findings:
+    bucket = offsite.bucket
+    problems: list[str] = []
+    notes: list[str] = []
     wanted = offsite.object_lock_days
     if wanted > 0:
         if state.object_lock == "unsupported":
@@ -460,7 +475,12 @@ def _judge(offsite: Offsite, state: _State) -> tuple[list[str], list[str]]:
             "object lock cannot be turned off on a bucket, "
             "remove its default retention in the provider's console if unwanted"
         )
+    return problems, notes
 
+
+def _lifecycle(offsite: Offsite, state: _State) -> Findings:
+    problems: list[str] = []
+    notes: list[str] = []
     if state.lifecycle_rules is None:
         notes.append(
             "lifecycle: not supported by this endpoint; noncurrent versions never expire, "
