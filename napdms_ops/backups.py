@@ -175,31 +175,56 @@ def run_job(
     runner = runner or source
     client = runner.client
     runner.container.reload()
-    same = runner.container.id == source.container.id
-    created = []
     binds = []
     for path, name in mounts.items():
         client.volumes.create(name, labels={**_job_labels(runner.stack), RESTORE_LABEL: "true"})
         binds.append(f"{name}:{path}:rw")
-    carried = {}
-    if same:
-        # restic writes its cache with temporary files and renames, so the agent's can be shared.
-        binds += [
-            f"{mount['Name']}:{mount['Destination']}:"
-            f"{'rw' if mount['Destination'] == '/cache' else 'ro'}"
-            for mount in source.container.attrs["Mounts"]
-            if mount.get("Type") == "volume" and mount["Destination"] in (*_CARRIED, "/cache")
-        ]
+    if runner.container.id == source.container.id:
+        binds += _shared_agent_volumes(source)
+        carried = {}
     else:
-        for path in _CARRIED:
-            carried[path] = (
-                f"napdms-{runner.stack}-job-{int(time.time())}-{path.rsplit('/', 1)[-1]}"
-            )
-            client.volumes.create(carried[path], labels=_job_labels(runner.stack))
-            binds.append(f"{carried[path]}:{path}:rw")
-            created.append(carried[path])
+        carried = _carried_volumes(runner)
+        binds += [f"{name}:{path}:rw" for path, name in carried.items()]
+    job = _create_job(runner, command, binds)
+    try:
+        for path in carried:
+            archive, _ = source.container.get_archive(path)
+            job.put_archive(path.rsplit("/", 1)[0], b"".join(archive))
+        job.start()
+        status = job.wait(timeout=timeout_s)
+        stdout = job.logs(stdout=True, stderr=False)
+        stderr = job.logs(stdout=False, stderr=True).decode(errors="replace").strip()
+    finally:
+        job.remove(force=True)
+        for name in carried.values():
+            client.volumes.get(name).remove(force=True)
+    return JobResult(status.get("StatusCode", 1), _json(stdout), stderr, tuple(mounts.values()))
+
+
+def _shared_agent_volumes(agent: Agent) -> list[str]:
+    """Binds of the agent's own plan and secrets (read-only) and cache, for a job beside it."""
+    # restic writes its cache with temporary files and renames, so the agent's can be shared.
+    return [
+        f"{mount['Name']}:{mount['Destination']}:"
+        f"{'rw' if mount['Destination'] == '/cache' else 'ro'}"
+        for mount in agent.container.attrs["Mounts"]
+        if mount.get("Type") == "volume" and mount["Destination"] in (*_CARRIED, "/cache")
+    ]
+
+
+def _carried_volumes(runner: Agent) -> dict[str, str]:
+    """Fresh volumes on `runner`'s host for the source agent's plan and secrets, by path."""
+    carried = {}
+    for path in _CARRIED:
+        carried[path] = f"napdms-{runner.stack}-job-{int(time.time())}-{path.rsplit('/', 1)[-1]}"
+        runner.client.volumes.create(carried[path], labels=_job_labels(runner.stack))
+    return carried
+
+
+def _create_job(runner: Agent, command: Sequence[str], binds: list[str]):
+    """The one-shot container of the agent's image: hardened, on the agent's network."""
     networks = list(runner.container.attrs["NetworkSettings"]["Networks"])
-    job = client.containers.create(
+    return runner.client.containers.create(
         runner.container.image.id,
         command=[command[0], "--plan", PLAN_FILE, *command[1:]],
         user="0",
@@ -218,19 +243,6 @@ def run_job(
         mem_limit=runner.container.attrs["HostConfig"].get("Memory") or None,
         pids_limit=512,
     )
-    try:
-        for path in carried:
-            archive, _ = source.container.get_archive(path)
-            job.put_archive(path.rsplit("/", 1)[0], b"".join(archive))
-        job.start()
-        status = job.wait(timeout=timeout_s)
-        stdout = job.logs(stdout=True, stderr=False)
-        stderr = job.logs(stdout=False, stderr=True).decode(errors="replace").strip()
-    finally:
-        job.remove(force=True)
-        for name in created:
-            client.volumes.get(name).remove(force=True)
-    return JobResult(status.get("StatusCode", 1), _json(stdout), stderr, tuple(mounts.values()))
 
 
 def _job_labels(stack: str) -> dict[str, str]:
