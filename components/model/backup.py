@@ -10,9 +10,10 @@ import re
 from fnmatch import fnmatch
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from components.model.plan import Checks, OffsiteBucket, Retention
+from components.model.strict import StrictModel
 
 _CRON_FIELD = re.compile(r"^(\*|\d{1,2})$")
 _SFTP_REPOSITORY = re.compile(r"^sftp:[^@\s/:]+@(?P<host>[^@\s/:]+):/\S+$")
@@ -20,11 +21,7 @@ _LOCAL_REPOSITORY = re.compile(r"^/[^\s:]+$")
 _KNOWN_HOSTS_KEY_TYPES = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+)$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class BackupSettings(_Strict):
+class BackupSettings(StrictModel):
     """When and where the backup agent sends its encrypted snapshots."""
 
     repository: str

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from components.model.strict import StrictModel
 
 AGENT_SERVICE = "backup-agent"
 """The backup agent's catalog name, hence its `napdms.service` label and container names."""
@@ -21,11 +23,7 @@ PLAN_FILE = f"{CONFIG_DIR}/plan.json"
 KNOWN_HOSTS_FILE = f"{CONFIG_DIR}/known_hosts"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class SftpAccess(_Strict):
+class SftpAccess(StrictModel):
     """How restic's sftp backend reaches the ASUSTOR: a key and a pinned host key, no prompts."""
 
     key_file: str = Field(pattern=r"^/")
@@ -39,7 +37,7 @@ class SftpAccess(_Strict):
     connect_timeout_s: int = Field(default=10, ge=1, le=300)
 
 
-class Repository(_Strict):
+class Repository(StrictModel):
     """One restic repository: the primary on the ASUSTOR, or the offsite S3 copy."""
 
     url: str = Field(min_length=1)
@@ -64,7 +62,7 @@ class Repository(_Strict):
         return value
 
 
-class OffsiteBucket(_Strict):
+class OffsiteBucket(StrictModel):
     """The optional S3 copy of every run (restic `copy`), into a bucket the agent prepares with
     versioning, lifecycle and object lock. A stack's `backup.offsite`; its keys are the encrypted
     config keys `s3_access_key_id` and `s3_secret_access_key`."""
@@ -87,7 +85,7 @@ class Offsite(OffsiteBucket):
     repository: Repository
 
 
-class Retention(_Strict):
+class Retention(StrictModel):
     """restic `forget` policy applied after each successful run."""
 
     daily: int = Field(default=30, ge=1)
@@ -95,7 +93,7 @@ class Retention(_Strict):
     monthly: int = Field(default=12, ge=0)
 
 
-class Checks(_Strict):
+class Checks(StrictModel):
     """`restic check` after each run: a share of the data daily, all of it once a month."""
 
     daily_subset: str = Field(default="5%", pattern=r"^(\d{1,2}(\.\d+)?%|\d+/\d+)$")
@@ -104,7 +102,7 @@ class Checks(_Strict):
     """Day of the month whose run reads every pack (`--read-data`)."""
 
 
-class Schedule(_Strict):
+class Schedule(StrictModel):
     """When the agent runs and how it retries a failed attempt."""
 
     time_of_day: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -114,7 +112,7 @@ class Schedule(_Strict):
     retry_delay_s: float = Field(default=300, ge=0)
 
 
-class FilesSource(_Strict):
+class FilesSource(StrictModel):
     """Volume data backed up as files (Gitea, n8n, RocketChat uploads, NAP-DMS documents)."""
 
     hook: Literal["files"] = "files"
@@ -123,7 +121,7 @@ class FilesSource(_Strict):
     """Absolute paths the agent reads (the volumes, mounted read-only under /source)."""
 
 
-class DumpSource(_Strict):
+class DumpSource(StrictModel):
     """A database server the agent dumps over the data network: what every dump hook needs."""
 
     service: str
@@ -187,7 +185,7 @@ def dump_source(hook: str, **fields: object) -> DumpSource:
     return model.model_validate(fields)
 
 
-class BackupPlan(_Strict):
+class BackupPlan(StrictModel):
     """Everything one agent needs: what to back up, where, when, how long to keep it."""
 
     stack: str

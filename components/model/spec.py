@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from components.model.plan import DUMP_HOOKS, SOURCE_MODELS
+from components.model.strict import StrictModel
 from components.model.units import Cpus, Duration, SizeMB
 from policies.rules import RULE_IDS
 from policies.rules.names import Segment
@@ -56,11 +57,7 @@ def source_path(service: str, volume: str) -> str:
     return f"{SOURCE_ROOT}/{service}/{volume}"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class BackupPolicy(_Frozen):
+class BackupPolicy(StrictModel):
     """Whether a volume is in the daily backup; excluding one needs a reason."""
 
     policy: Literal["daily", "exclude"]
@@ -77,7 +74,7 @@ class BackupPolicy(_Frozen):
         return self
 
 
-class VolumeMount(_Frozen):
+class VolumeMount(StrictModel):
     """A named Docker volume owned by the service."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
@@ -99,7 +96,7 @@ class VolumeMount(_Frozen):
         return value
 
 
-class HostMount(_Frozen):
+class HostMount(StrictModel):
     """A host path bind-mounted read-only, an exception that needs a reason."""
 
     source: str = Field(pattern=r"^/")
@@ -107,7 +104,7 @@ class HostMount(_Frozen):
     reason: str = Field(min_length=8)
 
 
-class Port(_Frozen):
+class Port(StrictModel):
     """A published port. Bound to the host's LAN address unless `all_interfaces` says why not."""
 
     internal: int = Field(ge=1, le=65535)
@@ -117,7 +114,7 @@ class Port(_Frozen):
     """Reason to bind 0.0.0.0 instead of the host's address (only the proxy's 80/443)."""
 
 
-class CapAdd(_Frozen):
+class CapAdd(StrictModel):
     """One Linux capability added back after `drop ALL`, with the reason it is needed."""
 
     name: str
@@ -132,7 +129,7 @@ class CapAdd(_Frozen):
         return value
 
 
-class Exemption(_Frozen):
+class Exemption(StrictModel):
     """An explicit exception to a hardening default, written to a container label."""
 
     rule: str
@@ -149,7 +146,7 @@ class Exemption(_Frozen):
         return value
 
 
-class SecretUse(_Frozen):
+class SecretUse(StrictModel):
     """A platform secret this service reads, delivered as a file under /run/secrets."""
 
     secret: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
@@ -178,7 +175,7 @@ class SecretUse(_Frozen):
         return f"/run/secrets/{self.file_name}"
 
 
-class HealthCheck(_Frozen):
+class HealthCheck(StrictModel):
     """A Docker health check in exec form, run with binaries that exist in the image."""
 
     test: list[str] = Field(min_length=2)
@@ -195,7 +192,7 @@ class HealthCheck(_Frozen):
         return value
 
 
-class BackupHook(_Frozen):
+class BackupHook(StrictModel):
     """How the backup agent dumps a database consistently (borgmatic style) instead of copying
     its files: a running server's data directory is no consistent backup."""
 
@@ -223,7 +220,7 @@ class BackupHook(_Frozen):
         return self
 
 
-class ImageBuild(_Frozen):
+class ImageBuild(StrictModel):
     """An image built from this repository at `pulumi up`, on the host that runs it, not pulled."""
 
     dockerfile: str = Field(pattern=r"^[^/].*Dockerfile$")
@@ -234,14 +231,14 @@ class ImageBuild(_Frozen):
     """Build arguments (`ARG` in the Dockerfile)."""
 
 
-class PublicRoute(_Frozen):
+class PublicRoute(StrictModel):
     """A name under the platform domain that the reverse proxy serves over TLS."""
 
     subdomain: str = Field(pattern=r"^[a-z0-9-]+$")
     port: int = Field(ge=1, le=65535)
 
 
-class ServiceSpec(_Frozen):
+class ServiceSpec(StrictModel):
     """One catalog entry. Stacks override only sizes, replicas, placement and image version."""
 
     name: str

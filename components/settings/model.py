@@ -15,8 +15,6 @@ from types import MappingProxyType
 from typing import Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -36,6 +34,7 @@ from components.model.spec import (
     ServiceSpec,
     Tag,
 )
+from components.model.strict import StrictModel
 from components.model.units import Cpus, SizeMB, format_size_mb
 
 ServiceName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
@@ -46,11 +45,7 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class HostSettings(_Strict):
+class HostSettings(StrictModel):
     """A Docker daemon: the QNAP, the ASUSTOR, or the local daemon in dev."""
 
     docker_host: str | None = None
@@ -89,13 +84,13 @@ class HostSettings(_Strict):
         return value
 
 
-class VolumeOverride(_Strict):
+class VolumeOverride(StrictModel):
     """A stack's change to one volume: only its backup policy may differ."""
 
     backup: BackupPolicy
 
 
-class ServiceOverride(_Strict):
+class ServiceOverride(StrictModel):
     """What a stack may change about a catalog service."""
 
     enabled: bool = True
@@ -123,7 +118,7 @@ class ServiceOverride(_Strict):
         return ServiceSpec.model_validate({**entry, **changes})
 
 
-class TlsSettings(_Strict):
+class TlsSettings(StrictModel):
     """How the proxy gets certificates."""
 
     mode: Literal["acme", "internal"]
@@ -143,7 +138,7 @@ class TlsSettings(_Strict):
         return self
 
 
-class AlertingSettings(_Strict):
+class AlertingSettings(StrictModel):
     """Where alerts are mailed. The SMTP password is the secret config key `smtp_password`."""
 
     smtp_host: str
@@ -169,13 +164,13 @@ class AlertingSettings(_Strict):
         return value
 
 
-class SecretsSettings(_Strict):
+class SecretsSettings(StrictModel):
     """Rotation counters: raising a secret's number generates a new value on the next `up`."""
 
     rotation: dict[str, int] = {}
 
 
-class PlatformSettings(_Strict):
+class PlatformSettings(StrictModel):
     """Everything a stack file may say. Parsed once, at the edge, by `load_settings`; validating
     it also resolves the catalog for the stack (`specs`, `placements`) once."""
 

@@ -116,6 +116,7 @@ _BACKUP_AGENT = StandIn(
         "components/__init__.py",
         "components/model/__init__.py",
         "components/model/plan.py",
+        "components/model/strict.py",
         "napdms_ops/__init__.py",
         "napdms_ops/backup",
     ),
