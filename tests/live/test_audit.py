@@ -232,17 +232,23 @@ def test_cli_json_lists_the_findings_and_exits_1(made, host):
 def test_cli_table_shows_mandatory_first_and_the_exemption(made, host):
     result = CliRunner().invoke(app, ["audit", "--host", host], env={"COLUMNS": "400"})
     assert result.exit_code == 1, result.output
-    lines = result.output.splitlines()
-    assert any(
-        made["flawed"] in line and "docker-socket" in line and "5.32" in line for line in lines
-    )
-    assert any(made["exempt"] in line and "advisory (exempt: batch job" in line for line in lines)
-    levels = [
-        line.split("│")[1].strip()
-        for line in lines
-        if line.count("│") >= 5 and line.split("│")[1].strip()
+    # After the header, one block per finding (subject, level, CIS and problem on its first line,
+    # the rule below), then the summary; blank lines between them.
+    lines = [
+        line.rstrip()  # rich pads every line, blank ones too, to the width
+        for line in result.output.splitlines()
+        if not line.startswith(("subject", "─"))
     ]
-    assert levels and levels[0] == "mandatory"
-    first_advisory = next(i for i, level in enumerate(levels) if level.startswith("advisory"))
-    assert all(level.startswith("advisory") for level in levels[first_advisory:])
-    assert " mandatory, " in lines[-1] and "containers" in lines[-1]
+    blocks = [block.splitlines() for block in "\n".join(lines).split("\n\n") if block.strip()]
+    *findings, summary = blocks
+    rules = {(block[0].split()[0], block[1].split()[0]): block for block in findings}
+    assert (made["flawed"], "docker-socket") in rules, f"no docker-socket finding: {sorted(rules)}"
+    assert "5.32" in rules[made["flawed"], "docker-socket"][0].split(), "docker-socket's CIS id"
+    exempt = rules[made["exempt"], "no-cpu-limit"]
+    assert exempt[0].split()[1] == "exempt", f"{made['exempt']} level: {exempt[0]}"
+    assert "exempt: batch job, niced; bounded by its timer" in " ".join(exempt), exempt
+    levels = [block[0].split()[1] for block in findings]
+    assert levels[0] == "mandatory", f"first finding is {levels[0]}: {findings[0]}"
+    first_other = levels.index(next(level for level in levels if level != "mandatory"))
+    assert "mandatory" not in levels[first_other:], f"mandatory after advisory: {levels}"
+    assert " mandatory, " in " ".join(summary) and "containers" in summary[0], summary
