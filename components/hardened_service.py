@@ -20,6 +20,7 @@ import pulumi_docker as docker
 
 from components.model.spec import (
     CONFIG_VOLUME,
+    SECRETS_DIR,
     SECRETS_VOLUME,
     BackupPolicy,
     SecretUse,
@@ -48,7 +49,6 @@ LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 """json-file rotation: at most 30 MB of logs per container."""
 
 TMPFS_OPTS = "rw,nosuid,nodev,size=64m,mode=1777"
-SECRETS_DIR = "/run/secrets"
 
 
 @dataclass(frozen=True)

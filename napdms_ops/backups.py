@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
+from components.catalog.backup_agent import CACHE_DIR, STATE_DIR
 from components.model.plan import AGENT_SERVICE, CONFIG_DIR, PLAN_FILE, BackupPlan, FilesSource
-from components.model.spec import SOURCE_ROOT
+from components.model.spec import SECRETS_DIR, SOURCE_ROOT
 from components.settings import Stack, read_stack
 from napdms_ops.audit import AuditError, connect, default_host
 from policies.rules.names import (
@@ -29,6 +30,7 @@ from policies.rules.names import (
     RESTORE_LABEL,
     SERVICE_LABEL,
     STACK_LABEL,
+    object_prefix,
 )
 
 RESTORE_ROOT = "/restore"
@@ -124,7 +126,7 @@ def restore_volumes(
             f"stack {agent.stack}: {', '.join(missing)} not in the backup plan; "
             f"known: {', '.join(known)}"
         )
-    prefix = f"napdms-{agent.stack}-restore-{label}"
+    prefix = f"{object_prefix(agent.stack)}-restore-{label}"
     mounts = {}
     for source in plan.sources:
         if services and source.service not in services:
@@ -133,7 +135,7 @@ def restore_volumes(
             for path in source.paths:
                 volume = path.removeprefix(f"{SOURCE_ROOT}/").replace("/", "-")
                 mounts[f"{RESTORE_ROOT}{path}"] = (
-                    f"napdms-{agent.stack}-{volume}" if live else f"{prefix}-{volume}"
+                    f"{object_prefix(agent.stack)}-{volume}" if live else f"{prefix}-{volume}"
                 )
         else:
             mounts[f"{RESTORE_ROOT}/{source.service}"] = f"{prefix}-{source.service}-dump"
@@ -156,7 +158,7 @@ def _plan(agent: Agent) -> BackupPlan:
         ) from None
 
 
-_CARRIED = ("/run/secrets", CONFIG_DIR)
+_CARRIED = (SECRETS_DIR, CONFIG_DIR)
 """What a job takes from the source agent: its secrets and its plan."""
 
 
@@ -206,9 +208,9 @@ def _shared_agent_volumes(agent: Agent) -> list[str]:
     # restic writes its cache with temporary files and renames, so the agent's can be shared.
     return [
         f"{mount['Name']}:{mount['Destination']}:"
-        f"{'rw' if mount['Destination'] == '/cache' else 'ro'}"
+        f"{'rw' if mount['Destination'] == CACHE_DIR else 'ro'}"
         for mount in agent.container.attrs["Mounts"]
-        if mount.get("Type") == "volume" and mount["Destination"] in (*_CARRIED, "/cache")
+        if mount.get("Type") == "volume" and mount["Destination"] in (*_CARRIED, CACHE_DIR)
     ]
 
 
@@ -216,7 +218,9 @@ def _carried_volumes(runner: Agent) -> dict[str, str]:
     """Fresh volumes on `runner`'s host for the source agent's plan and secrets, by path."""
     carried = {}
     for path in _CARRIED:
-        carried[path] = f"napdms-{runner.stack}-job-{int(time.time())}-{path.rsplit('/', 1)[-1]}"
+        carried[path] = (
+            f"{object_prefix(runner.stack)}-job-{int(time.time())}-{path.rsplit('/', 1)[-1]}"
+        )
         runner.client.volumes.create(carried[path], labels=_job_labels(runner.stack))
     return carried
 
@@ -235,7 +239,7 @@ def _create_job(runner: Agent, command: Sequence[str], binds: list[str]):
         # /state: the job's own manifest cache; the agent's run record is not the job's to touch.
         # /restore: restic also restores the owners and modes of the directories above the
         # volumes, which on the read-only root would fail.
-        tmpfs={"/tmp": "rw,size=1g", "/state": "rw,size=64m", RESTORE_ROOT: "rw,size=1m"},
+        tmpfs={"/tmp": "rw,size=1g", STATE_DIR: "rw,size=64m", RESTORE_ROOT: "rw,size=1m"},
         volumes=binds,
         network=networks[0] if networks else None,
         environment={"TMPDIR": "/tmp"},
@@ -265,7 +269,7 @@ def restore(
     runner = runner or source
     label = label or time.strftime("%Y%m%d%H%M%S", time.gmtime())
     mounts = {
-        path: name.replace(f"napdms-{source.stack}-", f"napdms-{runner.stack}-", 1)
+        path: name.replace(f"{object_prefix(source.stack)}-", f"{object_prefix(runner.stack)}-", 1)
         for path, name in restore_volumes(source, services, label, live=force).items()
     }
     fresh = [name for name in mounts.values() if f"-restore-{label}-" in name]
@@ -283,7 +287,7 @@ def restore(
 
 def drill(agent: Agent, snapshot: str, data_bytes: int | None) -> JobResult:
     """Run the drill in a one-shot container with a scratch volume, removed afterwards."""
-    scratch = f"napdms-{agent.stack}-drill-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+    scratch = f"{object_prefix(agent.stack)}-drill-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
     args = ["drill", "--snapshot", snapshot, "--workdir", "/scratch"]
     if data_bytes is not None:
         args += ["--data-bytes", str(data_bytes)]

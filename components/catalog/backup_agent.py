@@ -38,6 +38,7 @@ from components.model.spec import (
     VolumeMount,
     source_path,
 )
+from policies.rules.names import object_prefix
 
 STATE_DIR = "/state"
 CACHE_DIR = "/cache"
@@ -188,7 +189,7 @@ def files(context: CatalogContext) -> dict[str, str]:
     sftp = backup.sftp_host is not None
     plan = BackupPlan(
         stack=context.stack,
-        host_tag=f"napdms-{context.stack}",
+        host_tag=object_prefix(context.stack),
         repository=Repository(
             url=backup.repository,
             password_file=_secret_file(RESTIC_PASSWORD),
@@ -242,7 +243,7 @@ def _offsite(context: CatalogContext) -> Offsite | None:
     return Offsite(
         # One prefix per stack: each stack's repository has its own restic password.
         repository=Repository(
-            url=f"s3:{offsite.endpoint}/{offsite.bucket}/napdms-{context.stack}",
+            url=f"s3:{offsite.endpoint}/{offsite.bucket}/{object_prefix(context.stack)}",
             password_file=_secret_file(RESTIC_PASSWORD),
             s3_access_key_file=_secret_file(S3_ACCESS_KEY.secret),
             s3_secret_key_file=_secret_file(S3_SECRET_KEY.secret),

@@ -44,6 +44,8 @@ Pids = Annotated[int, Field(ge=16, le=65536)]
 Replicas = Annotated[int, Field(ge=1, le=8)]
 """How many containers of a service run on its host."""
 
+SECRETS_DIR = "/run/secrets"
+"""Where a service finds its secret files (a read-only volume the init container fills)."""
 SECRETS_VOLUME = "run-secrets"
 """Volume name suffix of a service's secret files (mounted at /run/secrets)."""
 CONFIG_VOLUME = "run-config"
@@ -172,7 +174,7 @@ class SecretUse(StrictModel):
     @property
     def path(self) -> str:
         """Absolute path of the secret file inside the container."""
-        return f"/run/secrets/{self.file_name}"
+        return f"{SECRETS_DIR}/{self.file_name}"
 
 
 class HealthCheck(StrictModel):

@@ -17,6 +17,7 @@ from components.catalog.context import CatalogContext
 from components.model.spec import ServiceSpec
 from components.settings.loader import PROJECT_DIR, load_settings, read_stack_file
 from components.settings.model import HostSettings, PlatformSettings
+from policies.rules.names import object_prefix
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Stack:
     def name_prefix(self) -> str:
         """Prefix of every Docker object name of the stack, so stacks sharing a daemon never
         collide."""
-        return f"napdms-{self.name}"
+        return object_prefix(self.name)
 
     def host_of(self, service: str) -> tuple[str, HostSettings]:
         """The (first) host that runs `service`, by name and settings."""

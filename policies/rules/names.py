@@ -55,6 +55,12 @@ def cap_add_label(capability: str) -> str:
     return CAP_ADD_LABEL + capability
 
 
+def object_prefix(stack: str) -> str:
+    """The prefix of every Docker object name of `stack` (containers, volumes, networks), so
+    stacks sharing a daemon never collide."""
+    return f"napdms-{stack}"
+
+
 Segment = Literal["edge", "app", "data", "monitoring"]
 """The four network segments, in the order networks are declared."""
 SEGMENTS: tuple[Segment, ...] = ("edge", "app", "data", "monitoring")
