@@ -256,8 +256,8 @@ class PlatformSettings(StrictModel):
                 self._services[name] = override.apply(spec) if override else spec
             except ValidationError as error:
                 problems += [
-                    f"services.{name}: {detail['msg'].removeprefix('Value error, ')}; "
-                    "change this stack's override"
+                    f"{'.'.join(['services', name, *map(str, detail['loc'])])}: "
+                    f"{detail['msg'].removeprefix('Value error, ')}; change this stack's override"
                     for detail in error.errors()
                 ]
         agent = backup_agent.SPEC.name

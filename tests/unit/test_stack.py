@@ -8,8 +8,8 @@ from pydantic import ValidationError
 
 from components.catalog import CATALOG, backup_agent
 from components.model.plan import AGENT_SERVICE
-from components.model.spec import ServiceSpec
-from components.settings import Stack, load_stack, read_stack
+from components.model.spec import ImageBuild, ServiceSpec
+from components.settings import SettingsError, Stack, load_stack, read_stack
 from components.settings.model import ServiceOverride
 from napdms_ops import backups
 from tests.program import STACKS, stack_config
@@ -121,3 +121,22 @@ def test_the_backup_commands_use_the_local_daemon_when_the_agents_host_names_non
     assert backups.endpoint(read_stack("dev")) == "unix:///tmp/test-dockerd.sock", (
         "dev agent endpoint"
     )
+
+
+def test_an_entry_the_merge_makes_invalid_is_one_line_naming_the_service(monkeypatch):
+    # No override of today's stack files can break a catalog rule (their fields share the
+    # catalog's types), so stand in a catalog entry that a digest override breaks.
+    merge = ServiceOverride.apply
+    built = ImageBuild(dockerfile="napdms_ops/backup/Dockerfile")
+    monkeypatch.setattr(
+        ServiceOverride,
+        "apply",
+        lambda self, spec: merge(self, spec.model_copy(update={"build": built})),
+    )
+    config = _config("prod", gitea={"digest": "sha256:" + "a" * 64})
+    with pytest.raises(SettingsError) as raised:
+        load_stack("prod", config, set())
+    assert raised.value.lines == [
+        "prod: services.gitea: a built image has no registry digest; remove digest (the container "
+        "runs the build's id); change this stack's override"
+    ]
