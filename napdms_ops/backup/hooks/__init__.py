@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -48,9 +48,9 @@ class HookContext:
 class Hook(Protocol):
     """What every hook module defines. `source` is the plan's model of the hook's kind.
 
-    A module may also define `restore(source, record, context, into)` when extracting its parts
-    (`restore_parts`) is not all a restore takes, and `load(source, record, into, env=None)`
-    when its restored dump can be loaded into a server (`env`: how to reach it; None: the source's).
+    A restore extracts every part of a record (`restore`). A dump hook may also define
+    `load(source, record, into, env=None)`, which loads the restored dump into a server (`env`:
+    how to reach it; None: the source's own).
     """
 
     def backup(self, source: Any, context: HookContext) -> ServiceRecord:
@@ -110,39 +110,18 @@ def read_password(service: str, path: str | None) -> str | None:
         raise HookError(f"{service}: password file {path}: {error.strerror}") from None
 
 
-def restore_parts(record: ServiceRecord, context: HookContext, into: str) -> None:
-    """Extract each snapshot of `record` under `into`: what every restore starts with."""
-    for each in record.parts:
-        context.restic.restore(each.snapshot, into, verify=context.verify_restore)
-
-
 def backup(source: Any, context: HookContext) -> ServiceRecord:
     """Back up one source with its hook."""
     return hook(source.hook).backup(source, context)
 
 
 def restore(source: Any, record: ServiceRecord, context: HookContext, into: str) -> None:
-    """Restore one service's record with its hook (by default: extract its parts)."""
-    custom = getattr(hook(source.hook), "restore", None)
-    if custom is None:
-        restore_parts(record, context, into)
-    else:
-        custom(source, record, context, into)
+    """Extract each snapshot of one service's record under `into` (dump hooks' files land there
+    for their `load`)."""
+    for each in record.parts:
+        context.restic.restore(each.snapshot, into, verify=context.verify_restore)
 
 
 def verify(source: Any, record: ServiceRecord, context: HookContext, into: str) -> list[str]:
     """Check one restored service against what was recorded at backup time."""
     return hook(source.hook).verify(source, record, context, into)
-
-
-def load(
-    source: Any, record: ServiceRecord, into: str, env: Mapping[str, str] | None = None
-) -> None:
-    """Load a restored dump into a server, for hooks that can (`env`: how to reach it)."""
-    loader = getattr(hook(source.hook), "load", None)
-    if loader is None:
-        raise HookError(
-            f"{source.service}: a {source.hook} backup is restored as files; "
-            "there is nothing to load"
-        )
-    loader(source, record, into, env)
