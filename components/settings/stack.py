@@ -16,7 +16,7 @@ from typing import Any
 from components.catalog.context import CatalogContext
 from components.model.spec import ServiceSpec
 from components.settings.loader import PROJECT_DIR, load_settings, read_stack_file
-from components.settings.model import HostSettings, PlatformSettings
+from components.settings.model import PlatformSettings
 from policies.rules.names import object_prefix
 
 
@@ -60,15 +60,10 @@ class Stack:
         collide."""
         return object_prefix(self.name)
 
-    def host_of(self, service: str) -> tuple[str, HostSettings]:
-        """The (first) host that runs `service`, by name and settings."""
-        host = self.placements[service][0]
-        return host, self.settings.hosts[host]
-
     def endpoint_of(self, service: str) -> str | None:
         """The Docker endpoint of the host running `service`; None means DOCKER_HOST or the
         local socket."""
-        return self.host_of(service)[1].docker_host
+        return self.settings.hosts[self.placements[service][0]].docker_host
 
 
 def load_stack(stack: str, values: Mapping[str, Any], secret_keys: set[str]) -> Stack:
