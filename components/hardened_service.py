@@ -197,17 +197,12 @@ class HardenedService(pulumi.ComponentResource):
             docker.ContainerVolumeArgs(host_path=m.source, container_path=m.target, read_only=True)
             for m in spec.host_mounts
         ]
+        # Other services' volumes (the backup agent's sources), then the generated files.
         volumes += [
             docker.ContainerVolumeArgs(
                 volume_name=s.volume.name, container_path=s.path, read_only=True
             )
-            for s in self._args.sources
-        ]
-        volumes += [
-            docker.ContainerVolumeArgs(
-                volume_name=s.volume.name, container_path=s.path, read_only=True
-            )
-            for s in seeded
+            for s in [*self._args.sources, *seeded]
         ]
         # A volume the init container prepared must not be filled from the image on first mount:
         # Docker would copy the image's root-owned sub-directories over the chown.
