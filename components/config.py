@@ -31,9 +31,11 @@ def read_project_config(project: str) -> tuple[dict[str, Any], set[str]]:
 
 
 def _decode(value: Any) -> Any:
-    if not isinstance(value, str):
+    # Only objects and lists arrive as JSON text; a top-level scalar is always the operator's
+    # text ("123" or "NaN" stay text, as `pulumi config set` stored them).
+    if not isinstance(value, str) or not value.lstrip().startswith(("{", "[")):
         return value
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # the settings then report "not a mapping" in one line
         return value

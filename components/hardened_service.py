@@ -2,8 +2,9 @@
 
 Defaults (CIS Docker Benchmark §5 numbers in brackets): numeric non-root user, all
 capabilities dropped [5.4] with a named add-list, read-only root [5.13] with tmpfs where the
-service writes, no-new-privileges [5.26], memory [5.11] and CPU [5.12] limits, a process limit
-through `ulimits` nproc (pulumi-docker has no pids-limit field) [5.19/5.29], a health check
+service writes, no-new-privileges [5.26], memory [5.11] and CPU [5.12] limits, a PIDs cgroup
+limit [5.29] (pulumi-docker 5.x has no field for it: a pulumi-command `docker update --pids-limit`
+on the container's own host sets it, and again whenever the container is replaced), a health check
 [5.27] that `up` waits on, restart policy, json-file log rotation, ports bound to the host's
 LAN address [5.14], image by digest (or, built from this repository, by image id), secrets as
 0400 files owned by the service user.
@@ -12,14 +13,17 @@ Anything else is an exemption from the catalog, with its reason, written to a la
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 from components.model.spec import (
     CONFIG_VOLUME,
+    INIT_WAIVERS,
     SECRETS_DIR,
     SECRETS_VOLUME,
     BackupPolicy,
@@ -48,7 +52,20 @@ from policies.rules.names import (
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 """json-file rotation: at most 30 MB of logs per container."""
 
-TMPFS_OPTS = "rw,nosuid,nodev,size=64m,mode=1777"
+TMPFS_OPTS = "rw,noexec,nosuid,nodev,size=64m,mode=1777"
+"""Every tmpfs: nothing executed, no setuid, no device files there (rule `exec-tmpfs`). Docker's
+default for `--tmpfs` too, said explicitly so no other engine or version can differ."""
+
+INIT_PIDS_LIMIT = 16
+"""Processes (and threads) the init container may run: its shell and one find/chmod/chown at a
+time, with room to spare."""
+
+
+def pids_limit_command(docker_name: str, limit: int) -> str:
+    """The shell command that gives container `docker_name` its PIDs cgroup limit (the engine's
+    `HostConfig.PidsLimit`), in the one spelling the policy pack accepts. Only a name and a
+    number reach argv: nothing secret."""
+    return shlex.join(["docker", "update", "--pids-limit", str(limit), docker_name])
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,10 @@ class HardenedServiceArgs:
     """Protect backed-up volumes from deletion (staging and prod)."""
     sources: Sequence[SourceVolume] = ()
     depends_on: Sequence[pulumi.Resource] = ()
+    docker_host: str | None = None
+    """The host's Docker endpoint (`hosts.<host>.docker_host`), which the docker CLI commands
+    (PIDs limit, init run) use as DOCKER_HOST; None means the provider's default too (DOCKER_HOST
+    or the local socket), so the commands inherit it."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +150,9 @@ class HardenedService(pulumi.ComponentResource):
         replica_labels = {**self._labels, **_policy_labels(args.spec)}
         if seeded or any(v.chown for v in args.spec.volumes):
             init = self._init_container(seeded)
-            depends_on.append(init)
+            # Created, not started: it runs only once its PIDs limit is in place, and the
+            # replicas wait for that run to succeed.
+            depends_on.append(self._run_init(init))
             # New files (a rotated secret, a changed config) replace the init container, whose
             # new id in this label then replaces the service containers too.
             replica_labels[INIT_CONTAINER_LABEL] = init.id
@@ -228,9 +251,10 @@ class HardenedService(pulumi.ComponentResource):
         """One hardened container of the service."""
         spec, args = self._args.spec, self._args
         volumes, prepared = mounts
-        return docker.Container(
-            f"{self._name}-{replica}",
-            name=f"{self._docker_name}-{replica}",
+        resource_name, docker_name = f"{self._name}-{replica}", f"{self._docker_name}-{replica}"
+        container = docker.Container(
+            resource_name,
+            name=docker_name,
             hostname=f"{spec.name}-{replica}",
             image=self.image_digest,
             user=spec.user,
@@ -243,12 +267,11 @@ class HardenedService(pulumi.ComponentResource):
             read_only=True,
             tmpfs={path: TMPFS_OPTS for path in spec.tmpfs} or None,
             security_opts=["no-new-privileges:true"],
+            # Docker's default on a cgroup v1 host (the NAS kernels) is the host's namespace.
+            cgroupns_mode="private",
             memory=spec.memory,
             memory_swap=spec.memory,
             cpus=_cpus(spec.cpus),
-            # Only lowered limits: raising one above the daemon's own (nofile) fails at start
-            # once every capability is dropped.
-            ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=spec.pids, hard=spec.pids)],
             healthcheck=_healthcheck(spec),
             wait=True,
             wait_timeout=_wait_timeout(spec),
@@ -274,6 +297,53 @@ class HardenedService(pulumi.ComponentResource):
                 pulumi.ResourceOptions(depends_on=list(depends_on), delete_before_replace=True),
             ),
         )
+        # Set once it is up (and healthy): the limit applies from then on, and from the first
+        # process of every restart, which starts from the stored HostConfig.
+        self._pids_limit(resource_name, container, docker_name, spec.pids)
+        return container
+
+    def _pids_limit(
+        self, resource_name: str, container: docker.Container, docker_name: str, limit: int
+    ) -> command.local.Command:
+        """The container's PIDs cgroup limit [5.29]. pulumi-docker 5.x has no field for it, so
+        `docker update` sets it on the container's own host once the container exists, and again
+        whenever it is replaced (a new id) or the limit changes (a new command). The policy pack
+        reads the limit from this command; the audit reads HostConfig.PidsLimit."""
+        return self._docker_cli(
+            f"{resource_name}-pids", pids_limit_command(docker_name, limit), container
+        )
+
+    def _run_init(self, init: docker.Container) -> command.local.Command:
+        """Start the created init container once its PIDs limit is set, and wait for it: fails
+        `up` when the init script fails (`docker start --attach` exits with its status)."""
+        docker_name = f"{self._docker_name}-init"
+        limited = self._pids_limit(f"{self._name}-init", init, docker_name, INIT_PIDS_LIMIT)
+        return self._docker_cli(
+            f"{self._name}-init-run",
+            shlex.join(["docker", "start", "--attach", docker_name]),
+            init,
+            after=limited,
+        )
+
+    def _docker_cli(
+        self,
+        resource_name: str,
+        create: str,
+        container: docker.Container,
+        after: pulumi.Resource | None = None,
+    ) -> command.local.Command:
+        """A docker CLI call against this service's host that runs again whenever `container` is
+        replaced. `create` names the container by its fixed Docker name, a plain string, so the
+        policy pack can read it at preview; DOCKER_HOST is the provider's endpoint (inherited
+        when the stack leaves it to DOCKER_HOST or the local socket)."""
+        endpoint = self._args.docker_host
+        return command.local.Command(
+            resource_name,
+            create=create,
+            environment={"DOCKER_HOST": endpoint} if endpoint else None,
+            triggers=[container.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[after or container]),
+        )
 
     def _init_container(self, seeded: Sequence[_Seeded]) -> docker.Container:
         """One-shot root container, CHOWN and FOWNER only, no network: writes the secret and
@@ -281,7 +351,12 @@ class HardenedService(pulumi.ComponentResource):
         exits."""
         spec = self._args.spec
         chown_volumes = [v for v in spec.volumes if v.chown]
-        labels = {**self._labels, ROLE_LABEL: INIT_ROLE, **_INIT_EXCEPTIONS}
+        labels = {
+            **self._labels,
+            ROLE_LABEL: INIT_ROLE,
+            PIDS_LIMIT_LABEL: str(INIT_PIDS_LIMIT),
+            **_INIT_EXCEPTIONS,
+        }
         return docker.Container(
             f"{self._name}-init",
             name=f"{self._docker_name}-init",
@@ -295,11 +370,12 @@ class HardenedService(pulumi.ComponentResource):
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN", "FOWNER"]),
             read_only=False,
             security_opts=["no-new-privileges:true"],
+            # Docker's default on a cgroup v1 host (the NAS kernels) is the host's namespace.
+            cgroupns_mode="private",
             network_mode="none",
             memory=32,
             memory_swap=32,
             cpus="0.1",
-            ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=16, hard=16)],
             volumes=[
                 docker.ContainerVolumeArgs(
                     volume_name=self.volumes[v.name].name, container_path=v.path
@@ -311,7 +387,8 @@ class HardenedService(pulumi.ComponentResource):
                 for s in seeded
             ],
             uploads=[upload for s in seeded for upload in s.uploads] or None,
-            attach=True,
+            # Uploaded at creation, started by `_run_init` once its PIDs limit is set.
+            start=False,
             must_run=False,
             restart="no",
             log_driver="json-file",
@@ -324,12 +401,7 @@ class HardenedService(pulumi.ComponentResource):
 
 
 _INIT_EXCEPTIONS: Mapping[str, str] = {
-    exempt_label("run-as-root"): "sets file owners; CHOWN and FOWNER are its only capabilities",
-    exempt_label(
-        "writable-root"
-    ): "the provider uploads files through /, refused on a read-only root",
-    exempt_label("no-health-check"): "one-shot: exits when done, up waits for its exit",
-    exempt_label("no-restart-policy"): "one-shot: must not restart after it exits",
+    **{exempt_label(rule): reason for rule, reason in INIT_WAIVERS.items()},
     cap_add_label("CHOWN"): "give the files and volume roots to the service user",
     cap_add_label("FOWNER"): "set 0400 on files the service user owns",
 }
@@ -435,13 +507,10 @@ def _envs(env: Mapping[str, str], secrets: Sequence[SecretUse]) -> list[str] | N
 
 def _policy_labels(spec: ServiceSpec) -> dict[str, str]:
     """Labels the policy pack and the audit read: backups, exemptions and added capabilities."""
-    labels = {exempt_label(e.rule): e.reason for e in spec.exemptions}
+    labels = {exempt_label(rule): reason for rule, reason in spec.waivers().items()}
     labels.update({cap_add_label(cap.name): cap.reason for cap in spec.cap_add})
-    public = next((p.all_interfaces for p in spec.ports if p.all_interfaces), None)
-    if public:
-        labels[exempt_label("port-all-interfaces")] = public
     labels[BACKUP_LABEL] = ",".join(f"{v.name}:{v.backup.policy}" for v in spec.volumes) or "none"
-    labels[PIDS_LIMIT_LABEL] = f"ulimit-nproc={spec.pids}"
+    labels[PIDS_LIMIT_LABEL] = str(spec.pids)  # a record; `_pids_limit` sets the limit
     if spec.stateless:
         labels[STATELESS_LABEL] = "true"
     return labels

@@ -88,6 +88,7 @@ class Platform(pulumi.ComponentResource):
                 provider=docker_host.provider,
                 networks=docker_host.networks,
                 bind_address=settings.hosts[host].bind_address,
+                docker_host=settings.hosts[host].docker_host,
                 init_image=docker_host.init_image,
                 env={key: _substitute(value, placeholders) for key, value in spec.env.items()},
                 secrets={use.secret: self.secrets[use.secret] for use in spec.secrets},

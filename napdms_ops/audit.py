@@ -14,8 +14,10 @@ How the daemon is judged (one pass, one decision per subject):
   present (each stack's settings, e.g. `stateless-replicas.minReplicas`), and each run keeps only
   the findings whose subject belongs to that stack, so every finding is reported once, at its
   subject's level.
-- (`policies.rules.judge`) A rule disabled for a stack is not run on its subjects,
-  and an exempted finding (`napdms.exempt.<rule-id>: <reason>`) is always advisory.
+- (`policies.rules.judge`) A rule disabled for a stack is not run on its subjects, and a finding
+  is advisory only when that stack's config grants the subject an exemption from the rule and the
+  subject records it (`napdms.exempt.<rule-id>` label); a label alone waives nothing and is
+  itself an `unauthorised-exemption` finding. The pack reads the same grants from the same file.
 """
 
 from __future__ import annotations

@@ -11,12 +11,15 @@ blocks the nightly run, and fresh volumes receive the data.
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import docker
 from docker.errors import APIError, DockerException, NotFound
+from requests import RequestException
 
 from components.catalog.backup_agent import CACHE_DIR, STATE_DIR
 from components.model.plan import AGENT_SERVICE, CONFIG_DIR, PLAN_FILE, BackupPlan, FilesSource
@@ -66,7 +69,7 @@ def find_agent(stack: str, client: docker.DockerClient | None = None) -> Agent:
         )
     except AuditError as error:
         raise BackupCommandError(f"stack {stack}: {error}") from None
-    except (DockerException, APIError) as error:
+    except (DockerException, APIError, RequestException) as error:
         raise BackupCommandError(
             f"stack {stack}: cannot reach its Docker daemon ({error}); "
             "check DOCKER_HOST or the stack's hosts"
@@ -84,11 +87,25 @@ def run_in_agent(agent: Agent, command: str, *args: str) -> tuple[int, dict, str
 
     Returns (exit code, JSON result, stderr).
     """
-    result = agent.container.exec_run(
-        ["python3", "-m", "napdms_ops.backup", command, "--plan", PLAN_FILE, *args], demux=True
-    )
+    with _docker_errors(agent.stack):
+        result = agent.container.exec_run(
+            ["python3", "-m", "napdms_ops.backup", command, "--plan", PLAN_FILE, *args], demux=True
+        )
     stdout, stderr = result.output
     return result.exit_code, _json(stdout), (stderr or b"").decode(errors="replace").strip()
+
+
+@contextmanager
+def _docker_errors(stack: str) -> Iterator[None]:
+    """Turn a daemon that fails or stops answering mid-command into one `BackupCommandError`."""
+    try:
+        yield
+    except (DockerException, RequestException) as error:
+        reason = " ".join(str(error).split())
+        raise BackupCommandError(
+            f"stack {stack}: its Docker daemon failed the request ({reason}); "
+            "check the daemon and the agent container, then run the command again"
+        ) from None
 
 
 def _json(stdout: bytes | None) -> dict:
@@ -235,6 +252,7 @@ def _create_job(runner: Agent, command: Sequence[str], binds: list[str]):
         cap_drop=["ALL"],
         cap_add=RESTORE_CAPS,
         security_opt=["no-new-privileges:true"],
+        cgroupns="private",
         read_only=True,
         # /state: the job's own manifest cache; the agent's run record is not the job's to touch.
         # /restore: restic also restores the owners and modes of the directories above the
@@ -266,8 +284,29 @@ def restore(
     With `force`, files go back into the runner stack's live volumes, after the agent has backed
     up what they hold as a safety snapshot; stop the services first.
     """
-    runner = runner or source
-    label = label or time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    with _docker_errors(source.stack):
+        return _restore(source, snapshot, services, runner or source, label, force)
+
+
+def check_label(label: str) -> str:
+    """A `--label` that can be part of a Docker volume name; raises `BackupCommandError`."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,39}", label):
+        raise BackupCommandError(
+            f"--label {json.dumps(label)}: not usable in a volume name; use up to 40 "
+            'lower-case letters, digits, ".", "_" and "-", e.g. "before-upgrade"'
+        )
+    return label
+
+
+def _restore(
+    source: Agent,
+    snapshot: str,
+    services: Sequence[str],
+    runner: Agent,
+    label: str | None,
+    force: bool,
+) -> JobResult:
+    label = check_label(label) if label else time.strftime("%Y%m%d%H%M%S", time.gmtime())
     mounts = {
         path: name.replace(f"{object_prefix(source.stack)}-", f"{object_prefix(runner.stack)}-", 1)
         for path, name in restore_volumes(source, services, label, live=force).items()
@@ -292,12 +331,13 @@ def drill(agent: Agent, snapshot: str, data_bytes: int | None) -> JobResult:
     if data_bytes is not None:
         args += ["--data-bytes", str(data_bytes)]
     try:
-        return run_job(agent, args, {"/scratch": scratch})
+        with _docker_errors(agent.stack):
+            return run_job(agent, args, {"/scratch": scratch})
     finally:
         try:
             agent.client.volumes.get(scratch).remove(force=True)
-        except NotFound:
-            pass
+        except (DockerException, RequestException):
+            pass  # gone already, or the daemon is: the error above says which
 
 
 def _volume_exists(client: docker.DockerClient, name: str) -> bool:

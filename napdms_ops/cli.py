@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
 from components.settings import PlatformSettings, SettingsError
 from napdms_ops import audit as auditing
 from napdms_ops import backups
+from napdms_ops import policy_config as policy_configs
 from napdms_ops.deploy import DeployError
 from napdms_ops.deploy import up as deploy_up
 from napdms_ops.images import STACKS
 from napdms_ops.images import images as stack_images
+from policies.rules import LevelsError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -35,9 +38,25 @@ def schema(
     document["title"] = "nap-dms-platform stack settings"
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     if output:
-        output.write_text(text)
+        try:
+            output.write_text(text)
+        except OSError as error:
+            typer.echo(
+                f"napdms-ops schema: --output {output}: cannot write it "
+                f"({error.strerror or error}); choose a file in a writable directory",
+                err=True,
+            )
+            raise typer.Exit(2) from None
     else:
         typer.echo(text, nl=False)
+
+
+def _refuse_settings(error: SettingsError) -> NoReturn:
+    """Print a stack file's mistakes as the program does, one `<stack>: <key>: ...` line each,
+    and exit 2."""
+    for line in error.lines:
+        typer.echo(line, err=True)
+    raise typer.Exit(2)
 
 
 @app.command()
@@ -73,8 +92,7 @@ def images(
     try:
         refs = stack_images([stack] if stack else STACKS)
     except SettingsError as error:
-        typer.echo(f"napdms-ops images: {error}", err=True)
-        raise typer.Exit(2) from None
+        _refuse_settings(error)
     for ref in refs:
         typer.echo(ref)
 
@@ -116,6 +134,46 @@ def audit(
     raise typer.Exit(report.exit_code)
 
 
+@app.command("policy-config")
+def policy_config(
+    stack: str = typer.Option(..., "--stack", "-s", help="dev, staging or prod."),
+    write: bool = typer.Option(False, "--write", help="Rewrite the file instead of checking it."),
+) -> None:
+    """Check (or with --write, regenerate) policies/config/<stack>.json: every rule named, and
+    exactly the exemptions the stack's catalog grants. Exit code 1 when the file is out of date,
+    2 when the stack cannot be read."""
+    if stack not in STACKS:
+        typer.echo(
+            f"napdms-ops policy-config: unknown stack {stack!r}; use one of: {', '.join(STACKS)}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        text = policy_configs.generated(stack)
+    except SettingsError as error:
+        _refuse_settings(error)
+    except (policy_configs.PolicyConfigError, LevelsError) as error:
+        typer.echo(f"napdms-ops policy-config: {error}", err=True)
+        raise typer.Exit(2) from None
+    path = policy_configs.path_of(stack)
+    if write:
+        try:
+            path.write_text(text)
+        except OSError as error:
+            typer.echo(f"napdms-ops policy-config: {stack}: {path}: {error.strerror}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"{stack}: wrote {path}")
+    elif not path.is_file() or path.read_text() != text:
+        typer.echo(
+            f"{stack}: {path} differs from the catalog's grants; run napdms-ops policy-config "
+            f"--stack {stack} --write and review the change",
+            err=True,
+        )
+        raise typer.Exit(1)
+    else:
+        typer.echo(f"{stack}: {path} is up to date")
+
+
 backup_app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Backups of a stack, run by its backup agent."
 )
@@ -132,7 +190,9 @@ def _agent(stack: str):
         raise typer.Exit(2)
     try:
         return backups.find_agent(stack)
-    except (backups.BackupCommandError, SettingsError) as error:
+    except SettingsError as error:
+        _refuse_settings(error)
+    except backups.BackupCommandError as error:
         typer.echo(f"napdms-ops: {error}", err=True)
         raise typer.Exit(2) from None
 
@@ -141,12 +201,20 @@ def _finish(what: str, code: int, result: dict, error: str) -> None:
     if result:
         typer.echo(json.dumps(result, indent=2, default=str))
     if error:
-        typer.echo(f"napdms-ops {what}: {error}", err=True)
+        # The agent reports one line; should it ever die with a traceback, its last line (the
+        # exception) is the message, not the whole trace.
+        lines = [line.strip() for line in error.splitlines() if line.strip()]
+        typer.echo(f"napdms-ops {what}: {lines[-1] if lines else error}", err=True)
     raise typer.Exit(code)
 
 
 def _agent_command(command: str, stack: str, *args: str) -> None:
-    code, result, error = backups.run_in_agent(_agent(stack), command, *args)
+    agent = _agent(stack)
+    try:
+        code, result, error = backups.run_in_agent(agent, command, *args)
+    except backups.BackupCommandError as failure:
+        typer.echo(f"napdms-ops backup {command}: {failure}", err=True)
+        raise typer.Exit(2) from None
     _finish(f"backup {command}", code, result, error)
 
 
@@ -212,8 +280,6 @@ def restore(
 ) -> None:
     """Restore a backup of STACK into fresh volumes;
     live data only with --force, after a safety snapshot."""
-    source = _agent(stack)
-    runner = source if target in ("scratch", stack) else _agent(target)
     if force and target == "scratch":
         typer.echo(
             "napdms-ops restore: --force restores into a stack's live volumes; "
@@ -221,6 +287,14 @@ def restore(
             err=True,
         )
         raise typer.Exit(2)
+    try:
+        if label is not None:
+            backups.check_label(label)
+    except backups.BackupCommandError as error:
+        typer.echo(f"napdms-ops restore: {error}", err=True)
+        raise typer.Exit(2) from None
+    source = _agent(stack)
+    runner = source if target in ("scratch", stack) else _agent(target)
     try:
         job = backups.restore(source, snapshot, service, runner, label, force)
     except backups.BackupCommandError as error:
@@ -243,5 +317,17 @@ def drill(
 ) -> None:
     """Restore into scratch space, start PostgreSQL on it, verify every table and file, time it.
     Exit 1 if over the RTO or damaged."""
-    job = backups.drill(_agent(stack), snapshot, data_bytes)
+    if data_bytes is not None and data_bytes < 1:
+        typer.echo(
+            f"napdms-ops drill: --data-bytes {data_bytes}: not a positive number of bytes; "
+            "give the data size to extrapolate to (e.g. 500000000000), or omit it for the run's",
+            err=True,
+        )
+        raise typer.Exit(2)
+    agent = _agent(stack)
+    try:
+        job = backups.drill(agent, snapshot, data_bytes)
+    except backups.BackupCommandError as error:
+        typer.echo(f"napdms-ops drill: {error}", err=True)
+        raise typer.Exit(2) from None
     _finish("drill", job.exit_code, job.result, job.error)

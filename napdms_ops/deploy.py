@@ -65,9 +65,16 @@ def up_commands(stack: str, yes: bool) -> list[list[str]]:
 
 
 def check_docker(stack: str) -> None:
-    """Fail early, with the fix, when dev's local Docker daemon does not answer."""
+    """Fail early, with the fix, when the docker CLI is missing (every stack sets its containers'
+    PIDs limits with `docker update`) or dev's local Docker daemon does not answer."""
+    docker = shutil.which("docker")
+    if stack != "dev" and docker is None:
+        raise DeployError(
+            f"{stack}: the docker CLI is not on PATH, and `up` sets each container's PIDs limit "
+            "with `docker update --pids-limit` on its host; install it (apt-get install docker.io "
+            "or docker-ce-cli)"
+        )
     if stack == "dev":
-        docker = shutil.which("docker")
         if docker is None or subprocess.run([docker, "info"], capture_output=True).returncode != 0:
             raise DeployError(
                 "dev: no Docker daemon answers (DOCKER_HOST or /var/run/docker.sock); start "

@@ -1,14 +1,16 @@
 """The CrossGuard policies: one per rule of `rules`, plus one advisory policy for exemptions.
 
 Each container rule becomes a `ResourceValidationPolicy` on `docker.Container`, each stack rule a
-`StackValidationPolicy`. A finding the container documents an exemption for (label
-`napdms.exempt.<rule-id>`) is not a violation of its rule; the `exemptions` policy (advisory)
-reports it with its reason instead, so nothing is waived silently.
+`StackValidationPolicy`. A finding the stack's config grants an exemption from (the rule's
+`exempt` setting, recorded on the container by a `napdms.exempt.<rule-id>` label) is not a
+violation of its rule; the `exemptions` policy (advisory) reports it with its reason instead, so
+nothing is waived silently. A label nobody granted is the `unauthorised-exemption` rule's finding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pulumi_policy import (
@@ -25,6 +27,7 @@ from pulumi_policy import (
 )
 from rules import (
     CONTAINER_RULES,
+    RULES_BY_ID,
     STACK_RULES,
     Finding,
     Rule,
@@ -33,6 +36,7 @@ from rules import (
     check_stack,
     from_pulumi,
 )
+from rules.grants import SELF_GRANT_RULE, TABLE_SETTING, rule_grants
 from rules.levels import EXEMPTIONS_POLICY
 
 PACK_NAME = "napdms-hardening"
@@ -55,9 +59,15 @@ def policies() -> list:
             enforcement_level=EnforcementLevel.ADVISORY,
             severity=Severity.LOW,
             remediation_steps=(
-                "review the reason; remove the exemption label once the service no longer needs it"
+                "review the reason; remove the exemption from the catalog once the service no "
+                "longer needs it"
             ),
             validate=_report_exemptions,
+            config_schema=PolicyConfigSchema(
+                properties={
+                    TABLE_SETTING: RULES_BY_ID[SELF_GRANT_RULE].config_schema[TABLE_SETTING]
+                }
+            ),
         )
     )
     return made
@@ -87,12 +97,13 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
 
 def _report_exemptions(args: StackValidationArgs, report: ReportViolation) -> None:
     stack, urns = _stack_facts(args.resources)
+    table = args.get_config().get(TABLE_SETTING) or {}
     findings: list[Finding] = []
     for rule in CONTAINER_RULES:
         for container in stack.containers:
-            findings += check_container(container, rule)
+            findings += check_container(container, rule, rule_grants(table, rule.id))
     for rule in STACK_RULES:
-        findings += check_stack(stack, rule)
+        findings += check_stack(stack, rule, rule_grants(table, rule.id))
     for finding in findings:
         if finding.exempt_reason:
             report(finding.message, urns.get(finding.subject))
@@ -127,11 +138,20 @@ def _stack_facts(resources: Sequence[PolicyResource]) -> tuple[StackFacts, dict[
     }
     found: dict[str, list] = {kind: [] for kind in readers}
     urns: dict[str, str] = {}
+    # A container's PIDs limit is set by a command beside it (pulumi-docker has no field for it).
+    pids = from_pulumi.pids_limits_from_commands(
+        _plain(r.props) for r in resources if r.resource_type == from_pulumi.COMMAND
+    )
     for resource in resources:
         read = readers.get(resource.resource_type)
         if read is None:
             continue
         facts = read(_plain(resource.props), resource.name, _host(resource.provider))
+        if resource.resource_type == from_pulumi.CONTAINER:
+            endpoint = from_pulumi.docker_endpoint(
+                _plain(resource.provider.props) if resource.provider is not None else None
+            )
+            facts = replace(facts, pids_limit=pids.get((endpoint, facts.name), 0))
         found[resource.resource_type].append(facts)
         urns[facts.name] = resource.urn
     return (

@@ -1,9 +1,9 @@
 """Backup agent: the restic orchestrator of `napdms_ops/backup`, built from this repository.
 
-It dumps each database through its `backup_hook` (over the data network) and backs up every other
-daily volume as files, mounted read-only under /source. What to back up, where to and when is
-one file, `plan.json` (`components.model.plan.BackupPlan`), rendered here from the stack's
-settings and catalog into the agent's config volume.
+It dumps each database through its `backup_hook` (over the data network, or chat for MongoDB) and
+backs up every other daily volume as files, mounted read-only under /source. What to back up,
+where to and when is one file, `plan.json` (`components.model.plan.BackupPlan`), rendered here
+from the stack's settings and catalog into the agent's config volume.
 """
 
 from __future__ import annotations
@@ -86,8 +86,9 @@ SPEC = ServiceSpec(
     tmpfs=["/tmp", "/var/lib/postgresql/data"],
     secrets=[SecretUse(secret=RESTIC_PASSWORD)],
     config_dir=CONFIG_DIR,
-    # edge: the ASUSTOR and S3; data: the databases it dumps; monitoring: Prometheus scrapes it.
-    networks=["edge", "data", "monitoring"],
+    # edge: the ASUSTOR and S3; data and chat: the databases it dumps (chat: MongoDB);
+    # monitoring: Prometheus scrapes it.
+    networks=["edge", "data", "chat", "monitoring"],
     cap_add=[
         CapAdd(name="DAC_READ_SEARCH", reason="read every service's files whatever their owner")
     ],
@@ -226,7 +227,7 @@ def files(context: CatalogContext) -> dict[str, str]:
 
 
 def _hook_source(spec: ServiceSpec) -> DumpSource:
-    """The dump source of a hooked service, reached by its alias on the data network."""
+    """The dump source of a hooked service, reached by its alias on the network they share."""
     hook = spec.backup_hook
     fields = {"service": spec.name, "host": spec.name, "port": hook.port}
     if hook.user is not None:

@@ -8,17 +8,19 @@ SPEC = ServiceSpec(
     image="docker.io/prom/node-exporter",
     tag="v1.9.1",
     user="65534:65534",
-    command=["--path.rootfs=/host"],
+    # /proc and /sys, not the host's /: a container with the host's root can read every
+    # secret on it. Filesystem figures are those of the container's own / (the disk Docker
+    # keeps its data on, the one that fills up).
+    command=["--path.procfs=/host/proc", "--path.sysfs=/host/sys"],
     # Published on the LAN address so the QNAP's Prometheus scrapes the ASUSTOR too.
     ports=[Port(internal=9100, external=9100)],
     host_mounts=[
-        HostMount(
-            source="/", target="/host", reason="host filesystem and /proc statistics, read-only"
-        )
+        HostMount(source="/proc", target="/host/proc", reason="host CPU, memory and network"),
+        HostMount(source="/sys", target="/host/sys", reason="host hardware and disk statistics"),
     ],
     networks=["monitoring", "edge"],
     exemptions=[
-        Exemption(rule="host-mount", reason="host root read-only, the exporter's only input")
+        Exemption(rule="host-mount", reason="the host's /proc and /sys read-only, its only input")
     ],
     health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:9100/metrics"]),
     memory="128m",

@@ -12,13 +12,16 @@ from components.model.spec import (
 # Executed once by the image's entrypoint on first start (an empty data directory). Each
 # `<app>-db-password` secret file becomes a login role and a database of the same name, so
 # adding an application that needs a database is one more secret in its catalog entry.
+# psql reads each password itself (`\set` from a backquoted `cat` of the file): only the file's
+# path is on a command line, so `ps` never shows a password during the first start.
 _APP_ROLES = """#!/bin/sh
 set -eu
 for file in /run/secrets/*-db-password; do
   [ -e "$file" ] || continue
   app=$(basename "$file" -db-password)
   psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \\
-    --set app="$app" --set password="$(cat "$file")" <<'SQL'
+    --set app="$app" --set file="$file" <<'SQL'
+\\set password `cat :'file'`
 CREATE ROLE :"app" LOGIN PASSWORD :'password';
 CREATE DATABASE :"app" OWNER :"app";
 SQL

@@ -6,18 +6,23 @@ both; its retention, checks and offsite parts are the agent's own plan models.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from fnmatch import fnmatch
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
+from components.model.addresses import login_problem, quoted
 from components.model.plan import Checks, OffsiteBucket, Retention
 from components.model.strict import StrictModel
 
 _CRON_FIELD = re.compile(r"^(\*|\d{1,2})$")
-_SFTP_REPOSITORY = re.compile(r"^sftp:[^@\s/:]+@(?P<host>[^@\s/:]+):/\S+$")
-_LOCAL_REPOSITORY = re.compile(r"^/[^\s:]+$")
+_SFTP_REPOSITORY = re.compile(r"sftp:(?P<user>[^@\s/:]+)@(?P<host>[^@\s/:]+):(?P<path>/\S*)")
+_LOCAL_REPOSITORY = re.compile(r"/[^\s:]*")
+_SYSTEM_DIRS = ("/tmp", "/var/tmp", "/run", "/dev", "/proc", "/sys", "/etc", "/usr", "/bin")
+"""Directories a repository may never be in: emptied at boot, runtime state, or the system."""
+MAX_RETRY_DELAY_S = 6 * 3600
 _KNOWN_HOSTS_KEY_TYPES = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+)$")
 
 
@@ -34,7 +39,8 @@ class BackupSettings(StrictModel):
     """Cron line; the agent honours minute and hour."""
     timezone: str = "Europe/Berlin"
     retries: int = Field(default=3, ge=0, le=10)
-    retry_delay_s: int = Field(default=300, ge=1)
+    retry_delay_s: int = Field(default=300, ge=1, le=MAX_RETRY_DELAY_S)
+    """Seconds between attempts; at most 6 hours, so the retries end before the next night."""
     retention: Retention = Retention()
     checks: Checks = Checks()
     offsite: OffsiteBucket | None = None
@@ -42,11 +48,32 @@ class BackupSettings(StrictModel):
     @field_validator("repository")
     @classmethod
     def _repository(cls, value: str) -> str:
-        if not (_SFTP_REPOSITORY.match(value) or _LOCAL_REPOSITORY.match(value)):
+        sftp = _SFTP_REPOSITORY.fullmatch(value)
+        if not (sftp or _LOCAL_REPOSITORY.fullmatch(value)):
             raise ValueError(
-                f'"{value}" is not a repository the agent can reach; use '
+                f"{quoted(value)} is not a repository the agent can reach; use "
                 '"sftp:backup@asustor:/backups/napdms" '
                 "or an absolute path inside the agent (S3 goes under backup.offsite)"
+            )
+        if sftp:
+            problem = login_problem(sftp["user"], sftp["host"])
+            if problem:
+                raise ValueError(
+                    f"{problem}; use the ASUSTOR's backup login, e.g. "
+                    '"sftp:backup@asustor.example.org:/volume1/backup/napdms"'
+                )
+        path = sftp["path"] if sftp else value
+        if posixpath.normpath(path) != path or path.startswith("//"):
+            raise ValueError(
+                f"{quoted(path)} is not a plain path; write it as "
+                f"{quoted(posixpath.normpath(path).replace('//', '/'))}"
+            )
+        system = next((d for d in _SYSTEM_DIRS if path == d or path.startswith(f"{d}/")), None)
+        if path == "/" or system:
+            where = "is the whole filesystem" if path == "/" else f"lies in {system}"
+            raise ValueError(
+                f"{quoted(path)} {where}, which the system empties or owns; use a directory of "
+                'its own such as "/repository" (or "/volume1/backup/napdms" on the ASUSTOR)'
             )
         return value
 
@@ -114,7 +141,7 @@ class BackupSettings(StrictModel):
     @property
     def sftp_host(self) -> str | None:
         """The host of an sftp repository, None for a local one."""
-        match = _SFTP_REPOSITORY.match(self.repository)
+        match = _SFTP_REPOSITORY.fullmatch(self.repository)
         return match["host"] if match else None
 
 

@@ -7,8 +7,10 @@ agent's plan names their files, the README tells how to set them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,35 @@ class OperatorKey:
     secret: str | None = None
     """The platform secret it becomes (delivered as `/run/secrets/<secret>`), if a service reads
     it."""
+    form: Literal["private-key", "token", "line"] = "line"
+    """What a usable value looks like: a PEM or OpenSSH private key, one word without spaces, or
+    one line of text."""
+
+    def problem(self, value: object) -> str | None:
+        """What is wrong with a decrypted `value`, without quoting it; None when it fits. A value
+        still encrypted (`{secure: ...}`, as a stack file holds it) cannot be checked here."""
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            return f"holds no text, but must hold {self.holds}"
+        text = value.strip()
+        if self.form == "private-key":
+            if text.startswith(("ssh-", "ecdsa-", "sk-")):
+                return "holds a public key, but must hold the private key, the file without .pub"
+            lines = text.splitlines()
+            if not (
+                _PEM_BEGIN.fullmatch(lines[0]) and _PEM_END.fullmatch(lines[-1]) and len(lines) >= 3
+            ):
+                return "is not a private key file (-----BEGIN ... PRIVATE KEY----- to -----END)"
+        elif self.form == "token" and any(c.isspace() or not c.isprintable() for c in text):
+            return "holds spaces, line breaks or control characters, but must be one word"
+        elif self.form == "line" and any(c in "\r\n" or not c.isprintable() for c in text):
+            return "holds line breaks or control characters, but must be one line"
+        return None
+
+
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
 
 
 SMTP_PASSWORD = OperatorKey("smtp_password", "the SMTP relay's password for alert mail")
@@ -29,12 +60,13 @@ BACKUP_SSH_KEY = OperatorKey(
     "backup_ssh_key",
     "the private key the backup agent logs in to the ASUSTOR's sftp with",
     "backup-ssh-key",
+    form="private-key",
 )
 S3_ACCESS_KEY = OperatorKey(
-    "s3_access_key_id", "the offsite S3 bucket's access key id", "backup-s3-access-key"
+    "s3_access_key_id", "the offsite S3 bucket's access key id", "backup-s3-access-key", "token"
 )
 S3_SECRET_KEY = OperatorKey(
-    "s3_secret_access_key", "the offsite S3 bucket's secret key", "backup-s3-secret-key"
+    "s3_secret_access_key", "the offsite S3 bucket's secret key", "backup-s3-secret-key", "token"
 )
 
 OPERATOR_KEYS: tuple[OperatorKey, ...] = (

@@ -7,6 +7,8 @@ secret values, so it can sit in a config volume and in test fixtures alike.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -21,6 +23,7 @@ CONFIG_DIR = "/etc/napdms-backup"
 PLAN_FILE = f"{CONFIG_DIR}/plan.json"
 """The plan inside the agent's container."""
 KNOWN_HOSTS_FILE = f"{CONFIG_DIR}/known_hosts"
+_S3_ENDPOINT = r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?"
 
 
 class SftpAccess(StrictModel):
@@ -67,16 +70,33 @@ class OffsiteBucket(StrictModel):
     versioning, lifecycle and object lock. A stack's `backup.offsite`; its keys are the encrypted
     config keys `s3_access_key_id` and `s3_secret_access_key`."""
 
-    endpoint: str = Field(pattern=r"^https?://[^/\s]+$")
-    """S3 endpoint URL without a path, e.g. `https://s3.eu-central-1.amazonaws.com` (AWS or
-    compatible), also used by boto3 to prepare the bucket."""
+    endpoint: str = Field(json_schema_extra={"pattern": f"^{_S3_ENDPOINT}$"})
+    """S3 endpoint URL without a path or credentials, e.g. `https://s3.eu-central-1.amazonaws.com`
+    (AWS or compatible), also used by boto3 to prepare the bucket. http:// only in dev."""
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    region: str = "us-east-1"
+    region: str = Field(default="us-east-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     object_lock_days: int = Field(default=30, ge=0, le=3650)
     """Days each object version is locked (GOVERNANCE) after it is written; 0 turns object lock
     off."""
     noncurrent_days: int = Field(default=90, ge=1, le=3650)
     """Days a replaced or deleted object version is kept before it expires."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if "@" in value:
+            # Not quoted back: the part before @ is a key.
+            raise ValueError(
+                "holds credentials (user:key@host), which would be written to the plan in plain "
+                "text; remove them and set the encrypted keys s3_access_key_id and "
+                "s3_secret_access_key"
+            )
+        if not re.fullmatch(_S3_ENDPOINT, value):
+            raise ValueError(
+                f"{json.dumps(value)} is not an S3 endpoint; use scheme and host only, "
+                'e.g. "https://s3.eu-central-1.amazonaws.com"'
+            )
+        return value
 
 
 class Offsite(OffsiteBucket):
@@ -88,9 +108,10 @@ class Offsite(OffsiteBucket):
 class Retention(StrictModel):
     """restic `forget` policy applied after each successful run."""
 
-    daily: int = Field(default=30, ge=1)
-    weekly: int = Field(default=13, ge=0)
-    monthly: int = Field(default=12, ge=0)
+    daily: int = Field(default=30, ge=1, le=3660)
+    weekly: int = Field(default=13, ge=0, le=520)
+    monthly: int = Field(default=12, ge=0, le=1200)
+    """Bounded at ten years (daily, weekly) and a hundred (monthly): more is a typo."""
 
 
 class Checks(StrictModel):

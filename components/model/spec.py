@@ -7,10 +7,11 @@ reason, which ends up as a container label that the policy pack and the audit re
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from components.model.plan import DUMP_HOOKS, SOURCE_MODELS
 from components.model.strict import StrictModel
@@ -26,18 +27,75 @@ _CAPABILITY = re.compile(r"^[A-Z_]+$")
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 
 
+# The OCI distribution spec's grammar (github.com/distribution/reference).
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+_DIGEST = r"sha256:[a-f0-9]{64}"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_LABEL = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_DOMAIN = rf"{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*(?::[0-9]+)?"
+_REPOSITORY = rf"(?:{_DOMAIN}|{_PATH_COMPONENT})(?:/{_PATH_COMPONENT})+"
+
+
 def check_fixed_tag(value: str) -> str:
-    """Reject tags that float (`latest`), so a redeploy never changes the image silently."""
-    if value in ("latest", "") or value.endswith("-latest"):
+    """Reject tags that are no OCI tag or that float (`latest`), so a redeploy never changes the
+    image silently."""
+    if not re.fullmatch(_TAG, value):
+        raise ValueError(
+            f"{_quoted(value)} is not an image tag; use up to 128 letters, digits, "
+            '"_", "." and "-", not starting with "." or "-", e.g. "16.4"'
+        )
+    if value == "latest" or value.endswith("-latest"):
         raise ValueError(f'"{value}" floats; use a released version such as "16.4"')
     return value
 
 
-Tag = Annotated[str, AfterValidator(check_fixed_tag)]
+def check_digest(value: str) -> str:
+    """A manifest digest as registries print it."""
+    if not re.fullmatch(_DIGEST, value):
+        raise ValueError(
+            f"{_quoted(value)} is not an image digest; use sha256: and 64 lower-case hex digits, "
+            "as `docker buildx imagetools inspect <image>:<tag>` prints it"
+        )
+    return value
+
+
+def check_repository(value: str) -> str:
+    """A repository as pulled: lower-case path components below a registry, no tag or digest.
+    The first part counts as a registry only when Docker would read it as one (a `.` or `:`,
+    or `localhost`)."""
+    first = value.split("/", 1)[0]
+    is_domain = "." in first or ":" in first or first == "localhost"
+    if (
+        len(value) > 255
+        or not re.fullmatch(_REPOSITORY, value)
+        or not (is_domain or re.fullmatch(_PATH_COMPONENT, first))
+    ):
+        raise ValueError(
+            f"{_quoted(value)} is not an image repository; use lower-case names such as "
+            '"docker.io/library/postgres", without tag or digest (they are keys of their own)'
+        )
+    return value
+
+
+def _quoted(value: str) -> str:
+    return json.dumps(value if len(value) <= 80 else value[:72] + "...(cut)")
+
+
+Tag = Annotated[
+    str,
+    AfterValidator(check_fixed_tag),
+    WithJsonSchema({"type": "string", "pattern": f"^{_TAG}$"}),
+]
 """An image tag that names one release."""
-Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+Digest = Annotated[
+    str, AfterValidator(check_digest), WithJsonSchema({"type": "string", "pattern": f"^{_DIGEST}$"})
+]
 """A manifest digest, `sha256:` and 64 hex digits."""
-ImageRepository = Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")]
+ImageRepository = Annotated[
+    str,
+    AfterValidator(check_repository),
+    WithJsonSchema({"type": "string", "pattern": f"^{_REPOSITORY}$"}),
+]
 """A repository as pulled (`registry/owner/name`), without tag or digest."""
 Pids = Annotated[int, Field(ge=16, le=65536)]
 """A container's process limit."""
@@ -98,12 +156,18 @@ class VolumeMount(StrictModel):
         return value
 
 
+Environment = Literal["dev", "staging", "prod"]
+"""A stack's `environment`: which rule set applies."""
+
+
 class HostMount(StrictModel):
     """A host path bind-mounted read-only, an exception that needs a reason."""
 
     source: str = Field(pattern=r"^/")
     target: str = Field(pattern=r"^/")
     reason: str = Field(min_length=8)
+    environments: list[Environment] | None = None
+    """Only in these environments (None: in every one)."""
 
 
 class Port(StrictModel):
@@ -137,6 +201,9 @@ class Exemption(StrictModel):
     rule: str
     """A rule id of the policy pack (`policies/rules`), e.g. `run-as-root`."""
     reason: str = Field(min_length=8)
+    environments: list[Environment] | None = None
+    """Only in these environments (None: in every one). A rule that hands the container the
+    host (`policies.rules.grants.UNWAIVABLE`) can be waived in dev only."""
 
     @field_validator("rule")
     @classmethod
@@ -341,6 +408,30 @@ class ServiceSpec(StrictModel):
         """The reason this service is exempt from `rule`, or None."""
         return next((e.reason for e in self.exemptions if e.rule == rule), None)
 
+    def waivers(self) -> dict[str, str]:
+        """Every rule its containers are exempt from, with the reason: the catalog's exemptions
+        and, for a port that must face every interface, `port-all-interfaces`. The stack grants
+        exactly these (`policies/config/<stack>.json`), and the containers record them."""
+        waived = {e.rule: e.reason for e in self.exemptions}
+        public = next((p.all_interfaces for p in self.ports if p.all_interfaces), None)
+        if public:
+            waived["port-all-interfaces"] = public
+        return waived
+
+    def in_environment(self, environment: Environment) -> ServiceSpec:
+        """This entry as it runs in `environment`: host mounts and exemptions limited to other
+        environments left out."""
+        return self.model_copy(
+            update={
+                "host_mounts": [
+                    m for m in self.host_mounts if environment in (m.environments or [environment])
+                ],
+                "exemptions": [
+                    e for e in self.exemptions if environment in (e.environments or [environment])
+                ],
+            }
+        )
+
     @property
     def uid(self) -> int:
         """Numeric user id the container runs as."""
@@ -358,3 +449,12 @@ class ServiceSpec(StrictModel):
         build tags."""
         ref = f"{self.image}:{self.tag}"
         return f"{ref}@{self.digest}" if self.digest else ref
+
+
+INIT_WAIVERS: dict[str, str] = {
+    "run-as-root": "sets file owners; CHOWN and FOWNER are its only capabilities",
+    "writable-root": "the provider uploads files through /, refused on a read-only root",
+    "no-health-check": "one-shot: exits when done, up waits for its exit",
+    "no-restart-policy": "one-shot: must not restart after it exits",
+}
+"""The exemptions of every service's one-shot init container (`<service>-init`)."""

@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from components.model.addresses import printable
 from components.model.operator_keys import BY_CONFIG_KEY
 from components.settings.model import _PROBLEMS_MARK, PlatformSettings
+from components.settings.stack_file import StackFileError, read_yaml
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -31,35 +32,102 @@ class SettingsError(Exception):
         self.lines = lines
 
 
-def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str, Any], set[str]]:
+def read_stack_file(stack: str, project_dir: Path | None = None) -> tuple[dict[str, Any], set[str]]:
     """The `<project>:*` values of `Pulumi.<stack>.yaml` (keys without the namespace) and the keys
-    stored encrypted (`{secure: ...}`), the two things `load_settings` takes.
+    stored encrypted (`{secure: ...}`, also deeper inside a value), the two things `load_settings`
+    takes.
 
     The engine normally hands these over (`components.config.read_project_config`); without it
     the stack file is the source. Encrypted values stay undecrypted: no image depends on a secret.
+    Raises `SettingsError` for a file that is not plain YAML data (`stack_file`).
     """
-    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
-    document = yaml.safe_load((project_dir / f"Pulumi.{stack}.yaml").read_text()) or {}
-    prefix = f"{project}:"
+    project_dir = PROJECT_DIR if project_dir is None else project_dir
+    try:
+        project_file = read_yaml(project_dir / "Pulumi.yaml")
+        project = project_file.get("name") if isinstance(project_file, dict) else None
+        if not isinstance(project, str) or not project:
+            raise StackFileError("Pulumi.yaml", "has no project name; add name: <project>")
+        prefix = f"{project}:"
+
+        def key_path(keys: list[str]) -> str:
+            if len(keys) > 1 and keys[0] == "config" and keys[1].startswith(prefix):
+                keys = [keys[1][len(prefix) :], *keys[2:]]
+            return ".".join(keys)
+
+        document = read_yaml(project_dir / f"Pulumi.{stack}.yaml", key_path)
+    except StackFileError as error:
+        raise SettingsError([f"{stack}: {error}"]) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise SettingsError(
+            [
+                f"{stack}: Pulumi.{stack}.yaml: holds {_kind(document)}, not a mapping; "
+                "start the file with config: and the settings below it, indented"
+            ]
+        )
+    config = document.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise SettingsError(
+            [
+                f"{stack}: config: {_kind(config)}, not a mapping; write each "
+                f"{project}:<key>: <value> below config:, indented"
+            ]
+        )
     values = {
-        key[len(prefix) :]: value
-        for key, value in (document.get("config") or {}).items()
-        if key.startswith(prefix)
+        key[len(prefix) :]: value for key, value in (config or {}).items() if key.startswith(prefix)
     }
-    secret_keys = {
-        key for key, value in values.items() if isinstance(value, dict) and set(value) == {"secure"}
-    }
+    secret_keys = {key for key, value in values.items() if _holds_encrypted(value)}
     return values, secret_keys
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a single value" if value is not None else "nothing"
+
+
+def _holds_encrypted(value: Any) -> bool:
+    """Whether `value` is, or contains, a `{secure: <ciphertext>}` value."""
+    if isinstance(value, dict):
+        return set(value) == {"secure"} or any(_holds_encrypted(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_encrypted(v) for v in value)
+    return False
+
+
 def load_settings(stack: str, values: Mapping[str, Any], secret_keys: set[str]) -> PlatformSettings:
-    """Validate a stack's config values; raise `SettingsError` naming stack, key and fix."""
+    """Validate a stack's config values; raise `SettingsError` naming stack, key and fix.
+
+    No line ever shows a value stored encrypted: an operator key's value is checked for its form
+    only, and any other key stored encrypted is refused before the settings are validated, because
+    the program would write it in plain text (names, labels, env, generated files)."""
     lines = [
         f"{stack}: {key}: stored in plain text but holds {operator_key.holds}; "
         f"set it with `pulumi config set --secret {key} --stack {stack}`"
         for key, operator_key in BY_CONFIG_KEY.items()
         if key in values and key not in secret_keys
     ]
+    lines += [
+        f"{stack}: {key}: {problem} (the value is not shown); set it again with "
+        f"`pulumi config set --secret {key} --stack {stack}`"
+        for key, operator_key in BY_CONFIG_KEY.items()
+        if key in values and key in secret_keys
+        for problem in [operator_key.problem(values[key])]
+        if problem
+    ]
+    encrypted = sorted(key for key in secret_keys if key in values and key not in BY_CONFIG_KEY)
+    lines += [
+        f"{stack}: {key}: stored encrypted, but the program writes this setting in plain text "
+        "(resource names, labels, environment, generated files), where it would not stay secret; "
+        f"write it in Pulumi.{stack}.yaml without --secret"
+        for key in encrypted
+    ]
+    if encrypted:
+        # Validating the rest could quote the encrypted value back (a cross-field line): stop here.
+        raise SettingsError(lines)
     settings_input = {key: value for key, value in values.items() if key not in BY_CONFIG_KEY}
     try:
         settings = PlatformSettings.model_validate(settings_input)
@@ -79,10 +147,9 @@ def _explain(stack: str, detail: Mapping[str, Any]) -> list[str]:
         if message.startswith(_PROBLEMS_MARK):
             return [f"{stack}: {line}" for line in message[len(_PROBLEMS_MARK) :].splitlines()]
     is_key = loc and loc[-1] == "[key]"
-    path = ".".join(part for part in loc if part != "[key]") or "(top level)"
-    return [
-        f"{stack}: {path}: {_reason(kind, message, value, detail.get('ctx') or {}, loc, is_key)}"
-    ]
+    path = printable(".".join(part for part in loc if part != "[key]") or "(top level)")
+    reason = _reason(kind, message, value, detail.get("ctx") or {}, loc, is_key)
+    return [f"{stack}: {path}: {printable(reason)}"]
 
 
 def _reason(
@@ -93,6 +160,8 @@ def _reason(
         if isinstance(value, (str, int, float, bool)) or value is None
         else repr(value)
     )
+    if len(shown) > 80:
+        shown = shown[:72] + "...(cut)"
     if kind == "extra_forbidden":
         return _unknown_key(loc[-1], _field_names(loc[:-1]))
     if kind == "literal_error" and is_key:
@@ -109,20 +178,22 @@ def _reason(
     if kind == "too_short":
         return f"needs at least {ctx.get('min_length', 1)} entry; add one"
     if kind == "string_pattern_mismatch":
-        return f"{shown} does not have the expected form ({ctx['pattern']})"
+        return f"{shown} does not have the expected form; write it to match {ctx['pattern']}"
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return f"{shown} is not a whole number; use e.g. 2"
     if kind in ("bool_parsing", "bool_type"):
-        return f"{shown} is not true or false"
+        return f"{shown} is not true or false; write true or false, without quotes"
     if kind in ("dict_type", "model_type"):
         return f"{shown} is not a mapping; write the keys below it, indented"
     if kind == "list_type":
         return f"{shown} is not a list; write it as [a, b] or one '- item' per line"
     if kind == "string_type":
         return f"{shown} is not text; quote it"
+    if kind in ("too_long", "string_too_long"):
+        return f"is too long; use at most {ctx.get('max_length')} entries or characters"
     if kind == "value_error":
         return message
-    return f"{shown}: {message}"
+    return f"{shown}: {message}; see `napdms-ops schema` for what this key takes"
 
 
 def _choices(ctx: Mapping[str, Any]) -> list[str]:

@@ -12,20 +12,32 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
     PrivateAttr,
+    StrictBool,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from components.catalog import CATALOG, backup_agent
+from components.model.addresses import (
+    Email,
+    Hostname,
+    docker_endpoint_problem,
+    printable,
+    quoted,
+    ssh_options_problem,
+)
 from components.model.backup import BackupSettings
 from components.model.operator_keys import BY_SECRET
 from components.model.spec import (
+    SECRETS_DIR,
+    SOURCE_ROOT,
     BackupPolicy,
     Digest,
     ImageRepository,
@@ -36,23 +48,23 @@ from components.model.spec import (
 )
 from components.model.strict import StrictModel
 from components.model.units import Cpus, SizeMB, format_size_mb
+from policies.rules.grants import UNWAIVABLE, WAIVABLE_STACKS
 
 ServiceName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
 """A service the catalog knows; anything else is a typo."""
 
-_DOCKER_HOST = re.compile(r"^(unix:///\S+|ssh://[\w.-]+@[\w.-]+(:\d+)?|tcp://[\w.-]+:\d+)$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9-]{1,63}\.)+[a-z]{2,63}")
 
 
 class HostSettings(StrictModel):
     """A Docker daemon: the QNAP, the ASUSTOR, or the local daemon in dev."""
 
     docker_host: str | None = None
-    """`ssh://user@host`, `unix:///path` or `tcp://host:port`; unset means DOCKER_HOST or the
-    local socket."""
+    """`ssh://user@host` or `unix:///path`; unset means DOCKER_HOST or the local socket. `tcp://`
+    is refused: this program gives the Docker API no TLS, and the bare API hands over the host."""
     ssh_opts: list[str] = []
-    """Extra ssh options for an `ssh://` host (e.g. an identity file)."""
+    """Extra ssh options for an `ssh://` host (e.g. `[-o, ServerAliveInterval=15]`); none that
+    weakens host-key checking or runs a command."""
     memory: SizeMB
     """Memory the platform may use on this host; the services' limits must fit in it."""
     cpus: Cpus
@@ -64,10 +76,17 @@ class HostSettings(StrictModel):
     @field_validator("docker_host")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not _DOCKER_HOST.match(value):
-            raise ValueError(
-                f'"{value}" is not a Docker endpoint; use e.g. "ssh://deploy@qnap.example.org"'
-            )
+        problem = docker_endpoint_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("ssh_opts")
+    @classmethod
+    def _ssh_opts(cls, value: list[str]) -> list[str]:
+        problem = ssh_options_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("bind_address")
@@ -93,7 +112,8 @@ class VolumeOverride(StrictModel):
 class ServiceOverride(StrictModel):
     """What a stack may change about a catalog service."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
+    """true or false; text such as "no" is refused, not read as a boolean."""
     tag: Tag | None = None
     image: ImageRepository | None = None
     digest: Digest | None = None
@@ -123,7 +143,8 @@ class TlsSettings(StrictModel):
 
     mode: Literal["acme", "internal"]
     """`acme`: Let's Encrypt (public DNS needed). `internal`: Caddy's local CA (dev)."""
-    acme_email: str | None = None
+    acme_email: Email | None = None
+    """Where Let's Encrypt mails expiry warnings (written into the Caddyfile)."""
 
     @model_validator(mode="after")
     def _acme_needs_email(self) -> TlsSettings:
@@ -131,43 +152,26 @@ class TlsSettings(StrictModel):
             raise ValueError(
                 'mode "acme" needs acme_email: Let\'s Encrypt mails expiry warnings there'
             )
-        if self.acme_email and not _EMAIL.match(self.acme_email):
-            raise ValueError(
-                f'"{self.acme_email}" is not an e-mail address; use e.g. "ops@example.org"'
-            )
         return self
 
 
 class AlertingSettings(StrictModel):
     """Where alerts are mailed. The SMTP password is the secret config key `smtp_password`."""
 
-    smtp_host: str
+    smtp_host: Hostname
     smtp_port: int = Field(default=587, ge=1, le=65535)
-    smtp_from: str
-    smtp_to: list[str] = Field(min_length=1)
+    smtp_from: Email
+    smtp_to: list[Email] = Field(min_length=1)
 
-    @field_validator("smtp_from")
-    @classmethod
-    def _from(cls, value: str) -> str:
-        if not _EMAIL.match(value):
-            raise ValueError(f'"{value}" is not an e-mail address; use e.g. "alerts@example.org"')
-        return value
 
-    @field_validator("smtp_to")
-    @classmethod
-    def _to(cls, value: list[str]) -> list[str]:
-        for address in value:
-            if not _EMAIL.match(address):
-                raise ValueError(
-                    f'"{address}" is not an e-mail address; use e.g. "ops@example.org"'
-                )
-        return value
+RotationCounter = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+"""How often a secret has been rotated: a whole number that only goes up."""
 
 
 class SecretsSettings(StrictModel):
     """Rotation counters: raising a secret's number generates a new value on the next `up`."""
 
-    rotation: dict[str, int] = {}
+    rotation: dict[str, RotationCounter] = {}
 
 
 class PlatformSettings(StrictModel):
@@ -187,17 +191,17 @@ class PlatformSettings(StrictModel):
     @field_validator("domain")
     @classmethod
     def _domain(cls, value: str) -> str:
-        if not _DOMAIN.match(value):
-            raise ValueError(f'"{value}" is not a DNS domain; use e.g. "nap-dms.example.org"')
+        if not _DOMAIN.fullmatch(value):
+            raise ValueError(f'{quoted(value)} is not a DNS domain; use e.g. "nap-dms.example.org"')
         return value
 
     @field_validator("hosts")
     @classmethod
     def _host_names(cls, value: dict[str, HostSettings]) -> dict[str, HostSettings]:
         for name in value:
-            if not re.match(r"^[a-z][a-z0-9-]*$", name):
+            if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", name):
                 raise ValueError(
-                    f'"{name}" is not a host name; use lower-case letters, digits and -'
+                    f"{quoted(name)} is not a host name; use lower-case letters, digits and -"
                 )
         return value
 
@@ -218,9 +222,11 @@ class PlatformSettings(StrictModel):
         problems += self._memory_problems() if placed else []
         problems += self._secret_problems() if resolved else []
         problems += self.backup.known_hosts_problems()
+        problems += self._backup_target_problems()
         problems += self._agent_problems() if placed else []
         if problems:
-            raise ValueError(_PROBLEMS_MARK + "\n".join(problems))
+            # One problem per line: a value holding a line break cannot split or forge one.
+            raise ValueError(_PROBLEMS_MARK + "\n".join(map(printable, problems)))
         return self
 
     # -- the resolved stack ------------------------------------------------------------------
@@ -248,10 +254,18 @@ class PlatformSettings(StrictModel):
 
     def _resolve_services(self) -> list[str]:
         problems: list[str] = []
-        for name, spec in CATALOG.items():
+        for name, entry in CATALOG.items():
             override = self.services.get(name)
             if override is not None and not override.enabled:
                 continue
+            spec = entry.in_environment(self.environment)
+            problems += [
+                f"services.{name}.exemptions: {rule} can never be waived in {self.environment} "
+                "(it hands the container the host); change the service so it no longer needs it, "
+                'or limit the exemption to environments: ["dev"]'
+                for rule in spec.waivers()
+                if rule in UNWAIVABLE and self.environment not in WAIVABLE_STACKS
+            ]
             try:
                 self._services[name] = override.apply(spec) if override else spec
             except ValidationError as error:
@@ -346,6 +360,37 @@ class PlatformSettings(StrictModel):
             if name not in generated
         ]
 
+    def _backup_target_problems(self) -> list[str]:
+        """An offsite copy over plain HTTP outside dev; a local repository on a path the agent
+        already mounts (its volumes, tmpfs, config, secrets or the sources it backs up)."""
+        problems = []
+        offsite = self.backup.offsite
+        if offsite and offsite.endpoint.lower().startswith("http:") and self.environment != "dev":
+            problems.append(
+                f"backup.offsite.endpoint: {quoted(offsite.endpoint)} is plain HTTP, so the "
+                "backups' requests and the S3 keys' signatures cross the network unencrypted; "
+                "use https:// (http:// is for dev only)"
+            )
+        if self.backup.sftp_host is None:
+            agent = backup_agent.SPEC
+            mounts = {
+                **{v.path: f"its {v.name} volume" for v in agent.volumes},
+                **{path: "a tmpfs" for path in agent.tmpfs},
+                agent.config_dir: "its generated config",
+                SECRETS_DIR: "its secret files",
+                SOURCE_ROOT: "the volumes it backs up",
+            }
+            repository = self.backup.repository
+            for path, what in mounts.items():
+                if path and _overlaps(repository, path):
+                    problems.append(
+                        f"backup.repository: {quoted(repository)} collides with the agent's "
+                        f"mount of {what} at {path}; use a directory of its own such as "
+                        '"/repository"'
+                    )
+                    break
+        return problems
+
     def _agent_problems(self) -> list[str]:
         agent = backup_agent.SPEC.name
         if agent not in self._services:
@@ -365,3 +410,8 @@ class PlatformSettings(StrictModel):
 
 _PROBLEMS_MARK = "cross-field:"
 """Prefix that tells the error formatter the message already carries its key paths."""
+
+
+def _overlaps(path: str, other: str) -> bool:
+    """Whether one of two absolute, normalised paths is the other or lies inside it."""
+    return path == other or path.startswith(f"{other}/") or other.startswith(f"{path}/")

@@ -13,9 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from components.catalog import generated_files
 from components.catalog.context import CatalogContext
-from components.model.spec import ServiceSpec
-from components.settings.loader import PROJECT_DIR, load_settings, read_stack_file
+from components.model.spec import INIT_WAIVERS, ServiceSpec
+from components.settings.loader import load_settings, read_stack_file
 from components.settings.model import PlatformSettings
 from policies.rules.names import object_prefix
 
@@ -60,6 +61,28 @@ class Stack:
         collide."""
         return object_prefix(self.name)
 
+    def has_init(self, service: str) -> bool:
+        """Whether the service gets a one-shot init container: it has secret or generated
+        files to write, or volumes to hand to its user."""
+        spec = self.services[service]
+        return bool(
+            spec.secrets
+            or generated_files(service, self.context)
+            or any(v.chown for v in spec.volumes)
+        )
+
+    @cached_property
+    def grants(self) -> dict[str, dict[str, str]]:
+        """Every exemption the stack grants, by container name (replicas share their service's):
+        what `policies/config/<stack>.json` must hold."""
+        table: dict[str, dict[str, str]] = {}
+        for service, spec in self.services.items():
+            if spec.waivers():
+                table[f"{self.name_prefix}-{service}"] = spec.waivers()
+            if self.has_init(service):
+                table[f"{self.name_prefix}-{service}-init"] = dict(INIT_WAIVERS)
+        return table
+
     def endpoint_of(self, service: str) -> str | None:
         """The Docker endpoint of the host running `service`; None means DOCKER_HOST or the
         local socket."""
@@ -72,7 +95,7 @@ def load_stack(stack: str, values: Mapping[str, Any], secret_keys: set[str]) -> 
     return Stack(stack, load_settings(stack, values, secret_keys))
 
 
-def read_stack(stack: str, project_dir: Path = PROJECT_DIR) -> Stack:
+def read_stack(stack: str, project_dir: Path | None = None) -> Stack:
     """`stack` as its `Pulumi.<stack>.yaml` declares it (no engine, no passphrase needed)."""
     values, secret_keys = read_stack_file(stack, project_dir)
     return load_stack(stack, values, secret_keys)

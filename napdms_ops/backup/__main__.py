@@ -22,8 +22,19 @@ from collections.abc import Sequence
 
 from components.model.plan import PLAN_FILE, PlanError, load_plan
 from napdms_ops.backup import agent
+from napdms_ops.backup.offsite import OffsiteError
 from napdms_ops.backup.restic import ResticError
 from napdms_ops.backup.run import RunLocked
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of bytes")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "drill":
             command.add_argument(
                 "--data-bytes",
-                type=int,
+                type=_positive_int,
                 default=None,
                 help="extrapolate the RTO to this size (default: the run's size)",
             )
@@ -103,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunLocked as error:
         print(str(error), file=sys.stderr)
         return 3
-    except (ResticError, agent.CommandError) as error:
+    except (ResticError, agent.CommandError, OffsiteError) as error:
         print(str(error), file=sys.stderr)
         return 1
     if result is not None:

@@ -14,6 +14,7 @@ from .verdict import Verdict, judge, sort_verdicts
 
 RULES = CONTAINER_RULES + STACK_RULES
 RULE_IDS = frozenset(rule.id for rule in RULES)
+RULES_BY_ID = {rule.id: rule for rule in RULES}
 
 __all__ = [
     "CONTAINER_RULES",
@@ -24,6 +25,7 @@ __all__ = [
     "NetworkFacts",
     "PublishedPort",
     "RULES",
+    "RULES_BY_ID",
     "RULE_IDS",
     "Rule",
     "STACK_RULES",

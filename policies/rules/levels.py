@@ -4,6 +4,11 @@
 Format (Pulumi's): `{"<policy>": "advisory" | "mandatory" | "disabled"}` or
 `{"<policy>": {"enforcementLevel": "...", "<setting>": value}}`; the key `all` sets every policy.
 A policy the file does not name is mandatory.
+
+Exemption grants sit in the same file (see `grants.py`): each rule's `exempt` setting, and the
+whole table in the `granted` setting of `unauthorised-exemption` and of the `exemptions` report.
+`napdms-ops policy-config` writes them from the catalog; `parse` refuses a file whose copies
+disagree, or that grants a rule no stack but dev may waive.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .grants import GRANTS_SETTING, SELF_GRANT_RULE, TABLE_SETTING, waivable
+from .names import object_prefix
 from .rule import LEVELS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -42,6 +49,14 @@ class StackLevels:
     def config(self, rule_id: str) -> Mapping[str, Any]:
         """The rule's settings from the file (without the level)."""
         return self.settings.get(rule_id, {})
+
+    @property
+    def grants(self) -> dict[str, dict[str, str]]:
+        """Every exemption the stack grants: container -> rule id -> reason."""
+        return {
+            key: dict(rules)
+            for key, rules in (self.config(SELF_GRANT_RULE).get(TABLE_SETTING) or {}).items()
+        }
 
 
 def load(stack: str, config_dir: Path = CONFIG_DIR) -> StackLevels:
@@ -86,4 +101,68 @@ def parse(stack: str, document: Any, source: str = "policy config") -> StackLeve
         else:
             levels[name] = level
             settings[name] = extra
+    _check_grants(stack, source, settings)
     return StackLevels(stack, levels, settings, default)
+
+
+def with_grants(
+    document: Mapping[str, Any], rule_ids: list[str], grants: Mapping[str, Mapping[str, str]]
+) -> dict[str, Any]:
+    """`document` (a config file's content) naming every rule in `rule_ids` (mandatory unless
+    it already says otherwise) and the exemption report, with `grants` written into every copy
+    and the old grants gone."""
+    written: dict[str, Any] = {}
+    for name in [*rule_ids, EXEMPTIONS_POLICY]:
+        value = document.get(name, "advisory" if name == EXEMPTIONS_POLICY else DEFAULT_LEVEL)
+        entry = dict(value) if isinstance(value, dict) else {"enforcementLevel": value}
+        entry.pop(GRANTS_SETTING, None)
+        entry.pop(TABLE_SETTING, None)
+        own = {key: rules[name] for key, rules in sorted(grants.items()) if name in rules}
+        if own:
+            entry[GRANTS_SETTING] = own
+        if name in (SELF_GRANT_RULE, EXEMPTIONS_POLICY) and grants:
+            entry[TABLE_SETTING] = {
+                key: dict(sorted(r.items())) for key, r in sorted(grants.items())
+            }
+        written[name] = entry["enforcementLevel"] if list(entry) == ["enforcementLevel"] else entry
+    return written
+
+
+def _check_grants(stack: str, source: str, settings: Mapping[str, Mapping[str, Any]]) -> None:
+    table = settings.get(SELF_GRANT_RULE, {}).get(TABLE_SETTING) or {}
+    if not isinstance(table, dict) or not all(
+        isinstance(rules, dict) and all(isinstance(r, str) for r in rules.values())
+        for rules in table.values()
+    ):
+        raise LevelsError(
+            f"{stack}: {source}: {SELF_GRANT_RULE}.{TABLE_SETTING}: expected "
+            '{"<container>": {"<rule>": "<reason>"}}; regenerate it with napdms-ops policy-config'
+        )
+    regenerate = f"regenerate the file with napdms-ops policy-config --stack {stack} --write"
+    report = settings.get(EXEMPTIONS_POLICY, {}).get(TABLE_SETTING) or {}
+    if report != table:
+        raise LevelsError(
+            f"{stack}: {source}: {EXEMPTIONS_POLICY}.{TABLE_SETTING} differs from "
+            f"{SELF_GRANT_RULE}.{TABLE_SETTING}; {regenerate}"
+        )
+    for name, extra in settings.items():
+        own = extra.get(GRANTS_SETTING) or {}
+        expected = {key: rules[name] for key, rules in table.items() if name in rules}
+        if own != expected:
+            raise LevelsError(
+                f"{stack}: {source}: {name}.{GRANTS_SETTING} differs from "
+                f"{SELF_GRANT_RULE}.{TABLE_SETTING}; {regenerate}"
+            )
+    for key, rules in sorted(table.items()):
+        if not key.startswith(object_prefix(stack) + "-"):
+            raise LevelsError(
+                f"{stack}: {source}: {SELF_GRANT_RULE}.{TABLE_SETTING}.{key}: not a container of "
+                f"{stack} (its names start with {object_prefix(stack)}-); {regenerate}"
+            )
+        for rule_id in sorted(rules):
+            if not waivable(rule_id, key):
+                raise LevelsError(
+                    f"{stack}: {source}: {SELF_GRANT_RULE}.{TABLE_SETTING}.{key}.{rule_id}: "
+                    f"{rule_id} can never be waived outside dev; change the service so it "
+                    "no longer needs it"
+                )

@@ -31,6 +31,8 @@ BACKUP_LABEL = "napdms.backup"
 """Volumes: `daily` or `exclude`; containers: `<volume>:<policy>,...`."""
 BACKUP_REASON_LABEL = "napdms.backup.reason"
 PIDS_LIMIT_LABEL = "napdms.pids-limit"
+"""The PIDs limit the program declares, as a record; its `docker update --pids-limit` command sets
+the real one (HostConfig.PidsLimit), which is what the pack and the audit check."""
 RESTORE_LABEL = "napdms.restore"
 """Volumes a restore job created."""
 JOB_LABEL = "napdms.job"
@@ -61,8 +63,10 @@ def object_prefix(stack: str) -> str:
     return f"napdms-{stack}"
 
 
-Segment = Literal["edge", "app", "data", "monitoring"]
-"""The four network segments, in the order networks are declared."""
-SEGMENTS: tuple[Segment, ...] = ("edge", "app", "data", "monitoring")
-INTERNAL_SEGMENTS: frozenset[str] = frozenset({"data", "monitoring"})
+Segment = Literal["edge", "app", "data", "chat", "monitoring"]
+"""The network segments, in the order networks are declared. `chat` is Rocket.Chat's MongoDB
+alone with its two clients (Rocket.Chat and the backup agent), apart from the `data` network that
+other applications (n8n runs user-written workflows) share."""
+SEGMENTS: tuple[Segment, ...] = ("edge", "app", "data", "chat", "monitoring")
+INTERNAL_SEGMENTS: frozenset[str] = frozenset({"data", "chat", "monitoring"})
 """Segments with no route out of the host: databases and metrics never talk to the internet."""

@@ -2,7 +2,8 @@
 
 A rule is a small pure function that yields one line per problem it sees. The registry wraps
 each problem into a `Finding` that names the subject, says how to fix it and cites the CIS
-Docker Benchmark, and marks it exempt when the subject carries a documented exemption label.
+Docker Benchmark, and marks it exempt when the stack grants the subject an exemption from the
+rule and the subject records it (see `grants.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from .facts import ContainerFacts, NetworkFacts, StackFacts, VolumeFacts
+from .grants import GRANTS_SETTING, SELF_GRANT_RULE, granted_reason, grants_schema
 
 SEVERITIES = ("low", "medium", "high", "critical")
 LEVELS = ("advisory", "mandatory", "disabled")
@@ -69,7 +71,7 @@ class Finding:
     subject: str
     problem: str
     exempt_reason: str | None = None
-    """Set when the subject documents an exemption from this rule: report it, but advisory."""
+    """Set when the stack grants the subject an exemption from this rule: report it, advisory."""
 
     @property
     def message(self) -> str:
@@ -95,8 +97,12 @@ def _registrar(
     config_schema: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
 ) -> Callable[[Any], Any]:
+    schema = dict(config_schema or {})
+    if id != SELF_GRANT_RULE:
+        schema[GRANTS_SETTING] = grants_schema()
+
     def register(check: Any) -> Any:
-        rule = Rule(id, title, severity, fix, cis, check, config_schema or {}, defaults or {})
+        rule = Rule(id, title, severity, fix, cis, check, schema, defaults or {})
         if any(r.id == rule.id for r in CONTAINER_RULES + STACK_RULES):
             raise ValueError(f"rule id {rule.id!r} is registered twice; rule ids must be unique")
         registry.append(rule)
@@ -115,9 +121,12 @@ def check_container(
     facts: ContainerFacts, rule: Rule, config: Mapping[str, Any] | None = None
 ) -> list[Finding]:
     """Findings of one container rule on one container."""
+    settings = rule.settings(config)
     return [
-        Finding(rule, facts.name, problem, facts.exemption(rule.id))
-        for problem in rule.check(facts, rule.settings(config))
+        Finding(
+            rule, facts.name, problem, granted_reason(facts, rule.id, settings.get(GRANTS_SETTING))
+        )
+        for problem in rule.check(facts, settings)
     ]
 
 
@@ -125,7 +134,13 @@ def check_stack(
     stack: StackFacts, rule: Rule, config: Mapping[str, Any] | None = None
 ) -> list[Finding]:
     """Findings of one stack rule on a whole stack."""
+    settings = rule.settings(config)
     return [
-        Finding(rule, subject.name, problem, subject.exemption(rule.id))
-        for subject, problem in rule.check(stack, rule.settings(config))
+        Finding(
+            rule,
+            subject.name,
+            problem,
+            granted_reason(subject, rule.id, settings.get(GRANTS_SETTING)),
+        )
+        for subject, problem in rule.check(stack, settings)
     ]

@@ -8,9 +8,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .facts import ContainerFacts, PublishedPort, StackFacts
+from .grants import TABLE_SETTING, grant_key, waivable
 from .names import (
     BACKUP_LABEL,
     BACKUP_REASON_LABEL,
+    EXEMPT_LABEL,
     INTERNAL_SEGMENTS,
     MANAGED_BY_LABEL,
     MANAGED_BY_PROGRAM,
@@ -140,3 +142,36 @@ def host_port_conflict(stack: StackFacts, _: Mapping[str, Any]) -> Iterable[tupl
 
 def _overlap(a: PublishedPort, b: PublishedPort) -> bool:
     return a.all_interfaces or b.all_interfaces or a.host_ip == b.host_ip
+
+
+@stack_rule(
+    id="unauthorised-exemption",
+    title="Only the stack grants exemptions; a container cannot exempt itself",
+    severity="critical",
+    fix=(
+        "remove the napdms.exempt.<rule> label, or add the exemption to the service's catalog "
+        "entry and regenerate policies/config/<stack>.json with "
+        "napdms-ops policy-config --stack <stack> --write"
+    ),
+    config_schema={
+        TABLE_SETTING: {
+            "type": "object",
+            "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+    },
+)
+def unauthorised_exemption(
+    stack: StackFacts, settings: Mapping[str, Any]
+) -> Iterable[tuple[Subject, str]]:
+    table: Mapping[str, Any] = settings.get(TABLE_SETTING) or {}
+    for subject in (*stack.containers, *stack.volumes, *stack.networks):
+        key = grant_key(subject.name)
+        allowed = table.get(key) or {}
+        for label in sorted(subject.labels):
+            if not label.startswith(EXEMPT_LABEL):
+                continue
+            rule_id = label.removeprefix(EXEMPT_LABEL)
+            if rule_id not in allowed:
+                yield subject, f"carries {label}, but the stack grants {key} no such exemption"
+            elif not waivable(rule_id, key):
+                yield subject, f"carries {label}, and {rule_id} can never be waived in this stack"

@@ -2,7 +2,8 @@
 
 The pack applies the same levels through Pulumi (one policy per rule); this is the same decision
 for callers without Pulumi (the audit): a finding is enforced at its rule's level in the
-subject's stack, except that an exempted finding is always advisory, and a disabled rule is not run.
+subject's stack, except that a finding the stack grants an exemption from is advisory, and a
+disabled rule is not run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .facts import StackFacts
+from .grants import GRANTS_SETTING, granted_reason
 from .levels import StackLevels
 from .names import STACK_LABEL
 from .rule import CONTAINER_RULES, STACK_RULES, Finding, Subject, check_container
@@ -70,9 +72,11 @@ def judge(
             stack = levels_of(name)
             if stack.level(rule.id) == "disabled":
                 continue
+            settings = rule.settings(stack.config(rule.id))
+            grants = settings.get(GRANTS_SETTING)
             findings = [
-                Finding(rule, subject.name, problem, subject.exemption(rule.id))
-                for subject, problem in rule.check(daemon, rule.settings(stack.config(rule.id)))
+                Finding(rule, subject.name, problem, granted_reason(subject, rule.id, grants))
+                for subject, problem in rule.check(daemon, settings)
                 if id(subject) in ids
             ]
             verdicts += _verdicts(findings, stack)

@@ -103,6 +103,11 @@ def _open_engine():
         return _connect(DEFAULT_HOST) or _start_dockerd()
 
 
+def engine_url() -> str:
+    """The endpoint `ensure_engine` uses, for the docker CLI (DOCKER_HOST)."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
 def ensure_engine() -> docker.DockerClient:
     """Return a client for a running Docker engine, starting one if needed.
 

@@ -4,13 +4,19 @@ The Pulumi CLI and its providers cannot run here, so this translates the declare
 `docker.Network`, `docker.Volume` and `docker.Container` inputs into the Docker API calls the
 provider makes: same user, capabilities, read-only root, tmpfs, limits, ulimits, health check,
 networks with aliases, volumes, and uploads copied through `/` of the created container before
-it starts. Images are swapped for local stand-ins (no registry here); nothing else changes.
+it starts (or not at all with `start: false`). The declared `command:local:Command`s run as
+pulumi-command runs them, each as soon as what it depends on exists: its `create` string, exactly
+as declared, through `/bin/sh -c` with its environment and DOCKER_HOST set to the test engine
+(the PIDs limits, the init containers' runs). Images are swapped for local stand-ins (no registry
+here); nothing else changes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import subprocess
 import tarfile
 import time
 from collections.abc import Iterable
@@ -20,6 +26,8 @@ import docker
 from docker.types import LogConfig, Mount, Ulimit
 
 from components.model.units import duration_seconds
+from policies.rules.from_pulumi import COMMAND
+from tests.live.engine import engine_url
 from tests.live.standins import standin_image, upstream_repo_of
 from tests.program import Declared, Program, labels_of
 
@@ -37,6 +45,8 @@ class Replay:
     """Declared resource name -> live container."""
     networks: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    commands: dict[str, str] = field(default_factory=dict)
+    """Declared name of each command run, in order -> the `create` string it ran."""
 
     def remove(self) -> None:
         """Delete every container, volume and network this replay created."""
@@ -89,10 +99,56 @@ def replay(
                 labels={i["label"]: i["value"] for i in network.plain("labels", [])},
             )
             result.networks.append(network.plain("name"))
-    # Init containers first (the services depend on them), then services in dependency order.
+    # Init containers first (the services depend on them), then services in dependency order;
+    # after each, every command that now has all it depends on.
+    commands = program.of_type(COMMAND)
+    done: set[str] = set()
     for declared in sorted(chosen, key=lambda c: labels_of(c).get("napdms.role") != "init"):
+        waiting = [c.name for c in commands if c.urn in declared.dependencies and c.urn not in done]
+        if waiting:
+            raise RuntimeError(f"{declared.name} depends on commands that have not run: {waiting}")
         result.containers[declared.name] = _run(client, declared)
+        done.add(declared.urn)
+        _run_ready_commands(commands, done, result)
     return result
+
+
+def _run_ready_commands(commands: list[Declared], done: set[str], result: Replay) -> None:
+    """Run, in declared order, each command whose dependencies have all been replayed, until none
+    is left: as the engine would, once the resources it waits for exist."""
+    progress = True
+    while progress:
+        progress = False
+        for command in commands:
+            if command.urn in done or not command.dependencies:
+                continue
+            if all(urn in done for urn in command.dependencies):
+                result.commands[command.name] = _run_command(command)
+                done.add(command.urn)
+                progress = True
+
+
+def _run_command(command: Declared) -> str:
+    """Run a declared local command as pulumi-command does (its interpreter, default `/bin/sh
+    -c`, the inherited environment plus its own), pointed at the test engine."""
+    create = command.plain("create")
+    interpreter = command.plain("interpreter") or ["/bin/sh", "-c"]
+    environment = {**os.environ, **(command.plain("environment") or {})}
+    environment["DOCKER_HOST"] = engine_url()
+    finished = subprocess.run(
+        [*interpreter, create],
+        env=environment,
+        cwd=command.plain("dir"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if finished.returncode != 0:
+        raise RuntimeError(
+            f"{command.name}: `{create}` exited {finished.returncode}: "
+            f"{(finished.stdout + finished.stderr).strip()[-2000:]}"
+        )
+    return create
 
 
 def _run(client: docker.DockerClient, declared: Declared) -> docker.models.containers.Container:
@@ -135,6 +191,8 @@ def _run(client: docker.DockerClient, declared: Declared) -> docker.models.conta
     if uploads:
         # As the provider does: one archive extracted at `/` of the created container.
         api.put_archive(container.id, "/", _archive(uploads))
+    if declared.plain("start") is False:
+        return container  # created only; a declared command starts it
     container.start()
     if declared.plain("attach"):
         status = container.wait(timeout=60)["StatusCode"]
@@ -176,6 +234,7 @@ def _host_config(api: docker.APIClient, declared: Declared) -> dict:
         read_only=bool(declared.plain("readOnly")),
         tmpfs=declared.plain("tmpfs"),
         security_opt=declared.plain("securityOpts"),
+        cgroupns=declared.plain("cgroupnsMode"),
         mem_limit=f"{int(memory)}m" if memory else None,
         memswap_limit=f"{int(swap)}m" if swap else None,
         nano_cpus=int(float(declared.plain("cpus")) * _NS) if declared.plain("cpus") else None,

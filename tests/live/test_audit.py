@@ -13,11 +13,12 @@ import uuid
 
 import pytest
 from docker.errors import NotFound
-from docker.types import LogConfig
+from docker.types import DriverConfig, LogConfig, Mount
 from typer.testing import CliRunner
 
 from napdms_ops.audit import audit
 from napdms_ops.cli import app
+from policies.rules import levels
 from tests.live.engine import DEFAULT_HOST, ensure_engine
 from tests.live.standins import standin_image
 from tests.program import ROOT
@@ -25,6 +26,8 @@ from tests.program import ROOT
 RUN = uuid.uuid4().hex[:8]
 PREFIX = f"napdms-audit-{RUN}"
 NS = 1_000_000_000
+GRANTED_NAME = f"napdms-prod-cadvisor-{int(RUN, 16) % 10**9}"
+GRANTED_REASON = levels.load("prod").grants["napdms-prod-cadvisor"]["run-as-root"]
 FLAWED_RULES = {
     "run-as-root",
     "privileged",
@@ -41,6 +44,25 @@ FLAWED_RULES = {
     "image-not-pinned",
 }
 """Everything wrong with the flawed container below, at prod levels (every rule mandatory)."""
+BYPASS_RULES = {
+    "privileged-group",
+    "dangerous-capability",
+    "unconfined-profile",
+    "memory-swap",
+    "exec-tmpfs",
+    "port-all-interfaces",
+    "runtime-state-mount",
+    "host-mount",
+    "bind-volume",
+    "host-devices",
+    "container-runtime",
+    "host-cgroupns",
+}
+"""Everything wrong with the bypass container below: each a way around the obvious rules that
+the engine accepts (issue 11), on an otherwise hardened container."""
+JOINED_RULES = {"shared-namespace", "volumes-from"}
+"""The joined container: another container's namespaces and mounts."""
+BYPASS_PORT = 40_000 + int(RUN, 16) % 20_000
 
 
 def managed(stack: str, service: str) -> dict:
@@ -73,9 +95,9 @@ def made(client, busybox, host):
     """The module's containers, created and started once; removed at the end."""
     created = []
 
-    def run(role, image=busybox, start=True, **options):
+    def run(role, image=busybox, start=True, name=None, **options):
         container = client.containers.create(
-            image, ["sleep", "3600"], name=f"{PREFIX}-{role}", **options
+            image, ["sleep", "3600"], name=name or f"{PREFIX}-{role}", **options
         )
         created.append(container)
         if start:
@@ -104,6 +126,8 @@ def made(client, busybox, host):
                 },
                 restart_policy={"Name": "unless-stopped"},
                 log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
+                # Explicit: on a cgroup v1 host Docker's default is the host's cgroup namespace.
+                cgroupns="private",
                 labels=managed("prod", "hardened"),
             ),
             "flawed": run(
@@ -114,17 +138,22 @@ def made(client, busybox, host):
                 # `restart` or a reboot brings back is just as much a finding.
                 start=False,
                 volumes={socket: {"bind": "/var/run/docker.sock", "mode": "rw"}},
+                cgroupns="private",
                 labels=managed("prod", "flawed"),
             ),
             "unmanaged": run("unmanaged"),
+            # Named as a replica of prod's cAdvisor, which prod.json grants run-as-root.
             "exempt": run(
                 "exempt",
+                name=GRANTED_NAME,
                 image=client.images.get(busybox).id,
-                user="1000:1000",
+                user="0",
                 cap_drop=["ALL"],
                 read_only=True,
                 security_opt=["no-new-privileges:true"],
                 mem_limit="32m",
+                memswap_limit="32m",
+                nano_cpus=NS // 4,
                 pids_limit=64,
                 healthcheck={
                     "test": ["CMD", "true"],
@@ -134,12 +163,25 @@ def made(client, busybox, host):
                 },
                 restart_policy={"Name": "unless-stopped"},
                 log_config=LogConfig(type="json-file", config={"max-size": "10m"}),
+                cgroupns="private",
                 labels={
                     **managed("prod", "exempt"),
-                    "napdms.exempt.no-cpu-limit": "batch job, niced; bounded by its timer",
+                    "napdms.exempt.run-as-root": "records prod's grant",
                 },
             ),
         }
+        names["bypass"] = bypass(client, client.images.get(busybox).id, created)
+        names["joined"] = run(
+            "joined",
+            image=client.images.get(busybox).id,
+            start=False,
+            **HARDENED_OPTIONS,
+            network_mode=f"container:{names['hardened']}",
+            pid_mode=f"container:{names['hardened']}",
+            ipc_mode=f"container:{names['hardened']}",
+            volumes_from=[names["hardened"]],
+            labels=managed("prod", "joined"),
+        )
         yield names
     finally:
         for container in created:
@@ -147,6 +189,80 @@ def made(client, busybox, host):
                 container.remove(force=True, v=True)
             except NotFound:
                 pass
+        for volume in client.volumes.list(filters={"name": PREFIX}):
+            volume.remove(force=True)
+
+
+HARDENED_OPTIONS = dict(
+    user="1000:1000",
+    cap_drop=["ALL"],
+    read_only=True,
+    security_opt=["no-new-privileges:true"],
+    mem_limit="32m",
+    memswap_limit="32m",
+    nano_cpus=NS // 4,
+    pids_limit=64,
+    healthcheck={"test": ["CMD", "true"], "interval": NS, "timeout": 5 * NS, "retries": 3},
+    restart_policy={"Name": "unless-stopped"},
+    log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
+    cgroupns="private",
+)
+
+
+def bypass(client, image: str, created: list) -> str:
+    """A hardened container with every bypass of BYPASS_RULES the engine accepts, created (not
+    started: nothing here needs to run, and the host paths need not exist)."""
+    name = f"{PREFIX}-bypass"
+    disguised = client.volumes.create(
+        f"{PREFIX}-disguised",
+        driver="local",
+        driver_opts={"type": "none", "o": "bind", "device": "/."},
+        labels={"napdms.backup": "exclude", "napdms.backup.reason": "audit test"},
+    )
+    hardened = {k: v for k, v in HARDENED_OPTIONS.items() if k not in ("user", "healthcheck")}
+    flaws = dict(
+        memswap_limit=-1,
+        group_add=["0"],
+        cap_add=["SYS_TIME"],
+        security_opt=["no-new-privileges:true", "label=disable"],
+        tmpfs={"/scratch": "exec,size=1m"},
+        port_bindings={8080: ("::", BYPASS_PORT)},
+        binds={
+            "/var/lib/docker": {"bind": "/docker", "mode": "ro"},
+            "/./etc//": {"bind": "/host-etc", "mode": "ro"},
+            disguised.name: {"bind": "/disguised", "mode": "ro"},
+        },
+        mounts=[
+            Mount(
+                "/inline",
+                f"{PREFIX}-inline",
+                type="volume",
+                read_only=True,
+                driver_config=DriverConfig(
+                    "local", {"type": "none", "o": "bind", "device": "/root"}
+                ),
+            )
+        ],
+        device_cgroup_rules=["c 1:3 mr"],
+        runtime="io.containerd.runtime.v1.linux",
+        cgroupns="host",
+    )
+    host_config = client.api.create_host_config(**{**hardened, **flaws})
+    # `--security-opt systempaths=unconfined` is the CLI's spelling; the daemon takes it as
+    # emptied masked and read-only path lists, which is what it reports back.
+    host_config.update(MaskedPaths=[], ReadonlyPaths=[])
+    created_id = client.api.create_container(
+        image,
+        ["sleep", "3600"],
+        name=name,
+        user="1000:0",
+        healthcheck=HARDENED_OPTIONS["healthcheck"],
+        ports=[8080],
+        labels={**managed("prod", "bypass"), "napdms.cap-add.SYS_TIME": "audit test"},
+        host_config=host_config,
+    )["Id"]
+    created.append(client.containers.get(created_id))
+    return name
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +296,29 @@ def test_a_flawed_container_is_reported_with_exactly_its_problems(report, made):
     assert socket.finding.rule.cis == "5.32" and "/var/run/docker.sock" in socket.finding.problem
 
 
+def test_bypasses_the_engine_accepts_are_each_reported(report, made):
+    verdicts = verdicts_of(report, made["bypass"])
+    assert rules_of(report, made["bypass"]) == BYPASS_RULES
+    assert all(v.mandatory for v in verdicts)
+    problems: dict[str, list[str]] = {}
+    for verdict in verdicts:
+        problems.setdefault(verdict.finding.rule.id, []).append(verdict.finding.problem)
+    assert [p for p in problems["runtime-state-mount"] if "/var/lib/docker" in p]
+    # /./etc// and the inline volume that is a bind of /root
+    assert sorted(p.split(",")[0] for p in problems["host-mount"]) == [
+        "mounts the host's /etc",
+        "mounts the host's /root",
+    ]
+    [disguised] = problems["bind-volume"]
+    assert f"{PREFIX}-disguised" in disguised and "root filesystem" in disguised
+
+
+def test_joining_another_containers_namespaces_and_mounts_is_reported(report, made):
+    assert rules_of(report, made["joined"]) == JOINED_RULES
+    joined = [v.finding.problem for v in verdicts_of(report, made["joined"])]
+    assert sum("namespace" in p for p in joined) == 3, joined
+
+
 def test_an_unmanaged_container_is_reported_at_the_chosen_levels(made, report, host):
     unmanaged = {v.finding.rule.id: v.level for v in verdicts_of(report, made["unmanaged"])}
     assert unmanaged["unmanaged-container"] == "mandatory"  # prod, the default
@@ -194,13 +333,10 @@ def test_an_unmanaged_container_is_reported_at_the_chosen_levels(made, report, h
     ] == "mandatory"
 
 
-def test_an_exemption_label_turns_the_finding_advisory(report, made):
+def test_a_granted_exemption_turns_the_finding_advisory(report, made):
     (verdict,) = verdicts_of(report, made["exempt"])
-    assert verdict.finding.rule.id == "no-cpu-limit"
-    assert (verdict.level, verdict.finding.exempt_reason) == (
-        "advisory",
-        "batch job, niced; bounded by its timer",
-    )
+    assert verdict.finding.rule.id == "run-as-root"
+    assert (verdict.level, verdict.finding.exempt_reason) == ("advisory", GRANTED_REASON)
 
 
 def test_cli_json_lists_the_findings_and_exits_1(made, host):
@@ -221,9 +357,9 @@ def test_cli_json_lists_the_findings_and_exits_1(made, host):
     assert exempt == [
         {
             **exempt[0],
-            "rule": "no-cpu-limit",
+            "rule": "run-as-root",
             "level": "advisory",
-            "exempt_reason": "batch job, niced; bounded by its timer",
+            "exempt_reason": GRANTED_REASON,
         }
     ]
     assert document["containers"] >= 4 and document["mandatory"] >= len(FLAWED_RULES)
@@ -244,9 +380,9 @@ def test_cli_table_shows_mandatory_first_and_the_exemption(made, host):
     rules = {(block[0].split()[0], block[1].split()[0]): block for block in findings}
     assert (made["flawed"], "docker-socket") in rules, f"no docker-socket finding: {sorted(rules)}"
     assert "5.32" in rules[made["flawed"], "docker-socket"][0].split(), "docker-socket's CIS id"
-    exempt = rules[made["exempt"], "no-cpu-limit"]
+    exempt = rules[made["exempt"], "run-as-root"]
     assert exempt[0].split()[1] == "exempt", f"{made['exempt']} level: {exempt[0]}"
-    assert "exempt: batch job, niced; bounded by its timer" in " ".join(exempt), exempt
+    assert f"exempt: {GRANTED_REASON}" in " ".join(exempt), exempt
     levels = [block[0].split()[1] for block in findings]
     assert levels[0] == "mandatory", f"first finding is {levels[0]}: {findings[0]}"
     first_other = levels.index(next(level for level in levels if level != "mandatory"))

@@ -1,15 +1,19 @@
 """The dev stack's PostgreSQL, Redis, Prometheus and Caddy proxy, replayed as declared onto a
-real engine: they reach healthy while hardened, and the engine confirms every hardening setting."""
+real engine: they reach healthy while hardened, and the engine confirms every hardening setting,
+including the PIDs limits the declared `docker update --pids-limit` commands set."""
 
 import http.client
+import time
 
+import docker
 import pytest
 
 from components.catalog import CATALOG
 from components.settings import load_stack
+from policies.rules import from_pulumi
 from tests.live.engine import ensure_engine
 from tests.live.replay import replay
-from tests.program import run_program, stack_config
+from tests.program import labels_of, run_program, stack_config
 
 SERVICES = ("postgres", "redis", "prometheus", "proxy")
 DEV = load_stack("dev", stack_config("dev"), set()).services
@@ -17,13 +21,20 @@ _CAP_BITS = {"NET_BIND_SERVICE": 10, "CHOWN": 0, "DAC_READ_SEARCH": 2, "FOWNER":
 
 
 @pytest.fixture(scope="module")
-def live():
-    client = ensure_engine()
-    replayed = replay(run_program("dev"), SERVICES, client)
-    yield {
-        name.removeprefix("local-").removesuffix("-1"): c for name, c in replayed.containers.items()
+def replayed():
+    """(the dev program, its replay onto the engine)."""
+    program = run_program("dev")
+    done = replay(program, SERVICES, ensure_engine())
+    yield program, done
+    done.remove()
+
+
+@pytest.fixture(scope="module")
+def live(replayed):
+    return {
+        name.removeprefix("local-").removesuffix("-1"): c
+        for name, c in replayed[1].containers.items()
     }
-    replayed.remove()
 
 
 def _exec(container, *command: str) -> tuple[int, str]:
@@ -85,8 +96,8 @@ def test_engine_enforces_the_declared_limits(live, service):
     assert host_config["Memory"] == DEV[service].memory * 2**20, f"{service} memory"
     assert host_config["MemorySwap"] == host_config["Memory"], f"{service} may swap"
     assert host_config["NanoCpus"] > 0, f"{service} has no CPU limit"
-    nproc = {u["Name"]: u["Hard"] for u in host_config["Ulimits"]}["nproc"]
-    assert nproc == CATALOG[service].pids, f"{service} process limit"
+    assert host_config["PidsLimit"] == DEV[service].pids, f"{service} PIDs limit"
+    assert not host_config["Ulimits"], f"{service} sets ulimits"
     assert host_config["LogConfig"] == {
         "Type": "json-file",
         "Config": {"max-file": "3", "max-size": "10m"},
@@ -166,3 +177,99 @@ def test_proxy_answers_on_the_published_port_and_redirects_to_https():
         assert response.getheader("Location") == "https://dms.nap-dms.localhost/"
     finally:
         connection.close()
+
+
+# PIDs limits (CIS 5.29)
+
+
+def test_every_replayed_container_has_the_pids_limit_its_command_declares(replayed):
+    program, done = replayed
+    commands = {c.name: c for c in program.of_type(from_pulumi.COMMAND)}
+    assert done.containers
+    for name, container in done.containers.items():
+        command = commands[f"{name}-pids"]
+        _, target, limit = from_pulumi.read_pids_command(command.inputs)
+        assert done.commands[command.name] == command.plain("create"), f"{name}: not run"
+        container.reload()
+        assert target == container.name
+        assert container.attrs["HostConfig"]["PidsLimit"] == limit, f"{name}: PIDs limit"
+        labels = labels_of(next(c for c in program.containers() if c.name == name))
+        assert str(limit) == labels["napdms.pids-limit"], f"{name}: declared {limit}"
+
+
+def test_init_containers_ran_once_limited_and_succeeded(replayed):
+    program, done = replayed
+    inits = {n: c for n, c in done.containers.items() if n.endswith("-init")}
+    assert inits
+    order = list(done.commands)
+    for name, container in inits.items():
+        # Limited while created, before its one run.
+        assert order.index(f"{name}-pids") < order.index(f"{name}-run")
+        container.reload()
+        state = container.attrs["State"]
+        assert (state["Status"], state["ExitCode"]) == ("exited", 0), f"{name}: {state}"
+        assert container.attrs["HostConfig"]["PidsLimit"] == 16
+
+
+FLOODED = "redis"
+HOLD_S = 5
+"""How long each forked `sleep` runs: the loop stops by itself, and so do they."""
+
+
+def _answers(container) -> bool:
+    """Whether the engine can still start a process in the container (a health probe needs one)."""
+    try:
+        return container.exec_run(["true"])[0] == 0
+    except docker.errors.APIError:
+        return False
+
+
+def test_a_fork_loop_stops_at_its_limit_while_the_others_keep_answering(live):
+    flooded, limit = live[FLOODED], DEV[FLOODED].pids
+    attempts = limit + 64
+    # `read` is a builtin: it reads how many tasks the cgroup holds without forking.
+    script = (
+        "read before < /sys/fs/cgroup/pids/pids.current; echo before $before; "
+        f"for i in $(seq 1 {attempts}); do sleep {HOLD_S} >/dev/null 2>&1 & echo forked $i; done"
+    )
+    started = time.monotonic()
+    code, output = _exec(flooded, "sh", "-c", script)
+    forked = [int(line.split()[1]) for line in output.splitlines() if line.startswith("forked ")]
+    before = int(output.splitlines()[0].split()[1])
+    print(
+        f"{FLOODED}: PIDs limit {limit}, {before} tasks before, {len(forked)} of {attempts} "
+        f"forks succeeded in {time.monotonic() - started:.2f} s; then: {output.splitlines()[-1]}"
+    )
+    assert code != 0 and "Cannot fork" in output, "the loop was never refused a fork"
+    # Each sleep is one task: the loop filled the cgroup to its limit and no further.
+    assert limit - before - 2 <= len(forked) <= limit - before
+    # The loop's shell has exited: one task is free, and one process is all it takes to fill it.
+    assert _exec(flooded, "cat", "/sys/fs/cgroup/pids/pids.current") == (0, str(limit))
+    code, output = _exec(flooded, "sh", "-c", "sleep 0 & wait")
+    assert code != 0 and "Cannot fork" in output, f"{FLOODED} forks beyond its limit: {output}"
+    for service in SERVICES:
+        if service == FLOODED:
+            continue
+        other = live[service]
+        assert _answers(other), f"{service} stopped answering"
+        assert _exec(other, *_probe(service))[0] == 0, f"{service}'s health probe fails"
+        other.reload()
+        assert other.attrs["State"]["Health"]["Status"] == "healthy", f"{service} unhealthy"
+    # The sleeps end on their own, but redis-server, its PID 1, reaps no orphans: they stay
+    # zombies holding their PIDs until the container restarts. The limit is in its HostConfig, so
+    # it holds from the first process of the restart on.
+    flooded.restart(timeout=10)
+    flooded.reload()
+    assert flooded.attrs["HostConfig"]["PidsLimit"] == limit
+    deadline = time.monotonic() + 30
+    while _exec(flooded, *_probe(FLOODED))[0] != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _exec(flooded, *_probe(FLOODED))[0] == 0, f"{FLOODED} did not come back"
+    code, current = _exec(flooded, "cat", "/sys/fs/cgroup/pids/pids.current")
+    assert code == 0 and int(current) <= before + 1, f"{FLOODED} holds {current} tasks"
+
+
+def _probe(service: str) -> list[str]:
+    """The service's declared health check, as a command to exec."""
+    kind, *test = CATALOG[service].health.test
+    return ["sh", "-c", test[0]] if kind == "CMD-SHELL" else test

@@ -139,7 +139,10 @@ class PackProcess:
         return found + self.analyze_stack(program.resources)
 
     def analyze_stack(self, resources: Iterable[Declared]) -> list[Diagnostic]:
-        """AnalyzeStack: every resource of the stack at once."""
+        """AnalyzeStack: every resource of the stack at once, each with its provider's inputs
+        (as the engine sends them: the docker provider's `host` says which daemon)."""
+        resources = list(resources)
+        providers = {r.urn: r.inputs for r in resources if r.type.startswith("pulumi:providers:")}
         response = self.stub.AnalyzeStack(
             analyzer_pb2.AnalyzeStackRequest(
                 resources=[
@@ -148,7 +151,7 @@ class PackProcess:
                         properties=_struct(r.inputs),
                         urn=r.urn,
                         name=r.name,
-                        provider=_provider(r),
+                        provider=_provider(r, providers),
                         parent=r.parent,
                         dependencies=r.dependencies,
                     )
@@ -166,12 +169,17 @@ def _struct(inputs: dict) -> struct_pb2.Struct:
     return struct
 
 
-def _provider(resource: Declared) -> analyzer_pb2.AnalyzerProviderResource | None:
+def _provider(
+    resource: Declared, providers: dict[str, dict] | None = None
+) -> analyzer_pb2.AnalyzerProviderResource | None:
     if not resource.provider:
         return None
     urn = resource.provider.rsplit("::", 1)[0]
     return analyzer_pb2.AnalyzerProviderResource(
-        type="pulumi:providers:docker", urn=urn, name=urn.rsplit("::", 1)[-1]
+        type="pulumi:providers:docker",
+        urn=urn,
+        name=urn.rsplit("::", 1)[-1],
+        properties=_struct((providers or {}).get(urn, {})),
     )
 
 

@@ -6,11 +6,14 @@ import pytest
 
 from policies.rules import (
     CONTAINER_RULES,
+    STACK_RULES,
     Mount,
     NetworkFacts,
     PublishedPort,
+    StackFacts,
     VolumeFacts,
     check_container,
+    check_stack,
     from_docker,
     from_pulumi,
 )
@@ -69,6 +72,7 @@ HARDENED_INSPECT = {
         "CapAdd": None,
         "CapDrop": ["ALL"],
         "Memory": 268435456,
+        "MemorySwap": 268435456,
         "NanoCpus": 500_000_000,
         "CpuShares": 0,
         "CpuQuota": 0,
@@ -146,15 +150,10 @@ def test_pulumi_cpus_string_becomes_float():
     assert from_pulumi.container(props(cpus="1.5"), "web").cpus == 1.5
 
 
-def test_pulumi_nproc_ulimit_is_the_pids_limit():
-    assert from_pulumi.container(HARDENED_PROPS, "web").pids_limit == 128
-
-
-def test_pulumi_without_nproc_ulimit_has_no_pids_limit():
-    facts = from_pulumi.container(
-        props(ulimits=[{"name": "nofile", "soft": 1024, "hard": 1024}]), "web"
-    )
-    assert facts.pids_limit == 0
+def test_pulumi_nproc_ulimit_is_no_pids_limit():
+    # pulumi-docker 5.x has no pids field: the limit comes from a command beside the container
+    # (tests/policy/test_pids_limit.py), and nproc (per uid across the host) is not one.
+    assert from_pulumi.container(HARDENED_PROPS, "web").pids_limit == 0
 
 
 def test_pulumi_volumes_and_mounts_become_mounts():
@@ -173,7 +172,7 @@ def test_pulumi_volumes_and_mounts_become_mounts():
         Mount("bind", "/srv/napdms/certs", "/certs", read_only=True),
         Mount("volume", "pgdata", "/var/lib/postgresql/data"),
         Mount("bind", "/etc/ssl", "/etc/ssl", read_only=True),
-        Mount("tmpfs", "", "/tmp"),
+        Mount("tmpfs", "", "/tmp", options="size=64m"),
     )
 
 
@@ -269,10 +268,11 @@ def test_docker_cpu_shares():
     "pids_limit, ulimits, expected",
     [
         pytest.param(256, None, 256, id="pids-limit"),
-        pytest.param(None, [{"Name": "nproc", "Soft": 64, "Hard": 128}], 128, id="nproc-ulimit"),
+        pytest.param(None, [{"Name": "nproc", "Soft": 64, "Hard": 128}], 0, id="nproc-is-none"),
         pytest.param(
-            -1, [{"Name": "nproc", "Soft": 64, "Hard": 128}], 128, id="unlimited-pids-then-nproc"
+            -1, [{"Name": "nproc", "Soft": 64, "Hard": 128}], 0, id="unlimited-despite-nproc"
         ),
+        pytest.param(0, None, 0, id="zero-is-unlimited"),
         pytest.param(None, [{"Name": "nofile", "Soft": 1024, "Hard": 1024}], 0, id="none"),
     ],
 )
@@ -294,7 +294,7 @@ def test_docker_mounts_name_volumes_and_keep_bind_sources():
     assert facts.mounts == (
         Mount("volume", "napdms-dev-web-data", "/data"),
         Mount("bind", "/srv/napdms/certs", "/certs", read_only=True),
-        Mount("tmpfs", "", "/tmp"),
+        Mount("tmpfs", "", "/tmp", options="rw,noexec,nosuid,size=65536k"),
     )
 
 
@@ -342,9 +342,279 @@ def test_docker_volume_facts():
     volume = from_docker.volume(
         {"Name": "pgdata", "Labels": {"napdms.backup": "daily"}, "Driver": "local"}, host="qnap"
     )
-    assert volume == VolumeFacts("pgdata", {"napdms.backup": "daily"}, "qnap")
+    assert volume == VolumeFacts("pgdata", {"napdms.backup": "daily"}, "qnap", driver="local")
 
 
 def test_docker_network_without_labels():
     network = from_docker.network({"Name": "napdms-prod-data", "Internal": True, "Labels": None})
     assert network == NetworkFacts("napdms-prod-data", internal=True)
+
+
+# The fields that reach the host another way (issue 11), from both adapters
+
+
+def test_pulumi_groups_swap_namespaces_runtime_and_devices():
+    facts = from_pulumi.container(
+        props(
+            groupAdds=["0", "docker"],
+            memorySwap=-1,
+            cgroupnsMode="host",
+            runtime="nvidia",
+            networkMode="container:napdms-prod-db-1",
+            gpus="all",
+            deviceRequests=[{"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}],
+            deviceCgroupRules=["c 1:3 mr"],
+            volumes=[{"fromContainer": "napdms-prod-db-1"}],
+        ),
+        "web",
+    )
+    assert facts.group_add == ("0", "docker")
+    assert facts.memory_swap_bytes == -1
+    assert (facts.cgroupns_mode, facts.runtime) == ("host", "nvidia")
+    assert facts.network_mode == "container:napdms-prod-db-1"
+    assert facts.device_requests == ("gpus all", "driver nvidia count -1 capabilities gpu")
+    assert facts.device_cgroup_rules == ("c 1:3 mr",)
+    assert facts.volumes_from == ("napdms-prod-db-1",)
+
+
+@pytest.mark.parametrize(
+    "swap, expected",
+    [
+        pytest.param(256, 256 * MB, id="megabytes"),
+        pytest.param(-1, -1, id="unlimited"),
+        pytest.param(None, 0, id="unset"),
+        pytest.param(UNKNOWN, None, id="unknown"),
+    ],
+)
+def test_pulumi_memory_swap(swap, expected):
+    assert from_pulumi.container(props(memorySwap=swap), "web").memory_swap_bytes == expected
+
+
+def test_pulumi_inline_bind_volume_becomes_a_bind_of_its_device():
+    mounts = [
+        {
+            "type": "volume",
+            "source": "disguised",
+            "target": "/host",
+            "readOnly": True,
+            "volumeOptions": {
+                "driverName": "local",
+                "driverOptions": {"type": "none", "o": "bind", "device": "/."},
+            },
+        },
+        {
+            "type": "volume",
+            "source": "pgdata",
+            "target": "/data",
+            "volumeOptions": {"noCopy": True},
+        },
+        {"type": "bind", "source": "/var/lib/docker", "target": "/docker", "readOnly": True},
+        {"type": "tmpfs", "target": "/scratch", "tmpfsOptions": {"sizeBytes": 1024}},
+    ]
+    facts = from_pulumi.container(props(mounts=mounts), "web")
+    assert facts.mounts == (
+        Mount("bind", "/.", "/host", True, volume="disguised"),
+        Mount("volume", "pgdata", "/data"),
+        Mount("bind", "/var/lib/docker", "/docker", True),
+        Mount("tmpfs", "", "/scratch"),
+    )
+
+
+def test_pulumi_volume_driver_options():
+    volume = from_pulumi.volume(
+        {"driver": "local", "driverOpts": {"type": "none", "o": "bind", "device": "/etc"}}, "v"
+    )
+    assert (volume.driver, volume.bind_source) == ("local", "/etc")
+
+
+def test_docker_groups_swap_namespaces_runtime_and_devices():
+    facts = from_docker.container(
+        inspect(
+            {
+                "GroupAdd": ["0"],
+                "MemorySwap": -1,
+                "CgroupnsMode": "host",
+                "Runtime": "io.containerd.runtime.v1.linux",
+                "PidMode": "container:4f1c2b3a9d8e",
+                "VolumesFrom": ["napdms-prod-db-1:ro"],
+                "DeviceRequests": [
+                    {"Driver": "", "Count": -1, "DeviceIDs": None, "Capabilities": [["gpu"]]}
+                ],
+                "DeviceCgroupRules": ["c 1:3 mr"],
+            }
+        )
+    )
+    assert facts.group_add == ("0",)
+    assert facts.memory_swap_bytes == -1
+    assert (facts.cgroupns_mode, facts.runtime) == ("host", "io.containerd.runtime.v1.linux")
+    assert facts.pid_mode == "container:4f1c2b3a9d8e"
+    assert facts.volumes_from == ("napdms-prod-db-1:ro",)
+    assert facts.device_requests == ("driver any count -1 capabilities gpu",)
+    assert facts.device_cgroup_rules == ("c 1:3 mr",)
+
+
+@pytest.mark.parametrize(
+    "masked, read_only, unconfined",
+    [
+        pytest.param([], [], True, id="systempaths-unconfined"),
+        pytest.param(None, None, False, id="privileged-has-none"),
+        pytest.param(["/proc/kcore"], ["/proc/sys"], False, id="default-lists"),
+    ],
+)
+def test_docker_systempaths_unconfined_is_read_from_the_emptied_lists(
+    masked, read_only, unconfined
+):
+    facts = from_docker.container(inspect({"MaskedPaths": masked, "ReadonlyPaths": read_only}))
+    assert ("systempaths=unconfined" in facts.security_opts) is unconfined
+
+
+def test_docker_inline_bind_volume_and_tmpfs_options():
+    mounts = [
+        {
+            "Type": "volume",
+            "Name": "disguised",
+            "Source": "/x/_data",
+            "Destination": "/host",
+            "RW": False,
+        },
+        {"Type": "tmpfs", "Source": "", "Destination": "/scratch", "RW": True},
+    ]
+    specs = [
+        {
+            "Type": "volume",
+            "Source": "disguised",
+            "Target": "/host",
+            "VolumeOptions": {
+                "DriverConfig": {
+                    "Name": "local",
+                    "Options": {"type": "none", "o": "bind", "device": "/var/lib/docker"},
+                }
+            },
+        },
+        {
+            "Type": "tmpfs",
+            "Target": "/scratch",
+            "TmpfsOptions": {"Options": [["exec"], ["mode", "1777"]]},
+        },
+    ]
+    facts = from_docker.container(
+        inspect({"Mounts": specs, "Tmpfs": {"/tmp": "exec,size=1m", "/run": ""}}, Mounts=mounts)
+    )
+    assert facts.mounts == (
+        Mount("bind", "/var/lib/docker", "/host", True, volume="disguised"),
+        Mount("tmpfs", "", "/scratch", options="exec,mode=1777"),
+        Mount("tmpfs", "", "/tmp", options="exec,size=1m"),
+        Mount("tmpfs", "", "/run"),
+    )
+
+
+def test_docker_volume_options():
+    volume = from_docker.volume(
+        {"Name": "v", "Driver": "local", "Options": {"type": "none", "o": "bind", "device": "/"}}
+    )
+    assert (volume.driver, volume.bind_source) == ("local", "/")
+
+
+def _found(facts):
+    return {f.rule.id for rule in CONTAINER_RULES for f in check_container(facts, rule)}
+
+
+FLAWED_PROPS = props(
+    user="1000:0",
+    groupAdds=["0"],
+    capabilities={"drops": ["ALL"], "adds": ["cap_sys_time"]},
+    labels=[
+        {"label": "napdms.managed-by", "value": "pulumi"},
+        {"label": "napdms.stack", "value": "dev"},
+        {"label": "napdms.cap-add.SYS_TIME", "value": "fixture"},
+    ],
+    memorySwap=-1,
+    securityOpts=["no-new-privileges:true", "label:disable", "systempaths=unconfined"],
+    tmpfs={"/tmp": "rw,exec"},
+    ports=[{"internal": 8080, "external": 8080, "ip": "::"}],
+    volumes=[
+        {"hostPath": "/var/lib/docker/", "containerPath": "/docker", "readOnly": True},
+        {"hostPath": "/./etc//", "containerPath": "/host-etc", "readOnly": True},
+    ],
+    cgroupnsMode="host",
+    runtime="io.containerd.runtime.v1.linux",
+    deviceCgroupRules=["c 1:3 mr"],
+)
+FLAWED_INSPECT = inspect(
+    {
+        "GroupAdd": ["0"],
+        "CapAdd": ["CAP_SYS_TIME"],
+        "MemorySwap": -1,
+        "SecurityOpt": ["no-new-privileges:true", "label:disable"],
+        "MaskedPaths": [],
+        "ReadonlyPaths": [],
+        "Tmpfs": {"/tmp": "rw,exec"},
+        "PortBindings": {"8080/tcp": [{"HostIp": "::", "HostPort": "8080"}]},
+        "CgroupnsMode": "host",
+        "Runtime": "io.containerd.runtime.v1.linux",
+        "DeviceCgroupRules": ["c 1:3 mr"],
+    },
+    {
+        "User": "1000:0",
+        "Labels": {
+            "napdms.managed-by": "pulumi",
+            "napdms.stack": "dev",
+            "napdms.cap-add.SYS_TIME": "fixture",
+        },
+    },
+    Mounts=[
+        {"Type": "bind", "Source": "/var/lib/docker/", "Destination": "/docker", "RW": False},
+        {"Type": "bind", "Source": "/./etc//", "Destination": "/host-etc", "RW": False},
+    ],
+)
+
+
+def test_the_pack_and_the_audit_see_the_same_flaws():
+    declared = _found(from_pulumi.container(FLAWED_PROPS, "web"))
+    running = _found(from_docker.container(FLAWED_INSPECT))
+    assert (
+        declared
+        == running
+        == {
+            "privileged-group",
+            "dangerous-capability",
+            "unconfined-profile",
+            "memory-swap",
+            "exec-tmpfs",
+            "runtime-state-mount",
+            "host-mount",
+            "host-cgroupns",
+            "container-runtime",
+            "host-devices",
+            "port-all-interfaces",
+        }
+    )
+
+
+def test_the_pack_and_the_audit_see_the_same_bind_volume():
+    [rule] = [r for r in STACK_RULES if r.id == "bind-volume"]
+    options = {"type": "none", "o": "bind", "device": "/etc"}
+    declared = StackFacts(
+        containers=(
+            from_pulumi.container(
+                props(volumes=[{"volumeName": "disguised", "containerPath": "/x"}]), "web"
+            ),
+        ),
+        volumes=(from_pulumi.volume({"name": "disguised", "driverOpts": options}, "v"),),
+    )
+    running = StackFacts(
+        containers=(
+            from_docker.container(
+                inspect(
+                    Mounts=[
+                        {"Type": "volume", "Name": "disguised", "Destination": "/x", "RW": True}
+                    ]
+                )
+            ),
+        ),
+        volumes=(from_docker.volume({"Name": "disguised", "Driver": "local", "Options": options}),),
+    )
+    assert [f.problem for f in check_stack(declared, rule)] == [
+        f.problem for f in check_stack(running, rule)
+    ]
+    assert check_stack(declared, rule)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 from jsonschema import ValidationError
 
-from policies.rules import CONTAINER_RULES, RULE_IDS, RULES, STACK_RULES
+from policies.rules import CONTAINER_RULES, RULE_IDS, RULES, STACK_RULES, levels
 from tests.policy import flawed_program
 from tests.policy.analyzer import PackProcess
 from tests.program import Program, run_program
@@ -74,9 +75,10 @@ def test_flawed_container_is_caught(pack, flawed, flaw_id):
     pack.configure("prod")
     resource = _named(flawed, f"flawed-{flaw_id}")
     rule_id = flawed_program.CAUGHT_BY[flaw_id]
-    caught = {d.policy for d in pack.analyze(resource) if d.level == "mandatory"}
+    level = levels.load("prod").level(rule_id)
+    caught = {d.policy for d in pack.analyze(resource) if d.level == level}
     assert rule_id in caught, (
-        f"{resource.name}: expected a mandatory {rule_id} violation, got {sorted(caught)}"
+        f"{resource.name}: expected a {level} {rule_id} violation, got {sorted(caught)}"
     )
 
 
@@ -113,8 +115,35 @@ def test_flawed_stack_is_caught_on_the_right_resource(pack, flawed, rule_id):
     )
 
 
-def test_exempted_finding_is_advisory_and_names_its_reason(pack, flawed):
+def _prod_granting(grants: dict) -> dict:
+    prod = levels.load("prod")
+    document = json.loads((levels.CONFIG_DIR / "prod.json").read_text())
+    return levels.with_grants(document, [r.id for r in RULES], {**prod.grants, **grants})
+
+
+def test_self_exempted_container_is_mandatory_in_prod(pack, flawed):
     pack.configure("prod")
+    resource = _named(flawed, flawed_program.SELF_EXEMPTED)
+    found = {
+        (d.policy, d.level) for d in pack.analyze_stack(flawed.resources) if d.urn == resource.urn
+    }
+    found |= {(d.policy, d.level) for d in pack.analyze(resource)}
+    for rule_id in ("privileged", "docker-socket", "unauthorised-exemption"):
+        assert (rule_id, "mandatory") in found, f"{resource.name}: {rule_id} not mandatory: {found}"
+    assert ("exemptions", "advisory") not in found, f"{resource.name}'s labels waived something"
+
+
+def test_grant_of_an_unwaivable_rule_to_a_prod_container_waives_nothing(pack, flawed):
+    grants = {flawed_program.SELF_EXEMPTED: dict.fromkeys(flawed_program.SELF_EXEMPTIONS, "ok")}
+    pack.configure("prod", _prod_granting(grants))
+    resource = _named(flawed, flawed_program.SELF_EXEMPTED)
+    found = {(d.policy, d.level) for d in pack.analyze(resource)}
+    assert {("privileged", "mandatory"), ("docker-socket", "mandatory")} <= found
+
+
+def test_exempted_finding_is_advisory_and_names_its_reason(pack, flawed):
+    grants = {"exempted-run-as-root": {"run-as-root": "fixture: sets file owners"}}
+    pack.configure("prod", _prod_granting(grants))
     resource = _named(flawed, "exempted-run-as-root")
     assert pack.analyze(resource) == [], "an exempted finding must not be a violation of its rule"
     reported = [d for d in pack.analyze_stack(flawed.resources) if d.urn == resource.urn]

@@ -15,6 +15,7 @@ from components.model.plan import BackupPlan
 from components.model.spec import BackupHook, HealthCheck, SecretUse, ServiceSpec
 from components.settings import SettingsError, load_settings, load_stack
 from napdms_ops.images import stack_images
+from policies.rules.names import INTERNAL_SEGMENTS
 from tests.conftest import program_of
 from tests.program import (
     OPERATOR_CONFIG,
@@ -49,8 +50,8 @@ HOOKS = {
         "service": "mongodb",
         "host": "mongodb",
         "port": 27017,
-        "user": None,
-        "password_file": None,
+        "user": "root",
+        "password_file": "/run/secrets/mongodb-root-password",
         "oplog": True,
     },
 }
@@ -188,7 +189,7 @@ def test_plan_carries_the_stacks_schedule_and_host_tag(stack):
     )
 
 
-def test_dump_sources_reach_their_service_by_its_alias_on_the_data_network(program):
+def test_dump_sources_reach_their_service_by_its_alias_on_an_internal_network(program):
     agent_networks = {n["name"] for n in _agent(program).plain("networksAdvanced")}
     for source in _plan(program).sources:
         if source.hook == "files":
@@ -199,11 +200,11 @@ def test_dump_sources_reach_their_service_by_its_alias_on_the_data_network(progr
         aliases = {
             alias
             for n in server.plain("networksAdvanced")
-            if n["name"].endswith("-data") and n["name"] in agent_networks
+            if n["name"].rsplit("-", 1)[-1] in INTERNAL_SEGMENTS and n["name"] in agent_networks
             for alias in n["aliases"]
         }
         assert source.host in aliases, (
-            f"{server.name}: the agent cannot reach {source.host} on a shared data network"
+            f"{server.name}: the agent cannot reach {source.host} on a shared internal network"
         )
 
 
@@ -217,10 +218,10 @@ def test_hooked_services_volumes_are_not_mounted_into_the_agent(program):
             )
 
 
-def test_agent_joins_edge_data_and_monitoring(program):
+def test_agent_joins_edge_data_chat_and_monitoring(program):
     agent = _agent(program)
     segments = sorted(n["name"].rsplit("-", 1)[-1] for n in agent.plain("networksAdvanced"))
-    assert segments == ["data", "edge", "monitoring"], f"{agent.name} joins {segments}"
+    assert segments == ["chat", "data", "edge", "monitoring"], f"{agent.name} joins {segments}"
 
 
 def test_agent_receives_the_password_files_its_plan_names(program):

@@ -13,6 +13,7 @@ from napdms_ops.deploy import (
     MANUAL_INSTALL,
     PULUMI_CLI_VERSION,
     DeployError,
+    check_docker,
     deploy_environment,
     pinned_cli_root,
     up,
@@ -114,6 +115,16 @@ def test_prod_without_a_passphrase_stops_before_calling_pulumi(tmp_path):
     result, calls = _run_up(tmp_path, "--stack", "prod")
     assert result.returncode == 2 and calls == []
     assert "prod: PULUMI_CONFIG_PASSPHRASE is not set" in result.stderr
+
+
+def test_outside_dev_a_missing_docker_cli_is_one_line_before_pulumi(tmp_path, monkeypatch):
+    # The PIDs limits are `docker update --pids-limit` commands run against each host.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DeployError, match=r"^prod: the docker CLI is not on PATH[^\n]*$"):
+        check_docker("prod")
+    _fake_tool(tmp_path, "docker")
+    check_docker("prod")
+    assert _calls(tmp_path) == [], "only dev asks its daemon"
 
 
 def test_local_file_backend_is_the_default_and_an_explicit_one_wins():

@@ -64,7 +64,7 @@ CASES = [
     (
         "prod",
         _set("hosts.qnap.memory", "8g"),
-        "prod: hosts.qnap.memory: the services' limits add up to 33152m but the host offers 8g; "
+        "prod: hosts.qnap.memory: the services' limits add up to 32896m but the host offers 8g; "
         "raise hosts.qnap.memory or lower services.<name>.memory",
     ),
     (
@@ -129,7 +129,8 @@ CASES = [
         _set("secrets", {"rotation": {"redis-pasword": 1}}),
         "dev: secrets.rotation.redis-pasword: no service reads a secret of that name; use one of: "
         "postgres-password, napdms-db-password, gitea-db-password, n8n-db-password, "
-        "redis-password, napdms-app-key, gitea-secret-key, gitea-internal-token, "
+        "redis-password, mongodb-root-password, mongodb-keyfile, rocketchat-mongodb-password, "
+        "napdms-app-key, gitea-secret-key, gitea-internal-token, "
         "n8n-encryption-key, grafana-admin-password, restic-password",
     ),
     (

@@ -48,12 +48,37 @@ def test_no_two_docker_objects_share_a_name_on_one_host(program):
     assert [key for key, n in counts.items() if n > 1] == []
 
 
-def test_data_and_monitoring_networks_are_internal_and_the_others_are_not(program):
+def test_data_chat_and_monitoring_networks_are_internal_and_the_others_are_not(program):
     for network in program.of_type("docker:index/network:Network"):
-        segment = network.name.rsplit("-", 1)[-1]
-        assert network.plain("internal") == (segment in ("data", "monitoring")), (
+        segment = labels_of(network)["napdms.segment"]
+        assert network.plain("internal") == (segment in ("data", "chat", "monitoring")), (
             f"{network.name} internal flag"
         )
+
+
+def _members(program, network_name: str) -> set[str]:
+    return {
+        labels_of(c)["napdms.service"]
+        for c in program.services()
+        if network_name in {n["name"] for n in c.plain("networksAdvanced")}
+    }
+
+
+def test_mongodb_shares_its_only_network_with_rocketchat_and_the_backup_agent_alone(program):
+    [mongodb] = [c for c in program.services() if labels_of(c)["napdms.service"] == "mongodb"]
+    [network] = [n["name"] for n in mongodb.plain("networksAdvanced")]
+    assert network == f"napdms-{program.stack}-chat", f"{mongodb.name} joins {network}"
+    assert _members(program, network) == {"mongodb", "rocketchat", "backup-agent"}, (
+        f"{network} members"
+    )
+    declared = next(
+        n for n in program.of_type("docker:index/network:Network") if n.plain("name") == network
+    )
+    assert declared.plain("internal") is True, f"{network} has a route out"
+
+
+def test_rocketchat_no_longer_joins_the_shared_data_network(program):
+    assert "rocketchat" not in _members(program, f"napdms-{program.stack}-data")
 
 
 def test_docker_hosts_are_the_stack_files_endpoints():
@@ -76,7 +101,8 @@ def test_qnap_runs_every_service_and_asustor_only_its_own(stack):
     placed = {
         (labels_of(c)["napdms.host"], labels_of(c)["napdms.service"]) for c in program.services()
     }
-    assert {s for h, s in placed if h == "qnap"} == set(CATALOG)
+    # The log shipper needs the Docker socket, which no stack but dev may grant.
+    assert {s for h, s in placed if h == "qnap"} == set(CATALOG) - {"log-shipper"}
     assert {s for h, s in placed if h == "asustor"} == {"node-exporter"}
 
 
@@ -148,7 +174,9 @@ def test_every_service_with_files_or_root_owned_volumes_has_an_init_container(pr
 
 def test_init_container_seeds_files_then_exits(program):
     for init in _inits(program):
-        assert init.plain("mustRun") is False and init.plain("attach") is True, (
+        # Created with its uploads, started by its run command once its PIDs limit is set
+        # (tests/unit/test_pids_limits.py).
+        assert init.plain("mustRun") is False and init.plain("start") is False, (
             f"{init.name} is not one-shot"
         )
         assert init.plain("restart") == "no", f"{init.name} would restart"

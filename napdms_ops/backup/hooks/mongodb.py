@@ -1,10 +1,13 @@
 """MongoDB (RocketChat): `mongodump --archive`.
 
-With the oplog on replica sets, for a point in time.
+With the oplog on replica sets, for a point in time. The server runs with access control: the
+hook logs in as the plan's user (defined in `admin`; the catalog names the root user), its
+password read from the plan's file and handed to the tool in a private `--config` file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -22,15 +25,18 @@ from napdms_ops.backup.restic import CommandFailed
 
 @contextmanager
 def _config(source: MongodbSource) -> Iterator[list[str]]:
-    """Connection arguments; the password goes through a private config file, never argv."""
+    """Connection arguments; the password goes through a private config file (the tools'
+    `--config`, YAML), never argv or the environment. The user is defined in `admin`."""
     argv = ["--host", source.host, "--port", str(source.port)]
     if not source.user:
         yield argv
         return
     password = read_password(source.service, source.password_file) or ""
+    # mkstemp: created 0600 before anything is written; removed when the tool is done.
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as config:
         os.chmod(config.name, 0o600)
-        config.write(f"password: {password!r}\n")
+        # A JSON string is a YAML double-quoted scalar: any character survives.
+        config.write(f"password: {json.dumps(password)}\n")
         config.flush()
         yield [
             *argv,
