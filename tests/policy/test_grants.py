@@ -229,3 +229,22 @@ def test_grant_to_another_stacks_container_is_refused():
     document = levels.with_grants(_document("prod"), [r.id for r in RULES], grants)
     with pytest.raises(LevelsError, match=r"^prod: .*napdms-dev-db: not a container of prod"):
         levels.parse("prod", document)
+
+
+def test_readme_rule_table_states_each_rules_levels_and_who_may_waive_it():
+    readme = (levels.CONFIG_DIR.parents[1] / "README.md").read_text()
+    rows = {
+        cells[1].strip("` "): [c.strip() for c in cells[-4:-1]]
+        for line in readme.splitlines()
+        if line.startswith("| `") and len(cells := line.split("|")) == 9
+    }
+    dev, prod = levels.load("dev"), levels.load("prod")
+    for rule in RULES:
+        waived = (
+            "never"
+            if rule.id == "unauthorised-exemption"
+            else "dev only"
+            if rule.id in UNWAIVABLE
+            else "by grant"
+        )
+        assert rows.get(rule.id) == [dev.level(rule.id), prod.level(rule.id), waived], rule.id
