@@ -13,6 +13,7 @@ Anything else is an exemption from the catalog, with its reason, written to a la
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -334,9 +335,10 @@ class HardenedService(pulumi.ComponentResource):
     ) -> command.local.Command:
         """A docker CLI call against this service's host that runs again whenever `container` is
         replaced. `create` names the container by its fixed Docker name, a plain string, so the
-        policy pack can read it at preview; DOCKER_HOST is the provider's endpoint (inherited
-        when the stack leaves it to DOCKER_HOST or the local socket)."""
-        endpoint = self._args.docker_host
+        policy pack can read it at preview; DOCKER_HOST is the provider's endpoint: the stack's,
+        else the DOCKER_HOST the provider's SDK reads when the stack names none (so the pack
+        pairs the two), else unset, for the local socket."""
+        endpoint = self._args.docker_host or os.environ.get("DOCKER_HOST")
         return command.local.Command(
             resource_name,
             create=create,

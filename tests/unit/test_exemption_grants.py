@@ -45,7 +45,8 @@ def test_log_shipper_is_off_where_the_socket_is_refused(stack):
     assert "log-shipper" not in read_stack(stack).services, f"{stack} runs the log shipper"
 
 
-def test_an_unwaivable_exemption_outside_dev_is_one_settings_line(monkeypatch):
+def _cadvisor_also_privileged(monkeypatch) -> None:
+    """The catalog's cAdvisor with one more exemption, from `privileged`, in every environment."""
     owner = CATALOG["cadvisor"].model_copy(
         update={
             "exemptions": [
@@ -55,6 +56,10 @@ def test_an_unwaivable_exemption_outside_dev_is_one_settings_line(monkeypatch):
         }
     )
     monkeypatch.setitem(settings_model.CATALOG, "cadvisor", owner)
+
+
+def test_an_unwaivable_exemption_outside_dev_is_one_settings_line(monkeypatch):
+    _cadvisor_also_privileged(monkeypatch)
     with pytest.raises(SettingsError) as error:
         read_stack("prod")
     assert str(error.value).splitlines() == [
@@ -65,15 +70,7 @@ def test_an_unwaivable_exemption_outside_dev_is_one_settings_line(monkeypatch):
 
 
 def test_the_same_exemption_is_granted_in_dev(monkeypatch):
-    owner = CATALOG["cadvisor"].model_copy(
-        update={
-            "exemptions": [
-                *cadvisor.SPEC.exemptions,
-                Exemption(rule="privileged", reason="would need every device"),
-            ]
-        }
-    )
-    monkeypatch.setitem(settings_model.CATALOG, "cadvisor", owner)
+    _cadvisor_also_privileged(monkeypatch)
     granted = read_stack("dev").grants["napdms-dev-cadvisor"]
     assert granted["privileged"] == "would need every device"
 
