@@ -96,6 +96,17 @@ def is_secret(value: Any) -> bool:
     return rpc.is_rpc_secret(value)
 
 
+def without_secrets(value: Any) -> Any:
+    """`value` with every secret-wrapped part removed: what would be stored in plain text."""
+    if is_secret(value):
+        return None
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
+
+
 def unwrap(value: Any) -> Any:
     """Remove secret wrappers anywhere inside `value`."""
     if is_secret(value):

@@ -110,25 +110,8 @@ def made(client, busybox, host):
             "hardened": run(
                 "hardened",
                 image=client.images.get(busybox).id,  # sha256:<id>, content-addressed like a digest
-                user="1000:1000",
-                cap_drop=["ALL"],
-                read_only=True,
-                security_opt=["no-new-privileges:true"],
-                mem_limit="32m",
-                memswap_limit="32m",
-                nano_cpus=NS // 4,
-                pids_limit=64,
-                healthcheck={
-                    "test": ["CMD", "true"],
-                    "interval": NS,
-                    "timeout": 5 * NS,
-                    "retries": 3,
-                },
-                restart_policy={"Name": "unless-stopped"},
-                log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
-                # Explicit: on a cgroup v1 host Docker's default is the host's cgroup namespace.
-                cgroupns="private",
                 labels=managed("prod", "hardened"),
+                **HARDENED_OPTIONS,
             ),
             "flawed": run(
                 "flawed",
@@ -147,27 +130,11 @@ def made(client, busybox, host):
                 "exempt",
                 name=GRANTED_NAME,
                 image=client.images.get(busybox).id,
-                user="0",
-                cap_drop=["ALL"],
-                read_only=True,
-                security_opt=["no-new-privileges:true"],
-                mem_limit="32m",
-                memswap_limit="32m",
-                nano_cpus=NS // 4,
-                pids_limit=64,
-                healthcheck={
-                    "test": ["CMD", "true"],
-                    "interval": NS,
-                    "timeout": 5 * NS,
-                    "retries": 3,
-                },
-                restart_policy={"Name": "unless-stopped"},
-                log_config=LogConfig(type="json-file", config={"max-size": "10m"}),
-                cgroupns="private",
                 labels={
                     **managed("prod", "exempt"),
                     "napdms.exempt.run-as-root": "records prod's grant",
                 },
+                **{**HARDENED_OPTIONS, "user": "0"},
             ),
         }
         names["bypass"] = bypass(client, client.images.get(busybox).id, created)
@@ -205,8 +172,10 @@ HARDENED_OPTIONS = dict(
     healthcheck={"test": ["CMD", "true"], "interval": NS, "timeout": 5 * NS, "retries": 3},
     restart_policy={"Name": "unless-stopped"},
     log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
+    # Explicit: on a cgroup v1 host Docker's default is the host's cgroup namespace.
     cgroupns="private",
 )
+"""Every setting the rules ask for, on the engine's API."""
 
 
 def bypass(client, image: str, created: list) -> str:

@@ -34,7 +34,7 @@ from components.settings import SettingsError, load_settings, loader, read_stack
 from napdms_ops import backups
 from napdms_ops.cli import app
 from tests import program as program_module
-from tests.program import ROOT, is_secret, run_program, stack_config
+from tests.program import ROOT, run_program, stack_config, without_secrets
 
 Lines = Callable[[Path], list[str]]
 
@@ -685,16 +685,6 @@ def test_the_program_stops_with_the_same_line_before_any_resource(case_id, monke
     assert [t for t in registered if t != "pulumi:pulumi:Stack"] == []
 
 
-def _without_secrets(value):
-    if is_secret(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_secrets(v) for v in value]
-    return value
-
-
 def test_encrypted_values_stay_secret_wherever_they_flow():
     """The operator's encrypted keys reach the backup agent's secret files only: never a plain
     input (env, labels, uploads), a plain output, or a generated file such as the plan."""
@@ -712,8 +702,8 @@ def test_encrypted_values_stay_secret_wherever_they_flow():
     secret_keys = ("backup_ssh_key", "s3_access_key_id", "s3_secret_access_key", "smtp_password")
     declared = run_program("staging", values, secret_keys=secret_keys)
     plain = json.dumps(
-        [_without_secrets(r.inputs) for r in declared.resources]
-        + [_without_secrets(declared.outputs)],
+        [without_secrets(r.inputs) for r in declared.resources]
+        + [without_secrets(declared.outputs)],
         default=str,
     )
     everything = json.dumps([r.inputs for r in declared.resources], default=str)

@@ -6,7 +6,15 @@ import pytest
 import yaml
 
 from components.model.operator_keys import BY_CONFIG_KEY
-from tests.program import ROOT, STACKS, is_secret, mock_password, run_program, stack_config
+from tests.program import (
+    ROOT,
+    STACKS,
+    is_secret,
+    mock_password,
+    run_program,
+    stack_config,
+    without_secrets,
+)
 
 
 def _password_values(program) -> list[str]:
@@ -15,21 +23,10 @@ def _password_values(program) -> list[str]:
     ]
 
 
-def _without_secrets(value):
-    """`value` with every secret-wrapped part removed: what would be stored in plain text."""
-    if is_secret(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_secrets(v) for v in value]
-    return value
-
-
 def test_generated_secret_values_appear_only_inside_secret_inputs(program):
     plain = json.dumps(
         [
-            _without_secrets(r.inputs)
+            without_secrets(r.inputs)
             for r in program.resources
             if r.type != "random:index/randomPassword:RandomPassword"
         ]
