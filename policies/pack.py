@@ -32,9 +32,10 @@ from rules import (
     Finding,
     Rule,
     StackFacts,
+    Subject,
     check_container,
-    check_stack,
     from_pulumi,
+    stack_findings,
 )
 from rules.grants import SELF_GRANT_RULE, TABLE_SETTING, rule_grants
 from rules.levels import EXEMPTIONS_POLICY
@@ -88,9 +89,9 @@ def _container_policy(rule: Rule) -> ResourceValidationPolicy:
 def _stack_policy(rule: Rule) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         stack, urns = _stack_facts(args.resources)
-        for finding in check_stack(stack, rule, args.get_config()):
+        for subject, finding in stack_findings(stack, rule, args.get_config()):
             if not finding.exempt_reason:
-                report(finding.message, urns.get(finding.subject))
+                report(finding.message, urns.get(id(subject)))
 
     return StackValidationPolicy(validate=validate, **_metadata(rule))
 
@@ -98,15 +99,18 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
 def _report_exemptions(args: StackValidationArgs, report: ReportViolation) -> None:
     stack, urns = _stack_facts(args.resources)
     table = args.get_config().get(TABLE_SETTING) or {}
-    findings: list[Finding] = []
+    findings: list[tuple[Subject, Finding]] = []
     for rule in CONTAINER_RULES:
         for container in stack.containers:
-            findings += check_container(container, rule, rule_grants(table, rule.id))
+            findings += [
+                (container, finding)
+                for finding in check_container(container, rule, rule_grants(table, rule.id))
+            ]
     for rule in STACK_RULES:
-        findings += check_stack(stack, rule, rule_grants(table, rule.id))
-    for finding in findings:
+        findings += stack_findings(stack, rule, rule_grants(table, rule.id))
+    for subject, finding in findings:
         if finding.exempt_reason:
-            report(finding.message, urns.get(finding.subject))
+            report(finding.message, urns.get(id(subject)))
 
 
 def _metadata(rule: Rule) -> dict[str, Any]:
@@ -129,15 +133,16 @@ def _metadata(rule: Rule) -> dict[str, Any]:
     }
 
 
-def _stack_facts(resources: Sequence[PolicyResource]) -> tuple[StackFacts, dict[str, str]]:
-    """Facts of the stack's Docker resources, and the URN of each by the name findings use."""
+def _stack_facts(resources: Sequence[PolicyResource]) -> tuple[StackFacts, dict[int, str]]:
+    """Facts of the stack's Docker resources, and the URN of each by the facts' `id()` (Docker
+    names repeat across hosts)."""
     readers: dict[str, Callable[[Mapping[str, Any], str, str], Any]] = {
         from_pulumi.CONTAINER: from_pulumi.container,
         from_pulumi.VOLUME: from_pulumi.volume,
         from_pulumi.NETWORK: from_pulumi.network,
     }
     found: dict[str, list] = {kind: [] for kind in readers}
-    urns: dict[str, str] = {}
+    urns: dict[int, str] = {}
     # A container's PIDs limit is set by a command beside it (pulumi-docker has no field for it).
     pids = from_pulumi.pids_limits_from_commands(
         _plain(r.props) for r in resources if r.resource_type == from_pulumi.COMMAND
@@ -153,7 +158,7 @@ def _stack_facts(resources: Sequence[PolicyResource]) -> tuple[StackFacts, dict[
             )
             facts = replace(facts, pids_limit=pids.get((endpoint, facts.name), 0))
         found[resource.resource_type].append(facts)
-        urns[facts.name] = resource.urn
+        urns[id(facts)] = resource.urn
     return (
         StackFacts(
             containers=tuple(found[from_pulumi.CONTAINER]),

@@ -9,7 +9,16 @@ A new rule is one decorated function in the module of its theme.
 from . import identity, resources, isolation, exposure, operations, stack  # noqa: F401  isort: skip
 from .facts import ContainerFacts, Mount, NetworkFacts, PublishedPort, StackFacts, VolumeFacts
 from .levels import LevelsError, StackLevels
-from .rule import CONTAINER_RULES, STACK_RULES, Finding, Rule, check_container, check_stack
+from .rule import (
+    CONTAINER_RULES,
+    STACK_RULES,
+    Finding,
+    Rule,
+    Subject,
+    check_container,
+    check_stack,
+    stack_findings,
+)
 from .verdict import Verdict, judge, sort_verdicts
 
 RULES = CONTAINER_RULES + STACK_RULES
@@ -31,10 +40,12 @@ __all__ = [
     "STACK_RULES",
     "StackFacts",
     "StackLevels",
+    "Subject",
     "Verdict",
     "VolumeFacts",
     "check_container",
     "check_stack",
+    "stack_findings",
     "judge",
     "sort_verdicts",
 ]

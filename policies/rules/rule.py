@@ -130,17 +130,21 @@ def check_container(
     ]
 
 
+def stack_findings(
+    stack: StackFacts, rule: Rule, config: Mapping[str, Any] | None = None
+) -> list[tuple[Subject, Finding]]:
+    """Findings of one stack rule on a whole stack, each with the subject it is about (names
+    repeat across hosts: a node exporter on each NAS)."""
+    settings = rule.settings(config)
+    grants = settings.get(GRANTS_SETTING)
+    return [
+        (subject, Finding(rule, subject.name, problem, granted_reason(subject, rule.id, grants)))
+        for subject, problem in rule.check(stack, settings)
+    ]
+
+
 def check_stack(
     stack: StackFacts, rule: Rule, config: Mapping[str, Any] | None = None
 ) -> list[Finding]:
     """Findings of one stack rule on a whole stack."""
-    settings = rule.settings(config)
-    return [
-        Finding(
-            rule,
-            subject.name,
-            problem,
-            granted_reason(subject, rule.id, settings.get(GRANTS_SETTING)),
-        )
-        for subject, problem in rule.check(stack, settings)
-    ]
+    return [finding for _subject, finding in stack_findings(stack, rule, config)]

@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .facts import StackFacts
-from .grants import GRANTS_SETTING, granted_reason
 from .levels import StackLevels
 from .names import STACK_LABEL
-from .rule import CONTAINER_RULES, STACK_RULES, Finding, Subject, check_container
+from .rule import CONTAINER_RULES, STACK_RULES, Finding, Subject, check_container, stack_findings
 
 _RULE_ORDER = {rule.id: index for index, rule in enumerate(CONTAINER_RULES + STACK_RULES)}
 
@@ -72,11 +71,9 @@ def judge(
             stack = levels_of(name)
             if stack.level(rule.id) == "disabled":
                 continue
-            settings = rule.settings(stack.config(rule.id))
-            grants = settings.get(GRANTS_SETTING)
             findings = [
-                Finding(rule, subject.name, problem, granted_reason(subject, rule.id, grants))
-                for subject, problem in rule.check(daemon, settings)
+                finding
+                for subject, finding in stack_findings(daemon, rule, stack.config(rule.id))
                 if id(subject) in ids
             ]
             verdicts += _verdicts(findings, stack)

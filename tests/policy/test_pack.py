@@ -194,3 +194,21 @@ def test_readme_rule_table_lists_every_rule():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [rule.id for rule in RULES if f"| `{rule.id}` |" not in readme]
     assert missing == [], f"README's rule table lacks {missing}"
+
+
+def test_findings_on_same_named_containers_land_on_each_ones_own_resource(pack):
+    prod = run_program("prod")
+    pack.configure("prod")
+    exporters = {
+        r.urn
+        for r in prod.resources
+        if r.name in ("qnap-node-exporter-1", "asustor-node-exporter-1")
+    }
+    reported = {
+        d.urn
+        for d in pack.analyze_stack(prod.resources)
+        if d.policy == "exemptions" and "host-mount" in d.message
+    }
+    assert len(exporters) == 2 and exporters <= reported, (
+        f"node-exporter's host-mount exemption reported on {sorted(reported)}"
+    )
