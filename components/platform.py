@@ -11,7 +11,7 @@ from components.catalog import generated_files
 from components.hardened_service import HardenedService, HardenedServiceArgs, SourceVolume
 from components.hosts import DockerHost
 from components.model.spec import ServiceSpec, source_path
-from components.secrets import GeneratedSecret, operator_secrets
+from components.secrets import generated_secrets, operator_secrets
 from components.settings.stack import Stack
 from policies.rules.names import SEGMENTS
 
@@ -49,12 +49,13 @@ class Platform(pulumi.ComponentResource):
             )
             for host in settings.hosts
         }
+        generated = generated_secrets(
+            [secret for secret in stack.secret_names if secret not in supplied],
+            settings.secrets.rotation,
+            self._child,
+        )
         self.secrets = {
-            secret: supplied[secret]
-            if secret in supplied
-            else GeneratedSecret(
-                secret, settings.secrets.rotation.get(secret, 0), opts=self._child
-            ).value
+            secret: supplied[secret] if secret in supplied else generated[secret]
             for secret in stack.secret_names
         }
         self.services = {}

@@ -10,8 +10,11 @@ blocks the nightly run, and fresh volumes receive the data.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import re
+import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +24,7 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 from requests import RequestException
 
-from components.catalog.backup_agent import CACHE_DIR, STATE_DIR
+from components.catalog.backup_agent import STATE_DIR
 from components.model.plan import AGENT_SERVICE, CONFIG_DIR, PLAN_FILE, BackupPlan, FilesSource
 from components.model.spec import SECRETS_DIR, SOURCE_ROOT
 from components.settings import Stack, read_stack
@@ -185,6 +188,7 @@ def run_job(
     mounts: dict[str, str],
     runner: Agent | None = None,
     timeout_s: float = 24 * 3600,
+    entrypoint: Sequence[str] | None = None,
 ) -> JobResult:
     """Run the agent image once with `source`'s plan and secrets plus `mounts`, on `runner`'s host.
 
@@ -199,16 +203,17 @@ def run_job(
         client.volumes.create(name, labels={**_job_labels(runner.stack), RESTORE_LABEL: "true"})
         binds.append(f"{name}:{path}:rw")
     if runner.container.id == source.container.id:
-        binds += _shared_agent_volumes(source)
+        binds += _agent_mounts(source)
         carried = {}
     else:
         carried = _carried_volumes(runner)
         binds += [f"{name}:{path}:rw" for path, name in carried.items()]
-    job = _create_job(runner, command, binds)
+    job = _create_job(runner, command, binds, entrypoint)
     try:
         for path in carried:
             archive, _ = source.container.get_archive(path)
-            job.put_archive(path.rsplit("/", 1)[0], b"".join(archive))
+            # Into the volume itself: the job's root, where `path`'s parent is, is read-only.
+            job.put_archive(path, _below_top(b"".join(archive)))
         job.start()
         status = job.wait(timeout=timeout_s)
         stdout = job.logs(stdout=True, stderr=False)
@@ -220,15 +225,39 @@ def run_job(
     return JobResult(status.get("StatusCode", 1), _json(stdout), stderr, tuple(mounts.values()))
 
 
-def _shared_agent_volumes(agent: Agent) -> list[str]:
-    """Binds of the agent's own plan and secrets (read-only) and cache, for a job beside it."""
+def _agent_mounts(agent: Agent) -> list[str]:
+    """Binds of what the agent itself mounts to reach its repository: its plan and secrets
+    (read-only), its cache and, with a local repository (dev), the repository's volume, each as
+    the agent has it. Not the agent's run record (the job keeps its own) nor the live volumes it
+    backs up: a job reads the repository and writes only the volumes it is given."""
     # restic writes its cache with temporary files and renames, so the agent's can be shared.
-    return [
-        f"{mount['Name']}:{mount['Destination']}:"
-        f"{'rw' if mount['Destination'] == CACHE_DIR else 'ro'}"
-        for mount in agent.container.attrs["Mounts"]
-        if mount.get("Type") == "volume" and mount["Destination"] in (*_CARRIED, CACHE_DIR)
-    ]
+    binds = []
+    for mount in agent.container.attrs["Mounts"]:
+        destination = mount["Destination"]
+        if destination == STATE_DIR or destination.startswith(f"{SOURCE_ROOT}/"):
+            continue
+        source = mount.get("Name") if mount.get("Type") == "volume" else mount.get("Source")
+        if mount.get("Type") in ("volume", "bind") and source:
+            binds.append(f"{source}:{destination}:{'rw' if mount.get('RW') else 'ro'}")
+    return binds
+
+
+def _below_top(archive: bytes) -> bytes:
+    """`archive` (of one directory, as `get_archive` gives it) with that directory's name taken off
+    each member, so it extracts into the directory's counterpart."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(archive)) as source,
+        tarfile.open(fileobj=out, mode="w") as target,
+    ):
+        for member in source.getmembers():
+            _, _, rest = member.name.partition("/")
+            if not rest:
+                continue
+            data = source.extractfile(member) if member.isfile() else None
+            member.name = rest
+            target.addfile(member, data)
+    return out.getvalue()
 
 
 def _carried_volumes(runner: Agent) -> dict[str, str]:
@@ -242,12 +271,19 @@ def _carried_volumes(runner: Agent) -> dict[str, str]:
     return carried
 
 
-def _create_job(runner: Agent, command: Sequence[str], binds: list[str]):
-    """The one-shot container of the agent's image: hardened, on the agent's network."""
+def _create_job(
+    runner: Agent,
+    command: Sequence[str],
+    binds: list[str],
+    entrypoint: Sequence[str] | None = None,
+):
+    """The one-shot container of the agent's image: hardened, on every network of the agent (the
+    route to the ASUSTOR and S3 is on one of them, the databases on others)."""
     networks = list(runner.container.attrs["NetworkSettings"]["Networks"])
-    return runner.client.containers.create(
+    job = runner.client.containers.create(
         runner.container.image.id,
         command=[command[0], "--plan", PLAN_FILE, *command[1:]],
+        entrypoint=list(entrypoint) if entrypoint else None,
         user="0",
         cap_drop=["ALL"],
         cap_add=RESTORE_CAPS,
@@ -263,8 +299,16 @@ def _create_job(runner: Agent, command: Sequence[str], binds: list[str]):
         environment={"TMPDIR": "/tmp"},
         labels={**_job_labels(runner.stack), JOB_LABEL: command[0]},
         mem_limit=runner.container.attrs["HostConfig"].get("Memory") or None,
+        nano_cpus=runner.container.attrs["HostConfig"].get("NanoCpus") or None,
         pids_limit=512,
     )
+    try:
+        for name in networks[1:]:
+            runner.client.networks.get(name).connect(job)
+    except BaseException:
+        job.remove(force=True)
+        raise
+    return job
 
 
 def _job_labels(stack: str) -> dict[str, str]:
@@ -318,10 +362,57 @@ def _restore(
             f"stack {runner.stack}: volumes {', '.join(existing)} exist already; "
             "choose another --label"
         )
-    args = ["restore", "--snapshot", snapshot, "--into", RESTORE_ROOT] + [
-        a for s in services for a in ("--service", s)
-    ]
-    return run_job(source, args + (["--force"] if force else []), mounts, runner)
+    chosen = [a for s in services for a in ("--service", s)]
+    safety = None
+    if force:
+        live = {path: name for path, name in mounts.items() if name not in fresh}
+        _refuse_mounted(runner, list(live.values()))
+        if runner.container.id != source.container.id:
+            safety = _set_aside(runner, live, chosen)
+            force = False  # the target's volumes are empty now
+    args = ["restore", "--snapshot", snapshot, "--into", RESTORE_ROOT, *chosen]
+    job = run_job(source, args + (["--force"] if force else []), mounts, runner)
+    if safety:
+        job = dataclasses.replace(
+            job, result={**job.result, "safety_snapshot": safety, "safety_stack": runner.stack}
+        )
+    return job
+
+
+SET_ASIDE = ("python3", "-m", "napdms_ops.backup.restore")
+"""Entry point of the job that takes a forced restore's safety snapshot in the target stack."""
+
+
+def _set_aside(runner: Agent, live: dict[str, str], services: list[str]) -> str | None:
+    """Back up the target stack's live volumes into the target's own repository (a job of its
+    agent with its plan), then empty them; the snapshot's id, None when they held nothing."""
+    job = run_job(
+        runner, ["set-aside", "--into", RESTORE_ROOT, *services], live, entrypoint=SET_ASIDE
+    )
+    if job.exit_code != 0:
+        raise BackupCommandError(
+            f"stack {runner.stack}: the safety snapshot of its volumes failed ({job.error}); "
+            "nothing was restored; fix that, then run the restore again"
+        )
+    return job.result.get("safety_snapshot")
+
+
+def _refuse_mounted(runner: Agent, volumes: Sequence[str]) -> None:
+    """Raise while a running container (other than the agent, which only reads them) mounts one
+    of the live `volumes` a forced restore would overwrite: it could write after the snapshot's
+    moment and the result would not be that moment."""
+    for volume in volumes:
+        users = sorted(
+            c.name
+            for c in runner.client.containers.list(filters={"volume": volume})
+            if c.id != runner.container.id
+        )
+        if users:
+            raise BackupCommandError(
+                f"stack {runner.stack}: volume {volume} is mounted by running container "
+                f"{', '.join(users)}; stop it first (`docker stop {' '.join(users)}`), "
+                "then run the restore again"
+            )
 
 
 def drill(agent: Agent, snapshot: str, data_bytes: int | None) -> JobResult:

@@ -259,7 +259,10 @@ def restore(
     snapshot: str = typer.Option(
         "latest",
         "--snapshot",
-        help="latest, a run or snapshot id, or a time like 2026-11-20T03:00.",
+        help=(
+            "latest, a run or snapshot id (also a safety snapshot's, in the stack that took it), "
+            "or a time like 2026-11-20T03:00."
+        ),
     ),
     service: list[str] = typer.Option(
         [], "--service", help="Restore only this service (repeatable)."
@@ -275,7 +278,10 @@ def restore(
     force: bool = typer.Option(
         False,
         "--force",
-        help="Restore files into the target stack's live volumes, after a safety snapshot.",
+        help=(
+            "Make the target stack's live volumes exactly the snapshot, after a safety snapshot "
+            "into the target's own repository; refused while a container mounts them."
+        ),
     ),
 ) -> None:
     """Restore a backup of STACK into fresh volumes;

@@ -36,6 +36,7 @@ from components.model.spec import (
     SecretUse,
     ServiceSpec,
     VolumeMount,
+    previous_of,
     source_path,
 )
 from policies.rules.names import object_prefix
@@ -47,6 +48,9 @@ POSTGRES_IMAGE_ARG = "POSTGRES_IMAGE"
 """Build argument naming the Dockerfile's base: the stack's PostgreSQL image."""
 
 RESTIC_PASSWORD = "restic-password"
+RESTIC_PASSWORD_PREVIOUS = previous_of(RESTIC_PASSWORD)
+"""Its value before the latest rotation: the agent moves the repository's key from it
+(`napdms_ops.backup.rekey`)."""
 
 SPEC = ServiceSpec(
     name=AGENT_SERVICE,
@@ -84,7 +88,7 @@ SPEC = ServiceSpec(
     # The base image declares VOLUME /var/lib/postgresql/data: without a mount there every
     # container would get an anonymous volume that has no backup policy.
     tmpfs=["/tmp", "/var/lib/postgresql/data"],
-    secrets=[SecretUse(secret=RESTIC_PASSWORD)],
+    secrets=[SecretUse(secret=RESTIC_PASSWORD), SecretUse(secret=RESTIC_PASSWORD_PREVIOUS)],
     config_dir=CONFIG_DIR,
     # edge: the ASUSTOR and S3; data and chat: the databases it dumps (chat: MongoDB);
     # monitoring: Prometheus scrapes it.
@@ -194,6 +198,7 @@ def files(context: CatalogContext) -> dict[str, str]:
         repository=Repository(
             url=backup.repository,
             password_file=_secret_file(RESTIC_PASSWORD),
+            previous_password_file=_secret_file(RESTIC_PASSWORD_PREVIOUS),
             sftp=SftpAccess(
                 key_file=_secret_file(BACKUP_SSH_KEY.secret), known_hosts_file=KNOWN_HOSTS_FILE
             )
@@ -246,6 +251,7 @@ def _offsite(context: CatalogContext) -> Offsite | None:
         repository=Repository(
             url=f"s3:{offsite.endpoint}/{offsite.bucket}/{object_prefix(context.stack)}",
             password_file=_secret_file(RESTIC_PASSWORD),
+            previous_password_file=_secret_file(RESTIC_PASSWORD_PREVIOUS),
             s3_access_key_file=_secret_file(S3_ACCESS_KEY.secret),
             s3_secret_key_file=_secret_file(S3_SECRET_KEY.secret),
         ),

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from components.model.strict import StrictModel
 
@@ -48,6 +48,9 @@ class Repository(StrictModel):
     path."""
     password_file: str = Field(pattern=r"^/")
     """File holding the repository's encryption password (restic's RESTIC_PASSWORD_FILE)."""
+    previous_password_file: str | None = Field(default=None, pattern=r"^/")
+    """File holding the password from before the latest rotation: the agent adds the current one
+    as a key with it, then removes its key (`napdms_ops.backup.rekey`). Jobs use `password_file`."""
     sftp: SftpAccess | None = None
     """Required when `url` starts with `sftp:`."""
     s3_access_key_file: str | None = Field(default=None, pattern=r"^/")
@@ -133,6 +136,20 @@ class Schedule(StrictModel):
     retry_delay_s: float = Field(default=300, ge=0)
 
 
+class AgentHealth(StrictModel):
+    """What the agent's `health` command calls alive: a beating loop, and a run that moves."""
+
+    beat_s: float = Field(default=30, gt=0, le=600)
+    """The agent beats its heartbeat this often, between runs and during them; `health` fails
+    after four missed beats."""
+    stall_s: float = Field(default=1800, gt=0)
+    """A run whose processes (restic, the dump tools; not ssh's keep-alives) move less than 1 KiB/s
+    and start or end none for this long hangs: `health` fails. Longer than
+    `schedule.retry_delay_s`, which a run waits between attempts."""
+    max_run_s: float = Field(default=23 * 3600, gt=0)
+    """A run still going after this long hangs too, progress or not (the next one is due)."""
+
+
 class FilesSource(StrictModel):
     """Volume data backed up as files (Gitea, n8n, RocketChat uploads, NAP-DMS documents)."""
 
@@ -216,6 +233,7 @@ class BackupPlan(StrictModel):
     offsite: Offsite | None = None
     sources: list[Source] = Field(min_length=1)
     schedule: Schedule = Schedule()
+    health: AgentHealth = AgentHealth()
     retention: Retention = Retention()
     checks: Checks = Checks()
     state_dir: str = Field(default="/state", pattern=r"^/")
@@ -234,6 +252,15 @@ class BackupPlan(StrictModel):
         if len(names) != len(set(names)):
             raise ValueError(f"each service may appear once in sources, got {names}")
         return value
+
+    @model_validator(mode="after")
+    def _stall_outlasts_retry_delay(self) -> BackupPlan:
+        if self.health.stall_s <= self.schedule.retry_delay_s:
+            raise ValueError(
+                f"health.stall_s ({self.health.stall_s:g}) must exceed schedule.retry_delay_s "
+                f"({self.schedule.retry_delay_s:g}): a run waiting to retry is not hung"
+            )
+        return self
 
 
 class PlanError(ValueError):
@@ -255,4 +282,6 @@ def load_plan(path: str | Path) -> BackupPlan:
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
-        raise PlanError(f"backup plan {path}: {key}: {first['msg']}") from None
+        where = f"{key}: " if key else ""  # a check across keys names them in its message
+        message = first["msg"].removeprefix("Value error, ")
+        raise PlanError(f"backup plan {path}: {where}{message}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
@@ -242,6 +243,22 @@ class SecretUse(StrictModel):
     def path(self) -> str:
         """Absolute path of the secret file inside the container."""
         return f"{SECRETS_DIR}/{self.file_name}"
+
+
+PREVIOUS_SUFFIX = "-previous"
+"""A service that reads `<name>-previous` beside a generated `<name>` gets the value `<name>` had
+before its latest rotation (`components.secrets`): the backup agent, to move the repository's key
+over."""
+
+
+def previous_of(name: str) -> str:
+    """The name under which a generated secret's previous value is delivered."""
+    return f"{name}{PREVIOUS_SUFFIX}"
+
+
+def is_previous(name: str, names: Iterable[str]) -> bool:
+    """Whether `name` is the previous value of another of `names`, not a secret of its own."""
+    return name.endswith(PREVIOUS_SUFFIX) and name.removesuffix(PREVIOUS_SUFFIX) in set(names)
 
 
 class HealthCheck(StrictModel):

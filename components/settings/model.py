@@ -45,6 +45,7 @@ from components.model.spec import (
     Replicas,
     ServiceSpec,
     Tag,
+    is_previous,
 )
 from components.model.strict import StrictModel
 from components.model.units import Cpus, SizeMB, format_size_mb
@@ -348,7 +349,10 @@ class PlatformSettings(StrictModel):
 
     def _secret_problems(self) -> list[str]:
         known = self.secret_names()
-        generated = [name for name in known if name not in BY_SECRET]
+        # `<name>-previous` is `<name>`'s value before its rotation, not a secret of its own.
+        generated = [
+            name for name in known if name not in BY_SECRET and not is_previous(name, known)
+        ]
         return [
             f"secrets.rotation.{name}: the operator sets this key, it is not generated; "
             f"rotate it with `pulumi config set --secret {BY_SECRET[name].config_key}` "

@@ -2,12 +2,14 @@
 
     python3 -m napdms_ops.backup agent   --plan P        schedule loop + /metrics
                                                          (the container's process)
-    python3 -m napdms_ops.backup health  --plan P        0 while the loop is alive
+    python3 -m napdms_ops.backup health  --plan P        0 while the loop beats and its run
+                                                         moves (the plan's `health` bounds)
     python3 -m napdms_ops.backup run|list|verify|prune|init --plan P
     python3 -m napdms_ops.backup restore --plan P --snapshot S --into DIR [--service s] [--force]
     python3 -m napdms_ops.backup drill   --plan P [--snapshot S] [--data-bytes N]
 
-Each command prints one JSON object on stdout; errors are one line on stderr. Exit codes:
+Each command prints one JSON object on stdout; errors are one line on stderr, as are warnings
+(an unreadable manifest, skipped) and the agent's log. Exit codes:
 0 done, 1 the run/check/drill failed, 2 unusable plan or arguments, 3 another run holds the lock.
 The operators' CLI (`python3 -m napdms_ops backup ...`) calls these on the right host.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -46,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("agent", "run backups on the plan's schedule and serve /metrics"),
-        ("health", "exit 0 while the agent loop is alive"),
+        ("health", "exit 0 while the agent loop beats and its run makes progress"),
         ("run", "one backup run now"),
         ("list", "the finished runs in the repository"),
         ("verify", "restic check (a subset of the data, or all with --full)"),
@@ -105,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run one command, print its JSON result; returns the exit code."""
     args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s"
+    )
     try:
         plan = load_plan(args.plan)
         result, code = agent.dispatch(plan, args)

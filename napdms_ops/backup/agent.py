@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import json
+import logging
+import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,14 +19,31 @@ from zoneinfo import ZoneInfo
 from components.model.plan import BackupPlan
 from napdms_ops.backup import offsite
 from napdms_ops.backup.drill import drill
-from napdms_ops.backup.manifest import manifests
+from napdms_ops.backup.manifest import listing
 from napdms_ops.backup.metrics import METRICS_FILE
+from napdms_ops.backup.rekey import rekey_plan
 from napdms_ops.backup.restore import RestoreError, restore
-from napdms_ops.backup.run import RunLocked, open_repository, prune, repository, run_backup, verify
+from napdms_ops.backup.run import (
+    RunLocked,
+    crashed_state,
+    open_repository,
+    prune,
+    repository,
+    run_backup,
+    verify,
+)
 
 HEARTBEAT_FILE = "agent.alive"
 HEARTBEAT_S = 30
-"""The loop touches its heartbeat this often; `health` fails after four missed beats."""
+"""Default of the plan's `health.beat_s`: the agent beats this often; `health` fails after four
+missed beats."""
+PROGRESS_FILE = "run.progress"
+"""While the loop's run goes on: when it started and when its processes last made progress."""
+PROGRESS_BYTES_PER_S = 1024
+"""Slower than this, a run's processes are not moving: a blocked restic still reads a trickle
+(its runtime polls the system), far below it, and a run that moves moves far faster."""
+
+log = logging.getLogger(__name__)
 
 
 class CommandError(RuntimeError):
@@ -75,49 +97,193 @@ def loop(
     sleep: Callable[[float], None] = time.sleep,
     runs: int | None = None,
 ) -> None:
-    """Wait for each scheduled time and run; beat the heartbeat meanwhile.
+    """Wait for each scheduled time and run; beat the heartbeat meanwhile, and during each run.
 
+    No run's error ends the loop (it is logged and recorded as a failed run); signals do.
     `runs` bounds it for tests.
     """
-    heartbeat = Path(plan.state_dir) / HEARTBEAT_FILE
-    heartbeat.parent.mkdir(parents=True, exist_ok=True)
+    state = Path(plan.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / PROGRESS_FILE).unlink(missing_ok=True)  # of a run an earlier process left behind
     done = 0
     while runs is None or done < runs:
+        rekey_plan(plan)  # at start and between runs: a rotated restic-password becomes the key
         due = next_run(plan, clock())
         while clock() < due:
-            heartbeat.write_text(str(clock()))
-            sleep(min(HEARTBEAT_S, max(due - clock(), 0)))
-        heartbeat.write_text(str(clock()))
-        try:
-            run_backup(plan)
-        except RunLocked:
-            pass  # a manual run is going on; it records its own result
+            _write(state / HEARTBEAT_FILE, str(clock()))
+            sleep(min(plan.health.beat_s, max(due - clock(), 0)))
+        run_once(plan, clock)
         done += 1
 
 
-def healthy(plan: BackupPlan, now: float | None = None) -> bool:
-    """The loop beat its heartbeat recently."""
+def run_once(plan: BackupPlan, clock: Callable[[], float] = time.time) -> None:
+    """One scheduled run, watched (`RunWatch`); whatever it raises short of a signal is logged,
+    recorded as a failed run (reason `internal`) and survived."""
+    started = clock()
+    with RunWatch(plan, clock):
+        try:
+            run_backup(plan)
+        except RunLocked as error:
+            log.warning("scheduled backup skipped: %s", error)  # the manual run records itself
+        except Exception as error:
+            log.exception("backup run failed unexpectedly; the agent waits for the next run")
+            try:
+                crashed_state(plan, started, clock(), error)
+            except Exception:
+                log.exception("could not record the failed run")
+
+
+class RunWatch:
+    """While a run goes on, a thread beats the heartbeat every `health.beat_s` and records in
+    `PROGRESS_FILE` when the run's processes (restic, the dump tools) last moved: read or wrote
+    at least `PROGRESS_BYTES_PER_S` since the beat before, or started or ended a process.
+    `health` reads it."""
+
+    def __init__(self, plan: BackupPlan, clock: Callable[[], float] = time.time):
+        self.state = Path(plan.state_dir)
+        self.beat_s = plan.health.beat_s
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="run-watch", daemon=True)
+
+    def __enter__(self) -> RunWatch:
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.started = self.progress = self.clock()
+        self._activity, self._sampled = activity(), time.monotonic()
+        self._beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        (self.state / PROGRESS_FILE).unlink(missing_ok=True)
+        _write(self.state / HEARTBEAT_FILE, str(self.clock()))
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.beat_s):
+            try:
+                now, sampled = activity(), time.monotonic()
+                if moved(self._activity, now, sampled - self._sampled):
+                    self.progress = self.clock()
+                self._activity, self._sampled = now, sampled
+                self._beat()
+            except Exception:
+                log.exception("the run watch could not record progress")
+
+    def _beat(self) -> None:
+        progress = {"started": self.started, "progress": self.progress}
+        _write(self.state / PROGRESS_FILE, json.dumps(progress))
+        _write(self.state / HEARTBEAT_FILE, str(self.clock()))
+
+
+def moved(before: dict[int, int], after: dict[int, int], seconds: float) -> bool:
+    """Whether the processes changed, or moved enough bytes in `seconds`, between two samples."""
+    if before.keys() != after.keys():
+        return True
+    moved_bytes = sum(after[pid] - before[pid] for pid in after)
+    return moved_bytes >= PROGRESS_BYTES_PER_S * max(seconds, 0.001)
+
+
+def activity(root: int | None = None) -> dict[int, int]:
+    """What the processes below `root` (default: this one) have done: each one's id and bytes
+    read and written. ssh is counted by its id only: its keep-alives are no progress of a run."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: dict[int, int] = {}
+    todo = [root or os.getpid()]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            todo.append(pid)
+            found[pid] = _io_bytes(pid)
+    return found
+
+
+def _io_bytes(pid: int) -> int:
     try:
-        beat = float((Path(plan.state_dir) / HEARTBEAT_FILE).read_text())
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "ssh":
+            return 0
+        counters = dict(
+            line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines()
+        )
+        return int(counters["rchar"]) + int(counters["wchar"])
+    except (OSError, ValueError, KeyError):
+        return 0  # ended, or not ours to read: its start and end still count
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace `path` atomically, so `health` never reads half a file."""
+    partial = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def health(plan: BackupPlan, now: float | None = None) -> tuple[bool, str]:
+    """Whether the agent is alive, and why (not): its loop or run watch beats, and a run in
+    progress has moved within `health.stall_s` and is younger than `health.max_run_s`."""
+    now = time.time() if now is None else now
+    bounds = plan.health
+    state = Path(plan.state_dir)
+    try:
+        beat = float((state / HEARTBEAT_FILE).read_text())
     except (OSError, ValueError):
-        return False
-    return (now or time.time()) - beat < 4 * HEARTBEAT_S + 5
+        return False, "the agent has not beaten its heartbeat yet"
+    if now - beat >= 4 * bounds.beat_s + 5:
+        return False, f"the agent's last heartbeat is {now - beat:.0f} s old"
+    try:
+        run = json.loads((state / PROGRESS_FILE).read_text())
+        started, progress = float(run["started"]), float(run["progress"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return True, "waiting for the next run"
+    if now - started > bounds.max_run_s:
+        return False, (
+            f"the run started {now - started:.0f} s ago, over health.max_run_s "
+            f"({bounds.max_run_s:g} s)"
+        )
+    if now - progress > bounds.stall_s:
+        return False, (
+            f"the run made no progress for {now - progress:.0f} s, over health.stall_s "
+            f"({bounds.stall_s:g} s)"
+        )
+    return True, f"a run is going on for {now - started:.0f} s, moved {now - progress:.0f} s ago"
+
+
+def healthy(plan: BackupPlan, now: float | None = None) -> bool:
+    """`health` without the reason."""
+    return health(plan, now)[0]
+
+
+def _exit_on_signals() -> None:
+    """SIGTERM (docker stop) ends the agent as SIGINT does, also as PID 1 of its container
+    (which ignores signals it has no handler for): a running restic is killed with it."""
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
 
 
 def dispatch(plan: BackupPlan, args) -> tuple[object, int]:
     """Run the parsed command; returns (JSON-able result, exit code)."""
     command = args.command
     if command == "agent":
+        _exit_on_signals()
         serve_metrics(plan)
         loop(plan)
         return None, 0
     if command == "health":
-        ok = healthy(plan)
-        return {"healthy": ok}, 0 if ok else 1
+        ok, reason = health(plan)
+        return {"healthy": ok, "reason": reason}, 0 if ok else 1
     if command == "run":
         outcome = run_backup(plan)
         return outcome.state.model_dump(), 0 if outcome.state.success else 1
     if command == "list":
+        found = listing(plan, repository(plan))
         return {
             "runs": [
                 {
@@ -128,15 +294,19 @@ def dispatch(plan: BackupPlan, args) -> tuple[object, int]:
                     "bytes": m.bytes,
                     "services": {name: r.status for name, r in m.services.items()},
                 }
-                for m in manifests(plan, repository(plan))
-            ]
+                for m in found.runs
+            ],
+            "unreadable": [
+                {"snapshot": u.snapshot, "run_id": u.run_id, "error": u.error}
+                for u in found.unreadable
+            ],
         }, 0
     if command == "verify":
         verify(plan, repository(plan), full=args.full)
         return {"check": "ok", "full": args.full}, 0
     if command == "prune":
-        prune(plan, repository(plan))
-        return {"prune": "ok"}, 0
+        unreadable = prune(plan, repository(plan))
+        return {"prune": "ok", "unreadable": [u.snapshot for u in unreadable]}, 0
     if command == "init":
         return _init(plan), 0
     if command == "restore":

@@ -2,25 +2,43 @@
 
 The manifest is itself stored in the repository, as the run's last snapshot. A run without a
 manifest never finished, so restores and drills never pick its snapshots by accident.
+
+What we write is strict (a field no model knows is refused); what we read is forward-compatible:
+a newer agent's extra fields are ignored, and a manifest that cannot be read at all (not JSON,
+wrong types, fields missing) is logged, counted and skipped, never a reason to stop.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 from components.model.plan import BackupPlan
 from napdms_ops.backup.restic import Restic, Snapshot
 
 MANIFEST_PATH = "/napdms-run/manifest.json"
 MANIFEST_TAG = "napdms-manifest"
+READING = {"reading": True}
+"""Validation context of a manifest read back: unknown fields are dropped, not refused."""
+
+log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forward_compatible(cls, data: Any, info: ValidationInfo) -> Any:
+        """Reading (context `READING`), keep only the fields this agent knows, at every level."""
+        if isinstance(data, dict) and info.context and info.context.get("reading"):
+            return {key: value for key, value in data.items() if key in cls.model_fields}
+        return data
 
 
 class Part(_Strict):
@@ -92,26 +110,68 @@ class RunManifest(_Strict):
         """Bytes the repository grew by."""
         return sum(part.bytes_added for record in self.services.values() for part in record.parts)
 
+    @classmethod
+    def read(cls, text: str | bytes) -> RunManifest:
+        """A stored manifest, written by this agent or a newer one (its extra fields ignored)."""
+        return cls.model_validate_json(text, context=READING)
+
+
+@dataclass
+class Unreadable:
+    """A manifest snapshot whose file is no manifest this agent can read."""
+
+    snapshot: str
+    run_id: str | None
+    """The run the snapshot's `run=` tag names (its parts are kept, never pruned by guess)."""
+    error: str
+
+
+@dataclass
+class Listing:
+    """The finished runs of a stack, and the manifests that could not be read."""
+
+    runs: list[RunManifest]
+    unreadable: list[Unreadable] = field(default_factory=list)
+
 
 def manifests(
     plan: BackupPlan, restic: Restic, listed: Sequence[Snapshot] | None = None
 ) -> list[RunManifest]:
+    """Every finished run of the plan's stack that can be read, oldest first (see `listing`)."""
+    return listing(plan, restic, listed).runs
+
+
+def listing(plan: BackupPlan, restic: Restic, listed: Sequence[Snapshot] | None = None) -> Listing:
     """Every finished run of the plan's stack, oldest first (read once, then cached: snapshots
-    never change). `listed`: the stack's snapshots, when the caller has them already."""
+    never change), and the manifests that could not be read, each logged once per listing.
+    `listed`: the stack's snapshots, when the caller has them already."""
     if listed is None:
         listed = restic.snapshots(host=plan.host_tag, tags=[MANIFEST_TAG])
     cache = Path(plan.state_dir) / "manifests"
     found = []
+    unreadable = []
     for snapshot in listed:
         if MANIFEST_TAG not in snapshot.tags:
             continue
         cached = cache / f"{snapshot.id}.json"
         try:
-            manifest = RunManifest.model_validate_json(cached.read_text())
+            manifest = RunManifest.read(cached.read_text())
         except (OSError, ValueError):
-            manifest = RunManifest.model_validate_json(restic.dump(snapshot.id, MANIFEST_PATH))
+            try:
+                manifest = RunManifest.read(restic.dump(snapshot.id, MANIFEST_PATH))
+            except ValueError as error:  # not JSON, not UTF-8, or not a manifest (pydantic)
+                reason = " ".join(str(error).split())[:300]
+                log.warning(
+                    "backup manifest %s in snapshot %s (run %s) is unreadable, skipped: %s",
+                    MANIFEST_PATH,
+                    snapshot.id[:8],
+                    snapshot.tag("run") or "unknown",
+                    reason,
+                )
+                unreadable.append(Unreadable(snapshot.id, snapshot.tag("run"), reason))
+                continue
             manifest.snapshot = snapshot.id
             cache.mkdir(parents=True, exist_ok=True)
             cached.write_text(manifest.model_dump_json())
         found.append(manifest)
-    return sorted(found, key=lambda m: m.started)
+    return Listing(sorted(found, key=lambda m: m.started), unreadable)

@@ -1,7 +1,8 @@
 """The agent's state after each run, as a JSON record and as Prometheus metrics.
 
 Alerts read these: no success for more than a day, a failed run (with its reason: network,
-disk-full, wrong-password, ...), a failed service, a failed integrity check or offsite copy.
+disk-full, wrong-password, ..., internal for an error the agent did not expect), a failed
+service, a failed integrity check or offsite copy, manifests the agent could not read.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class RunState(BaseModel):
     check_full: bool = False
     check_time: float | None = None
     offsite_success: bool | None = None
+    manifests_unreadable: int | None = None
+    """Manifests in the repository the last retention pass could not read (and skipped)."""
 
 
 def read_state(state_dir: str) -> RunState | None:
@@ -136,6 +139,11 @@ def _gauges(state: RunState) -> list[tuple[str, str, Callable[[str], Samples | N
             "offsite_success",
             "1 if the last run was copied offsite.",
             _one(state.offsite_success),
+        ),
+        (
+            "manifest_unreadable",
+            "Run manifests in the repository the agent could not read and skipped.",
+            _one(state.manifests_unreadable),
         ),
     ]
 

@@ -70,7 +70,8 @@ _FIXES: dict[str, str] = {
     ),
     "wrong-password": (
         "the restic-password secret does not open this repository; "
-        "restore the secret it was initialised with (rotating it needs `restic key add` first)"
+        "restore the secret it was initialised with; after a rotation of restic-password the "
+        "agent adds the new key when it starts (a `rekey` line in its log), so read that first"
     ),
     "no-repository": (
         "initialise it once with `python3 -m napdms_ops backup init --stack <stack>`, "
@@ -148,6 +149,15 @@ class Snapshot:
         """The value of a `key=value` tag, or None."""
         prefix = f"{key}="
         return next((t[len(prefix) :] for t in self.tags if t.startswith(prefix)), None)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of the repository as `restic key list --json` lists it."""
+
+    id: str
+    current: bool
+    """Whether this key is the one the listing's password opened."""
 
 
 @dataclass(frozen=True)
@@ -347,6 +357,33 @@ class Restic:
                 raise
             self.run("unlock", action="unlock")
             return self.run(*args, action=action)
+
+    def with_password_file(self, password_file: str) -> Restic:
+        """The same repository opened with another password file."""
+        return Restic(
+            self.repository.model_copy(update={"password_file": password_file}),
+            self.cache_dir,
+            self.binary,
+        )
+
+    def keys(self) -> list[Key]:
+        """The repository's keys; the `current` one is ours (raises on a wrong password)."""
+        self.check_password_file()
+        listed = json.loads(self.run("key", "list", "--json", action="key list") or "[]") or []
+        return [Key(str(k["id"]), bool(k.get("current"))) for k in listed]
+
+    def own_key(self) -> Key:
+        """The key our password opens."""
+        return next(k for k in self.keys() if k.current)
+
+    def add_key(self, new_password_file: str) -> None:
+        """Add the password in `new_password_file` as another key (ours opens the repository);
+        the new password is read from its file, never passed on the command line."""
+        self.run("key", "add", "--new-password-file", new_password_file, action="key add")
+
+    def remove_key(self, key_id: str) -> None:
+        """Remove another key (restic refuses to remove the one that opened it)."""
+        self.run_unlocking("key", "remove", key_id, action="key remove")
 
     def exists(self) -> bool:
         """Whether a repository is there and opens with our key (raises on a wrong key)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import re
 import secrets
@@ -28,10 +29,13 @@ from napdms_ops.backup.manifest import (
     MANIFEST_TAG,
     RunManifest,
     ServiceRecord,
-    manifests,
+    Unreadable,
+    listing,
 )
 from napdms_ops.backup.metrics import RunState, read_state, write_state
 from napdms_ops.backup.restic import Restic, ResticError
+
+log = logging.getLogger(__name__)
 
 
 class RunLocked(RuntimeError):
@@ -233,22 +237,57 @@ def _state(plan, run_id, started, finished, attempts, manifest, failure, records
         check_success=previous.check_success if previous else None,
         check_full=previous.check_full if previous else False,
         check_time=previous.check_time if previous else None,
+        manifests_unreadable=previous.manifests_unreadable if previous else None,
     )
+
+
+def crashed_state(plan: BackupPlan, started: float, finished: float, error: Exception) -> RunState:
+    """Record a run that ended in an error the agent did not expect (reason `internal`), keeping
+    what earlier runs recorded, so the metrics say so instead of going stale."""
+    previous = read_state(plan.state_dir)
+    state = RunState(
+        stack=plan.stack,
+        run_id=f"{dt.datetime.fromtimestamp(started, dt.UTC):%Y%m%dT%H%M%SZ}-crashed",
+        started=started,
+        finished=finished,
+        success=False,
+        reason="internal",
+        error=f"{type(error).__name__}: {error}",
+        services={source.service: False for source in plan.sources},
+        **(
+            previous.model_dump(
+                include={
+                    "last_success",
+                    "service_last_success",
+                    "check_success",
+                    "check_full",
+                    "check_time",
+                    "offsite_success",
+                    "manifests_unreadable",
+                }
+            )
+            if previous
+            else {}
+        ),
+    )
+    write_state(plan.state_dir, state)
+    return state
 
 
 def _maintain(
     plan: BackupPlan, restic: Restic, manifest: RunManifest, state: RunState, clock
 ) -> None:
-    """Retention, integrity check and the offsite copy, each recorded in `state`."""
+    """Retention, integrity check and the offsite copy, each recorded in `state`. Each step runs
+    whatever the one before it raised: a fault in one never stops the others."""
     try:
-        prune(plan, restic)
-    except ResticError as error:
+        state.manifests_unreadable = len(prune(plan, restic))
+    except Exception as error:
         _add_error(state, "retention", error)
     full = _local_day(plan, clock()) == plan.checks.full_on_day
     try:
         verify(plan, restic, full=full)
         state.check_success = True
-    except ResticError as error:
+    except Exception as error:
         state.check_success = False
         _add_error(state, "check", error)
     state.check_full = full
@@ -257,12 +296,14 @@ def _maintain(
         try:
             copy_offsite(plan, restic, manifest)
             state.offsite_success = True
-        except ResticError as error:
+        except Exception as error:
             state.offsite_success = False
             _add_error(state, "offsite", error)
 
 
 def _add_error(state: RunState, step: str, error: Exception) -> None:
+    if not isinstance(error, ResticError):
+        log.exception("backup %s failed unexpectedly", step, exc_info=error)
     state.error = f"{state.error}; {step}: {error}" if state.error else f"{step}: {error}"
 
 
@@ -270,13 +311,15 @@ def _local_day(plan: BackupPlan, now: float) -> int:
     return dt.datetime.fromtimestamp(now, ZoneInfo(plan.schedule.timezone)).day
 
 
-def prune(plan: BackupPlan, restic: Restic) -> None:
-    """Apply the retention policy to whole runs, then free the space.
+def prune(plan: BackupPlan, restic: Restic) -> list[Unreadable]:
+    """Apply the retention policy to whole runs, then free the space; returns the manifests that
+    could not be read.
 
     restic's own `forget` would judge each part and each manifest apart, and could keep a day's
     parts while dropping the manifest that makes them restorable. So restic only chooses which
     manifests the policy keeps (`--dry-run`); we keep those runs' parts, plus, per service, the
-    newest run in which it succeeded, and forget everything else of this stack.
+    newest run in which it succeeded, and forget everything else of this stack. A manifest this
+    agent cannot read, and every snapshot of its run, is kept: judging it is a newer agent's job.
     """
     retention = plan.retention
     chosen = json.loads(
@@ -302,7 +345,8 @@ def prune(plan: BackupPlan, restic: Restic) -> None:
         snapshot["id"] for group in chosen or [] for snapshot in group.get("keep") or []
     }
     listed = restic.snapshots(host=plan.host_tag)
-    runs = manifests(plan, restic, listed)
+    found = listing(plan, restic, listed)
+    runs = found.runs
     kept_runs = [run for run in runs if run.snapshot in kept_manifests]
     for service in {name for run in runs for name in run.services}:
         good = [
@@ -318,15 +362,19 @@ def prune(plan: BackupPlan, restic: Restic) -> None:
         for record in run.services.values()
         for part in record.parts
     }
+    keep |= {unreadable.snapshot for unreadable in found.unreadable}
+    unjudged_runs = {u.run_id for u in found.unreadable if u.run_id}
     safety_horizon = time.time() - retention.daily * 86400
     doomed = [
         snapshot.id
         for snapshot in listed
         if not any(snapshot.is_(kept) for kept in keep)
+        and snapshot.tag("run") not in unjudged_runs
         and not ("safety" in snapshot.tags and _epoch(snapshot.time) > safety_horizon)
     ]
     if doomed:
         restic.run_unlocking("forget", "--prune", *doomed, action="forget")
+    return found.unreadable
 
 
 def _epoch(restic_time: str) -> float:

@@ -107,7 +107,7 @@ def replay(
         waiting = [c.name for c in commands if c.urn in declared.dependencies and c.urn not in done]
         if waiting:
             raise RuntimeError(f"{declared.name} depends on commands that have not run: {waiting}")
-        result.containers[declared.name] = _run(client, declared)
+        result.containers[declared.name] = _run(client, declared, _image_of(program, declared))
         done.add(declared.urn)
         _run_ready_commands(commands, done, result)
     return result
@@ -151,12 +151,28 @@ def _run_command(command: Declared) -> str:
     return create
 
 
-def _run(client: docker.DockerClient, declared: Declared) -> docker.models.containers.Container:
+def _image_of(program: Program, declared: Declared) -> str:
+    """The image reference a container runs: an image the program builds (`docker.Image`) gives
+    the container only its id, so its declared `imageName` names the stand-in."""
+    image = declared.plain("image")
+    if not image.startswith("sha256:"):
+        return image
+    built = [
+        program.by_urn(urn)
+        for urn in declared.dependencies
+        if program.by_urn(urn).type == "docker:index/image:Image"
+    ]
+    return built[0].plain("imageName") if built else image
+
+
+def _run(
+    client: docker.DockerClient, declared: Declared, image_ref: str | None = None
+) -> docker.models.containers.Container:
     api = client.api
     name = declared.plain("name")
     with _missing_ok:
         client.containers.get(name).remove(force=True)
-    image = standin_image(upstream_repo_of(declared.plain("image")), client)
+    image = standin_image(upstream_repo_of(image_ref or declared.plain("image")), client)
     networks = declared.plain("networksAdvanced", [])
     first = networks[0] if networks else None
     ports = declared.plain("ports", [])

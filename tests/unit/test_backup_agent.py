@@ -329,6 +329,7 @@ def test_offsite_settings_render_into_the_plan():
     assert offsite.repository.model_dump() == {
         "url": "s3:https://s3.eu-central-1.amazonaws.com/napdms-offsite/napdms-prod",
         "password_file": "/run/secrets/restic-password",
+        "previous_password_file": "/run/secrets/restic-password-previous",
         "sftp": None,
         "s3_access_key_file": "/run/secrets/backup-s3-access-key",
         "s3_secret_key_file": "/run/secrets/backup-s3-secret-key",
