@@ -30,15 +30,10 @@ from napdms_ops.backup.manifest import manifests
 from napdms_ops.backup.metrics import read_state, render
 from napdms_ops.backup.restore import restore
 from napdms_ops.backup.run import repository, run_backup, verify
+from tests.backup_files import tree
 from tests.live.asustor import Asustor
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
 
 
 @pytest.fixture
@@ -118,7 +113,7 @@ def test_backup_drop_everything_restore_gives_identical_files_and_tables(
     try:
         server.fill(rows=50_000)
         tables_before = server.checksums()
-        files_before = _tree(documents)
+        files_before = tree(documents)
         plan = _plan(tmp_path, asustor, [_documents_source(documents), _postgres_source(server)])
         assert run_backup(plan).state.success
 
@@ -130,7 +125,7 @@ def test_backup_drop_everything_restore_gives_identical_files_and_tables(
         record = manifests(plan, repository(plan))[-1].services["postgres"]
         env = dict(os.environ, **server.env("postgres"))
         postgresql.load(plan.sources[1], record, str(into), env)
-        assert _tree(into / str(documents).lstrip("/")) == files_before, "restored documents differ"
+        assert tree(into / str(documents).lstrip("/")) == files_before, "restored documents differ"
         assert server.checksums() == tables_before, "restored tables differ"
         assert set(report.services) == {"napdms-backend", "postgres"}
     finally:
@@ -224,7 +219,7 @@ def test_a_failing_dump_fails_its_service_and_the_others_are_backed_up(
         outcome.state
     )
     restore(plan, "latest", str(tmp_path / "restored"), services=["napdms-backend"])
-    assert _tree(tmp_path / "restored" / str(documents).lstrip("/")) == _tree(documents)
+    assert tree(tmp_path / "restored" / str(documents).lstrip("/")) == tree(documents)
 
 
 def test_the_drill_loads_postgres_and_matches_every_table(
@@ -293,4 +288,4 @@ def test_each_run_is_copied_offsite_to_s3_and_restores_from_there(tmp_path, asus
             update={"repository": remote, "offsite": None, "state_dir": str(tmp_path / "s3-state")}
         )
         restore(from_s3, "latest", str(tmp_path / "restored"))
-        assert _tree(tmp_path / "restored" / str(documents).lstrip("/")) == _tree(documents)
+        assert tree(tmp_path / "restored" / str(documents).lstrip("/")) == tree(documents)

@@ -17,17 +17,9 @@ from napdms_ops.backup.metrics import read_state, render
 from napdms_ops.backup.restic import ResticError, classify
 from napdms_ops.backup.restore import RestoreError, restore, select
 from napdms_ops.backup.run import RunLock, RunLocked, repository, run_backup
+from tests.backup_files import needs_restic, tree
 
-pytestmark = pytest.mark.skipif(
-    not any(Path(p, "restic").exists() for p in os.environ["PATH"].split(":")),
-    reason="restic not installed",
-)
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+pytestmark = needs_restic
 
 
 @pytest.fixture
@@ -68,7 +60,7 @@ def test_restore_gives_back_byte_identical_files(site):
     root, plan = site
     run_backup(plan)
     restore(plan, "latest", str(root / "restored"))
-    assert _tree(root / "restored" / str(root / "source").lstrip("/")) == _tree(root / "source")
+    assert tree(root / "restored" / str(root / "source").lstrip("/")) == tree(root / "source")
 
 
 def test_restore_refuses_a_directory_holding_data_without_force(site):

@@ -31,9 +31,7 @@ from napdms_ops.backup.manifest import MANIFEST_PATH, MANIFEST_TAG, RunManifest,
 from napdms_ops.backup.metrics import METRICS_FILE, read_state
 from napdms_ops.backup.restic import Snapshot
 from napdms_ops.backup.run import repository, run_backup
-
-HAS_RESTIC = any(Path(p, "restic").exists() for p in os.environ["PATH"].split(":"))
-needs_restic = pytest.mark.skipif(not HAS_RESTIC, reason="restic not installed")
+from tests.backup_files import needs_restic
 
 
 @pytest.fixture

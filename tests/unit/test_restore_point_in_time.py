@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,17 +13,7 @@ from components.model.plan import BackupPlan, FilesSource, Repository, Schedule
 from napdms_ops import backups
 from napdms_ops.backup.restore import restore
 from napdms_ops.backup.run import repository, run_backup
-
-needs_restic = pytest.mark.skipif(
-    not any(Path(p, "restic").exists() for p in os.environ["PATH"].split(":")),
-    reason="restic not installed",
-)
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+from tests.backup_files import needs_restic, tree
 
 
 @pytest.fixture
@@ -47,7 +36,7 @@ def site(tmp_path):
         cache_dir=str(tmp_path / "cache"),
     )
     assert run_backup(plan).state.success
-    backed_up = _tree(data)
+    backed_up = tree(data)
     into = tmp_path / "live"
     volume = into / str(data).lstrip("/")
     shutil.copytree(data, volume)
@@ -62,24 +51,24 @@ def test_a_forced_restore_leaves_exactly_the_snapshot(site):
     _, plan, into, volume, backed_up = site
     report = restore(plan, "latest", str(into), force=True)
     assert report.safety_snapshot
-    assert _tree(volume) == backed_up, "files written after the snapshot survived"
+    assert tree(volume) == backed_up, "files written after the snapshot survived"
     assert not [p for p in volume.iterdir() if p.name.startswith(".napdms-restore-")]
 
 
 @needs_restic
 def test_the_safety_snapshot_restores_with_the_same_command(site):
     tmp_path, plan, into, volume, backed_up = site
-    before = _tree(volume)
+    before = tree(volume)
     safety = restore(plan, "latest", str(into), force=True).safety_snapshot
-    assert _tree(volume) == backed_up
+    assert tree(volume) == backed_up
     fresh = tmp_path / "fresh"
     back = restore(plan, safety[:8], str(fresh))
     assert back.run_id.startswith(safety) and back.services == ("gitea",)
     assert back.safety_snapshot is None
-    assert _tree(fresh / plan.sources[0].paths[0].lstrip("/")) == before
+    assert tree(fresh / plan.sources[0].paths[0].lstrip("/")) == before
     # ... and over the live directory too, again exactly that moment.
     restore(plan, safety, str(into), force=True)
-    assert _tree(volume) == before
+    assert tree(volume) == before
     assert len(repository(plan).snapshots(tags=["safety"])) == 2
 
 
