@@ -149,7 +149,7 @@ class HardenedService(pulumi.ComponentResource):
         seeded = self._seeded_volumes()
         depends_on = list(args.depends_on)
         replica_labels = {**self._labels, **_policy_labels(args.spec)}
-        if seeded or any(v.chown for v in args.spec.volumes):
+        if args.spec.needs_init(args.files):
             init = self._init_container(seeded)
             # Created, not started: it runs only once its PIDs limit is in place, and the
             # replicas wait for that run to succeed.

@@ -101,11 +101,12 @@ def _report_exemptions(args: StackValidationArgs, report: ReportViolation) -> No
     table = args.get_config().get(TABLE_SETTING) or {}
     findings: list[tuple[Subject, Finding]] = []
     for rule in CONTAINER_RULES:
-        for container in stack.containers:
-            findings += [
-                (container, finding)
-                for finding in check_container(container, rule, rule_grants(table, rule.id))
-            ]
+        grants = rule_grants(table, rule.id)
+        findings += [
+            (container, finding)
+            for container in stack.containers
+            for finding in check_container(container, rule, grants)
+        ]
     for rule in STACK_RULES:
         findings += stack_findings(stack, rule, rule_grants(table, rule.id))
     for subject, finding in findings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
@@ -424,6 +424,11 @@ class ServiceSpec(StrictModel):
     def exempt(self, rule: str) -> str | None:
         """The reason this service is exempt from `rule`, or None."""
         return next((e.reason for e in self.exemptions if e.rule == rule), None)
+
+    def needs_init(self, files: Mapping[str, str]) -> bool:
+        """Whether its one-shot init container exists: it writes the secret files and the
+        generated `files` into their volumes, and hands `chown` volumes to the service user."""
+        return bool(self.secrets or files or any(v.chown for v in self.volumes))
 
     def waivers(self) -> dict[str, str]:
         """Every rule its containers are exempt from, with the reason: the catalog's exemptions

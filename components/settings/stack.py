@@ -64,12 +64,7 @@ class Stack:
     def has_init(self, service: str) -> bool:
         """Whether the service gets a one-shot init container: it has secret or generated
         files to write, or volumes to hand to its user."""
-        spec = self.services[service]
-        return bool(
-            spec.secrets
-            or generated_files(service, self.context)
-            or any(v.chown for v in spec.volumes)
-        )
+        return self.services[service].needs_init(generated_files(service, self.context))
 
     @cached_property
     def grants(self) -> dict[str, dict[str, str]]:
@@ -77,8 +72,8 @@ class Stack:
         what `policies/config/<stack>.json` must hold."""
         table: dict[str, dict[str, str]] = {}
         for service, spec in self.services.items():
-            if spec.waivers():
-                table[f"{self.name_prefix}-{service}"] = spec.waivers()
+            if waived := spec.waivers():
+                table[f"{self.name_prefix}-{service}"] = waived
             if self.has_init(service):
                 table[f"{self.name_prefix}-{service}-init"] = dict(INIT_WAIVERS)
         return table

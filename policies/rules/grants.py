@@ -79,8 +79,12 @@ def grants_schema() -> dict[str, Any]:
     return {"type": "object", "additionalProperties": {"type": "string"}}
 
 
+def granted_for(table: Mapping[str, Mapping[str, str]], rule_id: str) -> dict[str, str]:
+    """The part of the whole table (container -> rule -> reason) that grants `rule_id`:
+    container -> reason, what the rule's `exempt` setting holds."""
+    return {key: rules[rule_id] for key, rules in sorted(table.items()) if rule_id in rules}
+
+
 def rule_grants(table: Mapping[str, Mapping[str, str]], rule_id: str) -> dict[str, Any]:
     """A rule's settings holding only its grants, taken from the whole table."""
-    return {
-        GRANTS_SETTING: {key: rules[rule_id] for key, rules in table.items() if rule_id in rules}
-    }
+    return {GRANTS_SETTING: granted_for(table, rule_id)}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .grants import GRANTS_SETTING, SELF_GRANT_RULE, TABLE_SETTING, waivable
+from .grants import GRANTS_SETTING, SELF_GRANT_RULE, TABLE_SETTING, granted_for, waivable
 from .names import object_prefix
 from .rule import LEVELS
 
@@ -117,7 +117,7 @@ def with_grants(
         entry = dict(value) if isinstance(value, dict) else {"enforcementLevel": value}
         entry.pop(GRANTS_SETTING, None)
         entry.pop(TABLE_SETTING, None)
-        own = {key: rules[name] for key, rules in sorted(grants.items()) if name in rules}
+        own = granted_for(grants, name)
         if own:
             entry[GRANTS_SETTING] = own
         if name in (SELF_GRANT_RULE, EXEMPTIONS_POLICY) and grants:
@@ -147,7 +147,7 @@ def _check_grants(stack: str, source: str, settings: Mapping[str, Mapping[str, A
         )
     for name, extra in settings.items():
         own = extra.get(GRANTS_SETTING) or {}
-        expected = {key: rules[name] for key, rules in table.items() if name in rules}
+        expected = granted_for(table, name)
         if own != expected:
             raise LevelsError(
                 f"{stack}: {source}: {name}.{GRANTS_SETTING} differs from "
