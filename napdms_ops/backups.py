@@ -25,7 +25,14 @@ from docker.errors import APIError, DockerException, NotFound
 from requests import RequestException
 
 from components.catalog.backup_agent import STATE_DIR
-from components.model.plan import AGENT_SERVICE, CONFIG_DIR, PLAN_FILE, BackupPlan, FilesSource
+from components.model.plan import (
+    AGENT_SERVICE,
+    CONFIG_DIR,
+    PLAN_FILE,
+    BackupPlan,
+    FilesSource,
+    PostgresqlSource,
+)
 from components.model.spec import SECRETS_DIR, SOURCE_ROOT
 from components.settings import Stack, read_stack
 from napdms_ops.audit import AuditError, connect, default_host
@@ -377,6 +384,54 @@ def _restore(
             job, result={**job.result, "safety_snapshot": safety, "safety_stack": runner.stack}
         )
     return job
+
+
+def restore_to(
+    source: Agent, moment: str, service: str, runner: Agent | None = None, label: str | None = None
+) -> JobResult:
+    """Recover `service` (PostgreSQL with its WAL archived) to `moment` into a fresh volume on
+    `runner`'s host (default: the source's), `<stack>-restore-<label>-<service>-data`: a data
+    directory the stack's postgres image starts as it is. The WAL goes through a scratch volume,
+    removed afterwards."""
+    with _docker_errors(source.stack):
+        runner = runner or source
+        plan = _plan(source)
+        archived = [
+            s.service for s in plan.sources if isinstance(s, PostgresqlSource) and s.wal is not None
+        ]
+        if service not in archived:
+            raise BackupCommandError(
+                f"stack {source.stack}: --to recovers a PostgreSQL service whose WAL the agent "
+                f"archives ({', '.join(archived) or 'none in its plan'}), not {service}"
+            )
+        label = check_label(label) if label else time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        volume = f"{object_prefix(runner.stack)}-restore-{label}-{service}-data"
+        if _volume_exists(runner.client, volume):
+            raise BackupCommandError(
+                f"stack {runner.stack}: volume {volume} exists already; choose another --label"
+            )
+        scratch = f"{object_prefix(runner.stack)}-restore-{label}-{service}-wal"
+        args = [
+            "restore",
+            "--to",
+            moment,
+            "--service",
+            service,
+            "--into",
+            RESTORE_ROOT,
+            "--workdir",
+            "/scratch",
+        ]
+        try:
+            job = run_job(
+                source, args, {f"{RESTORE_ROOT}/{service}": volume, "/scratch": scratch}, runner
+            )
+        finally:
+            try:
+                runner.client.volumes.get(scratch).remove(force=True)
+            except (DockerException, RequestException):
+                pass  # never made, or the daemon is gone: the error above says which
+        return dataclasses.replace(job, volumes=(volume,))
 
 
 SET_ASIDE = ("python3", "-m", "napdms_ops.backup.restore")

@@ -283,9 +283,22 @@ def restore(
             "into the target's own repository; refused while a container mounts them."
         ),
     ),
+    to: str | None = typer.Option(
+        None,
+        "--to",
+        help=(
+            "Point-in-time: recover the one --service (PostgreSQL, WAL archived) to this moment, "
+            "e.g. 2026-11-20T14:05:30 (the stack's backup time zone) or with an offset, into a "
+            "fresh volume."
+        ),
+    ),
 ) -> None:
     """Restore a backup of STACK into fresh volumes;
-    live data only with --force, after a safety snapshot."""
+    live data only with --force, after a safety snapshot;
+    PostgreSQL to any moment with --to."""
+    if to is not None:
+        _restore_to(stack, to, service, target, label, force, snapshot)
+        return
     if force and target == "scratch":
         typer.echo(
             "napdms-ops restore: --force restores into a stack's live volumes; "
@@ -303,6 +316,37 @@ def restore(
     runner = source if target in ("scratch", stack) else _agent(target)
     try:
         job = backups.restore(source, snapshot, service, runner, label, force)
+    except backups.BackupCommandError as error:
+        typer.echo(f"napdms-ops restore: {error}", err=True)
+        raise typer.Exit(2) from None
+    _finish("restore", job.exit_code, {**job.result, "volumes": list(job.volumes)}, job.error)
+
+
+def _restore_to(
+    stack: str,
+    to: str,
+    service: list[str],
+    target: str,
+    label: str | None,
+    force: bool,
+    snapshot: str,
+) -> None:
+    conflicts = (
+        "--force (it recovers into a fresh volume)" if force else None,
+        "--snapshot (the base backup follows from the moment)" if snapshot != "latest" else None,
+        "more than one --service" if len(service) > 1 else None,
+        "no --service (name the PostgreSQL service, e.g. --service postgres)"
+        if not service
+        else None,
+    )
+    wrong = [c for c in conflicts if c]
+    if wrong:
+        typer.echo(f"napdms-ops restore --to: not with {'; '.join(wrong)}", err=True)
+        raise typer.Exit(2)
+    source = _agent(stack)
+    runner = source if target in ("scratch", stack) else _agent(target)
+    try:
+        job = backups.restore_to(source, to, service[0], runner, label)
     except backups.BackupCommandError as error:
         typer.echo(f"napdms-ops restore: {error}", err=True)
         raise typer.Exit(2) from None

@@ -1,7 +1,8 @@
 """Backup agent: the restic orchestrator of `napdms_ops/backup`, built from this repository.
 
-It dumps each database through its `backup_hook` (over the data network, or chat for MongoDB) and
-backs up every other daily volume as files, mounted read-only under /source. What to back up,
+It dumps each database through its `backup_hook` (over the data network, or chat for MongoDB),
+streams PostgreSQL's WAL into its `wal` volume when the hook says `wal` (point-in-time recovery),
+and backs up every other daily volume as files, mounted read-only under /source. What to back up,
 where to and when is one file, `plan.json` (`components.model.plan.BackupPlan`), rendered here
 from the stack's settings and catalog into the agent's config volume.
 """
@@ -25,6 +26,7 @@ from components.model.plan import (
     Repository,
     Schedule,
     SftpAccess,
+    WalArchive,
     dump_source,
 )
 from components.model.spec import (
@@ -43,6 +45,8 @@ from policies.rules.names import object_prefix
 
 STATE_DIR = "/state"
 CACHE_DIR = "/cache"
+WAL_DIR = "/wal"
+"""The agent's WAL spool: one directory per archived server (`WalArchive.spool_dir`)."""
 DOCKERFILE = "napdms_ops/backup/Dockerfile"
 POSTGRES_IMAGE_ARG = "POSTGRES_IMAGE"
 """Build argument naming the Dockerfile's base: the stack's PostgreSQL image."""
@@ -146,7 +150,8 @@ def for_stack(
     spec: ServiceSpec, backup: BackupSettings, services: Mapping[str, ServiceSpec]
 ) -> ServiceSpec:
     """The agent as this stack runs it: the passwords of the databases it dumps, the keys of its
-    backup target, a volume for a local repository, and the stack's PostgreSQL image as its base."""
+    backup target, a volume for the WAL it archives and one for a local repository, and the
+    stack's PostgreSQL image as its base."""
     secrets = {use.secret: use for use in spec.secrets}
     for service in hooked(services):
         secret = service.backup_hook.password_secret
@@ -162,6 +167,20 @@ def for_stack(
         secrets[S3_ACCESS_KEY.secret] = SecretUse(secret=S3_ACCESS_KEY.secret)
         secrets[S3_SECRET_KEY.secret] = SecretUse(secret=S3_SECRET_KEY.secret)
     volumes = list(spec.volumes)
+    if any(service.backup_hook.wal for service in hooked(services)):
+        volumes.append(
+            VolumeMount(
+                name="wal",
+                path=WAL_DIR,
+                backup=BackupPolicy(
+                    policy="exclude",
+                    reason=(
+                        "WAL on its way to the repository; the archive itself backs it up, "
+                        "every ship interval"
+                    ),
+                ),
+            )
+        )
     if not backup.sftp_host:
         # A local repository (dev) needs a volume of its own: in the cache volume it would look
         # disposable, and backing it up would put the backups inside themselves.
@@ -239,6 +258,8 @@ def _hook_source(spec: ServiceSpec) -> DumpSource:
         fields["user"] = hook.user
     if hook.password_secret:
         fields["password_file"] = _secret_file(hook.password_secret)
+    if hook.wal:
+        fields["wal"] = WalArchive(spool_dir=f"{WAL_DIR}/{spec.name}")
     return dump_source(hook.kind, **fields)
 
 

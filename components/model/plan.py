@@ -170,14 +170,41 @@ class DumpSource(StrictModel):
     """The login's password (or Redis' requirepass), as a secret file of the agent."""
 
 
+class WalArchive(StrictModel):
+    """Continuous archiving of a PostgreSQL server's write-ahead log, for point-in-time recovery.
+
+    The agent streams the WAL with `pg_receivewal` over a replication slot into `spool_dir` (a
+    volume of its own) and backs the spool up into the repository every `ship_interval_s`, the
+    segment being written included: a commit is in the repository within about one interval. Each
+    run adds a physical base backup (`pg_basebackup`), and a restore point with every table's sums
+    is set once a day at a random moment, for the drill.
+    """
+
+    spool_dir: str = Field(pattern=r"^/")
+    """Where `pg_receivewal` writes; it holds the WAL since the newest base backup."""
+    slot: str = Field(default="napdms_backup", pattern=r"^[a-z0-9_]{1,63}$")
+    """The replication slot, so the server keeps WAL the agent has not received yet (bounded by
+    the server's `max_slot_wal_keep_size`)."""
+    ship_interval_s: float = Field(default=60, ge=5, le=240)
+    """How often the spool goes to the repository: the recovery point objective's main term."""
+    marker_interval_s: float = Field(default=86400, ge=60, le=7 * 86400)
+    """Restore points with table sums are set at random moments this far apart on average."""
+    logical_dump_days: int = Field(default=7, ge=1, le=366)
+    """With the WAL archived, the portable `pg_dump` copy is taken when the previous one is this
+    many days old (and never when nothing changed)."""
+
+
 class PostgresqlSource(DumpSource):
-    """A PostgreSQL server: roles with `pg_dumpall --globals-only`, each database with `pg_dump`."""
+    """A PostgreSQL server: roles with `pg_dumpall --globals-only`, each database with `pg_dump`;
+    with `wal`, also base backups and the WAL archive for point-in-time recovery."""
 
     hook: Literal["postgresql"] = "postgresql"
     port: int = Field(default=5432, ge=1, le=65535)
     user: str = "postgres"
     databases: list[str] = []
     """Databases to dump; empty means every database that accepts connections."""
+    wal: WalArchive | None = None
+    """Point-in-time recovery; the login needs the REPLICATION attribute (the superuser has it)."""
 
 
 class MongodbSource(DumpSource):

@@ -293,6 +293,19 @@ class BackupHook(StrictModel):
     password_secret: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]*$")
     """Platform secret holding that login's password (or Redis' requirepass); the agent receives it
     as /run/secrets/<name>. It must be a secret the service itself reads, so both hold one value."""
+    wal: bool = False
+    """Also archive the server's write-ahead log (base backups and `pg_receivewal` into a volume of
+    the agent), for point-in-time recovery; postgresql only. The server must accept replication
+    connections from `user`."""
+
+    @model_validator(mode="after")
+    def _wal_is_postgresql_only(self) -> BackupHook:
+        if self.wal and self.kind != "postgresql":
+            raise ValueError(
+                f"a {self.kind} hook has no write-ahead log to archive; wal is for postgresql "
+                "hooks only, remove it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _user_fits_kind(self) -> BackupHook:

@@ -383,6 +383,7 @@ class PlatformSettings(StrictModel):
                 agent.config_dir: "its generated config",
                 SECRETS_DIR: "its secret files",
                 SOURCE_ROOT: "the volumes it backs up",
+                backup_agent.WAL_DIR: "its WAL spool",
             }
             repository = self.backup.repository
             for path, what in mounts.items():

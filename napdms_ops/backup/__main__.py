@@ -92,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--verify", action="store_true", help="re-read restored files against the snapshot"
             )
+            command.add_argument(
+                "--to",
+                default=None,
+                help="recover the --service (PostgreSQL with archived WAL) to this moment, "
+                "e.g. 2026-11-20T14:05:30 (the plan's time zone) or with an offset",
+            )
+            command.add_argument(
+                "--workdir", default=None, help="scratch space for --to's WAL (default: temp dir)"
+            )
         if name == "drill":
             command.add_argument(
                 "--data-bytes",

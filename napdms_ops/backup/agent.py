@@ -17,12 +17,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from components.model.plan import BackupPlan
-from napdms_ops.backup import offsite
+from napdms_ops.backup import offsite, pitr, wal
 from napdms_ops.backup.drill import drill
 from napdms_ops.backup.manifest import listing
 from napdms_ops.backup.metrics import METRICS_FILE
 from napdms_ops.backup.rekey import rekey_plan
-from napdms_ops.backup.restore import RestoreError, restore
+from napdms_ops.backup.restore import RestoreError, restore, restore_to
 from napdms_ops.backup.run import (
     RunLocked,
     crashed_state,
@@ -77,6 +77,10 @@ def serve_metrics(plan: BackupPlan) -> http.server.ThreadingHTTPServer:
                 body = metrics.read_bytes()
             except OSError:
                 body = b""  # before the first run: no samples, so "absent" alerts fire
+            try:
+                body += wal.render_metrics(plan).encode()
+            except Exception:  # a broken archive state must not hide the run's metrics
+                log.exception("rendering the WAL archive's metrics failed")
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))
@@ -96,24 +100,33 @@ def loop(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     runs: int | None = None,
+    archive: bool = True,
 ) -> None:
-    """Wait for each scheduled time and run; beat the heartbeat meanwhile, and during each run.
+    """Wait for each scheduled time and run; beat the heartbeat meanwhile, and during each run;
+    meanwhile archive each PostgreSQL source's WAL (`wal.Archiver`).
 
     No run's error ends the loop (it is logged and recorded as a failed run); signals do.
-    `runs` bounds it for tests.
+    `runs` bounds it for tests; `archive=False` leaves the WAL alone (tests of the schedule).
     """
     state = Path(plan.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     (state / PROGRESS_FILE).unlink(missing_ok=True)  # of a run an earlier process left behind
+    rekey_plan(plan)  # before the archivers' first restic call
+    archiving = wal.archivers(plan, repository(plan)) if archive else []
     done = 0
-    while runs is None or done < runs:
-        rekey_plan(plan)  # at start and between runs: a rotated restic-password becomes the key
-        due = next_run(plan, clock())
-        while clock() < due:
-            _write(state / HEARTBEAT_FILE, str(clock()))
-            sleep(min(plan.health.beat_s, max(due - clock(), 0)))
-        run_once(plan, clock)
-        done += 1
+    try:
+        while runs is None or done < runs:
+            if done:
+                rekey_plan(plan)  # between runs: a rotated restic-password becomes the key
+            due = next_run(plan, clock())
+            while clock() < due:
+                _write(state / HEARTBEAT_FILE, str(clock()))
+                sleep(min(plan.health.beat_s, max(due - clock(), 0)))
+            run_once(plan, clock)
+            done += 1
+    finally:
+        for archiver in archiving:
+            archiver.stop()
 
 
 def run_once(plan: BackupPlan, clock: Callable[[], float] = time.time) -> None:
@@ -311,10 +324,12 @@ def dispatch(plan: BackupPlan, args) -> tuple[object, int]:
         return _init(plan), 0
     if command == "restore":
         try:
+            if args.to is not None:
+                return restore_to(plan, args.to, args.into, args.service, args.workdir), 0
             report = restore(
                 plan, args.snapshot, args.into, args.service, force=args.force, verify=args.verify
             )
-        except RestoreError as error:
+        except (RestoreError, pitr.PitrError) as error:
             raise CommandError(str(error)) from None
         return report, 0
     if command == "drill":

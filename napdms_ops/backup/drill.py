@@ -1,4 +1,5 @@
-"""The restore drill: restore the latest run into scratch space, prove it is intact, time it.
+"""The restore drill: restore the latest run into scratch space, prove it is intact, time it;
+and recover each archived PostgreSQL to a random restore point of the last day.
 
 Integrity: restic re-reads every restored file against the snapshot's hashes; file services
 must match the file count and bytes read at backup time; databases are loaded into a scratch
@@ -8,6 +9,7 @@ measured rate gives the restore time of the whole data set; over the plan's limi
 
 from __future__ import annotations
 
+import random
 import shutil
 import tempfile
 import time
@@ -15,12 +17,26 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from components.model.plan import BackupPlan
-from napdms_ops.backup import hooks
-from napdms_ops.backup.hooks import HookError
+from components.model.plan import BackupPlan, PostgresqlSource
+from napdms_ops.backup import hooks, pitr
+from napdms_ops.backup.hooks import HookError, postgresql
 from napdms_ops.backup.manifest import manifests
+from napdms_ops.backup.restic import Restic
 from napdms_ops.backup.restore import select
 from napdms_ops.backup.run import context_for, repository
+
+
+class PitrDrill(BaseModel):
+    """A point-in-time recovery the drill made, to a restore point of the last day."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str
+    restore_point: str
+    moment: float
+    base_run: str
+    wal_files: int
+    seconds: float
 
 
 class DrillReport(BaseModel):
@@ -39,6 +55,7 @@ class DrillReport(BaseModel):
     rto_seconds: float
     rto_limit_seconds: float
     problems: list[str]
+    pitr: list[PitrDrill] = []
 
     @property
     def ok(self) -> bool:
@@ -76,15 +93,22 @@ def drill(
             except HookError as error:
                 problems.append(str(error))
         finished = time.monotonic()
+        recoveries = []
+        for source in plan.sources:
+            if isinstance(source, PostgresqlSource) and source.wal is not None:
+                recoveries += _drill_pitr(plan, source, restic, scratch, problems)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     total = max(finished - started, 1e-6)
-    rate = manifest.bytes / total
-    size = data_bytes if data_bytes is not None else manifest.bytes
+    restored_bytes = sum(
+        part.bytes for record in manifest.services.values() for part in record.logical_parts
+    )
+    rate = restored_bytes / total
+    size = data_bytes if data_bytes is not None else restored_bytes
     return DrillReport(
         run_id=manifest.run_id,
         services=list(manifest.services),
-        restored_bytes=manifest.bytes,
+        restored_bytes=restored_bytes,
         restore_seconds=restored - started,
         verify_seconds=finished - restored,
         bytes_per_second=rate,
@@ -92,4 +116,60 @@ def drill(
         rto_seconds=size / rate if rate else float("inf"),
         rto_limit_seconds=plan.rto_limit_s,
         problems=problems,
+        pitr=recoveries,
     )
+
+
+def _drill_pitr(
+    plan: BackupPlan,
+    source: PostgresqlSource,
+    restic: Restic,
+    scratch: Path,
+    problems: list[str],
+    now: float | None = None,
+) -> list[PitrDrill]:
+    """Recover `source` to a random restore point of the last day and compare every table's
+    sums with those taken at that point; problems are appended."""
+    now = time.time() if now is None else now
+    recent = [
+        marker
+        for _, marker in pitr.read_markers(restic, plan.host_tag, source.service)
+        if marker.time >= now - 86400
+    ]
+    if not recent:
+        problems.append(
+            f"{source.service}: no restore point in the last day to recover to; the agent sets "
+            "one a day while it archives the WAL (napdms_backup_pg_restore_point_* metrics)"
+        )
+        return []
+    marker = random.choice(recent)
+    found: list[str] = []
+
+    def compare(env: dict[str, str]) -> None:
+        restored = postgresql.server_sums(env, list(marker.tables))
+        found.extend(postgresql.compare_sums(source.service, marker.tables, restored))
+
+    try:
+        recovery = pitr.recover(
+            plan,
+            source,
+            restic,
+            str(scratch / f"pitr-data-{source.service}"),
+            str(scratch),
+            marker=marker,
+            inspect=compare,
+        )
+    except (pitr.PitrError, HookError) as error:
+        problems.append(f"{source.service}: point-in-time recovery to {marker.name}: {error}")
+        return []
+    problems += found
+    return [
+        PitrDrill(
+            service=source.service,
+            restore_point=marker.name,
+            moment=marker.time,
+            base_run=recovery.base_run,
+            wal_files=recovery.wal_files,
+            seconds=recovery.seconds,
+        )
+    ]

@@ -61,6 +61,18 @@ class TableSum(_Strict):
     checksum: str
 
 
+class BaseBackup(_Strict):
+    """What point-in-time recovery needs to know of a PostgreSQL base backup (its part holds the
+    `pg_basebackup` tar)."""
+
+    part: str
+    """The snapshot id of the tar's part."""
+    start_wal: str
+    """WAL file the backup's redo starts in (or an earlier one): recovery replays from here."""
+    finished: float
+    """Unix time the backup ended: the earliest moment it can recover to."""
+
+
 class ServiceRecord(_Strict):
     """How one service's backup went."""
 
@@ -74,11 +86,25 @@ class ServiceRecord(_Strict):
     checksum_method: str | None = None
     """How `tables` sums were computed, so a drill never compares sums of two methods."""
     seconds: float = 0.0
+    base: BaseBackup | None = None
+    """PostgreSQL with its WAL archived: the run's physical base backup."""
+    dumped: float | None = None
+    """When the logical dump among `parts` was taken (an unchanged database keeps an older one)."""
+    changes: str | None = None
+    """PostgreSQL: the server's count of rows written (inserted, updated, deleted) in every
+    database when the run read it; the same count at the next run means nothing changed."""
 
     @property
     def bytes(self) -> int:
         """Bytes read from the source across all parts."""
         return sum(part.bytes for part in self.parts)
+
+    @property
+    def logical_parts(self) -> list[Part]:
+        """The parts a restore of the record extracts: all but a base backup (which only a
+        point-in-time recovery reads)."""
+        base = self.base.part if self.base is not None else None
+        return [part for part in self.parts if part.snapshot != base]
 
 
 class RunManifest(_Strict):

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from components.model.plan import BackupPlan, FilesSource
-from napdms_ops.backup import hooks
+from components.model.plan import BackupPlan, FilesSource, PostgresqlSource
+from napdms_ops.backup import hooks, pitr
 from napdms_ops.backup.manifest import RunManifest, manifests
 from napdms_ops.backup.restic import Restic, Snapshot
 from napdms_ops.backup.run import context_for, repository
@@ -155,9 +155,41 @@ def restore(
     return RestoreReport(
         run_id=manifest.run_id,
         services=tuple(chosen),
-        bytes=sum(manifest.services[name].bytes for name in chosen),
+        bytes=sum(p.bytes for name in chosen for p in manifest.services[name].logical_parts),
         seconds=time.monotonic() - started,
         safety_snapshot=safety,
+    )
+
+
+def restore_to(
+    plan: BackupPlan,
+    moment: str,
+    into: str,
+    services: Sequence[str],
+    workdir: str | None = None,
+) -> pitr.Recovery:
+    """Recover one PostgreSQL service with an archived WAL to `moment` (a time in the plan's
+    zone, or with an offset) into `into/<service>`, which must be empty: a fresh data directory
+    the postgres image starts as it is."""
+    archived = [
+        s.service for s in plan.sources if isinstance(s, PostgresqlSource) and s.wal is not None
+    ]
+    if len(services) != 1 or services[0] not in archived:
+        raise RestoreError(
+            f"--to recovers one PostgreSQL service with an archived WAL; give --service "
+            f"{' or '.join(archived) or '(none in the plan of stack ' + plan.stack + ')'}"
+        )
+    source = next(s for s in plan.sources if s.service == services[0])
+    target = _moment(moment, plan.schedule.timezone)
+    if target > time.time():
+        raise RestoreError(f"--to {moment} is in the future; give a moment that has passed")
+    return pitr.recover(
+        plan,
+        source,
+        repository(plan),
+        str(Path(into) / source.service),
+        workdir or tempfile.gettempdir(),
+        moment=target,
     )
 
 

@@ -16,13 +16,13 @@ import re
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from components.model.plan import BackupPlan
-from napdms_ops.backup import hooks
+from components.model.plan import BackupPlan, PostgresqlSource
+from napdms_ops.backup import hooks, pitr, wal
 from napdms_ops.backup.hooks import HookContext, HookError
 from napdms_ops.backup.manifest import (
     MANIFEST_PATH,
@@ -31,6 +31,7 @@ from napdms_ops.backup.manifest import (
     ServiceRecord,
     Unreadable,
     listing,
+    manifests,
 )
 from napdms_ops.backup.metrics import RunState, read_state, write_state
 from napdms_ops.backup.restic import Restic, ResticError
@@ -93,6 +94,7 @@ def context_for(
     run_id: str,
     workdir: str | None = None,
     verify_restore: bool = False,
+    previous: Mapping[str, ServiceRecord] | None = None,
 ) -> HookContext:
     """The hook context of a run (or of a restore of run `run_id`)."""
     return HookContext(
@@ -101,7 +103,27 @@ def context_for(
         tags=["napdms", f"stack={plan.stack}", f"run={run_id}"],
         workdir=workdir or tempfile.gettempdir(),
         verify_restore=verify_restore,
+        state_dir=plan.state_dir,
+        previous=previous or {},
     )
+
+
+def previous_records(plan: BackupPlan, restic: Restic) -> dict[str, ServiceRecord]:
+    """Each PostgreSQL source's newest successful record (its hook keeps what did not change);
+    empty when the repository cannot be listed (the run itself then says why)."""
+    wanted = {s.service for s in plan.sources if isinstance(s, PostgresqlSource)}
+    if not wanted:
+        return {}
+    try:
+        found = manifests(plan, restic)
+    except ResticError:
+        return {}
+    return {
+        name: run.services[name]
+        for run in found
+        for name in wanted
+        if name in run.services and run.services[name].status == "ok"
+    }
 
 
 def open_repository(restic: Restic) -> None:
@@ -122,7 +144,7 @@ def run_backup(
             f"{dt.datetime.fromtimestamp(started, dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         )
         restic = repository(plan)
-        context = context_for(plan, restic, run_id)
+        context = context_for(plan, restic, run_id, previous=previous_records(plan, restic))
         records: dict[str, ServiceRecord] = {}
         pending = list(plan.sources)
         manifest: RunManifest | None = None
@@ -168,7 +190,8 @@ def run_backup(
 
         state = _state(plan, run_id, started, clock(), attempts, manifest, failure, records)
         if manifest is not None:
-            _maintain(plan, restic, manifest, state, clock)
+            with wal.repository_lock(plan.state_dir, exclusive=True):
+                _maintain(plan, restic, manifest, state, clock)
         write_state(plan.state_dir, state)
         return RunOutcome(state=state, manifest=manifest)
 
@@ -371,7 +394,12 @@ def prune(plan: BackupPlan, restic: Restic) -> list[Unreadable]:
         if not any(snapshot.is_(kept) for kept in keep)
         and snapshot.tag("run") not in unjudged_runs
         and not ("safety" in snapshot.tags and _epoch(snapshot.time) > safety_horizon)
+        and not any(kind in snapshot.tags for kind in pitr.PITR_KINDS)
     ]
+    for source in plan.sources:
+        if isinstance(source, PostgresqlSource) and source.wal is not None:
+            kept_bases = [base for _, base in pitr.bases(kept_runs, source.service)]
+            doomed += pitr.retain(restic, plan.host_tag, source.service, kept_bases, forget=False)
     if doomed:
         restic.run_unlocking("forget", "--prune", *doomed, action="forget")
     return found.unreadable
@@ -402,6 +430,7 @@ def copy_offsite(plan: BackupPlan, restic: Restic, manifest: RunManifest) -> Non
     if not target.exists():
         target.init(copy_chunker_from=restic)
     ids = [part.snapshot for record in manifest.services.values() for part in record.parts]
+    ids += pitr.archive_snapshots(plan, restic)
     target.run(
         *restic.options(),
         "copy",

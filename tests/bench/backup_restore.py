@@ -12,8 +12,13 @@ documents of mixed sizes (many 4-64 KiB, some ~1 MiB, a few 20-100 MiB; about ha
 incompressible random bytes like PDFs and office files, the rest text that zstd shrinks to
 about a third) for ~82 % of the size, and a PostgreSQL database (text, bytea and numeric
 columns, indexes) for ~18 %, served by the local postgres stand-in image on the Docker engine
-the live tests use. The orchestrator is used as a library (`run_backup`, `restore`) with a
-local-path repository.
+the live tests use, with the program's WAL settings and pg_hba (replication for `postgres`).
+The orchestrator is used as a library (`run_backup`, `restore`, `restore_to`) with a local-path
+repository, and with point-in-time recovery as the program declares it: the PostgreSQL source
+has `wal=WalArchive(spool_dir=..., ship_interval_s=60)` and its `wal.Archiver` (pg_receivewal
+into the spool, the spool shipped every 60 s) runs during our runs. So our full run is base
+backup + logical dump + documents, and the incremental one base backup + documents (the logical
+dump is not due: weekly with PITR). The baselines still dump with pg_dump.
 
 Figures: full backup (first run into an empty repository), incremental after changing ~1 % of
 the document bytes and ~1 % of the rows, full restore into an empty directory (files and dump
@@ -24,10 +29,24 @@ and without its checksum pass). The page cache is
 dropped before every measured phase and every measured phase ends with `sync`, so reads come
 from disk and writes reach it in every run alike. MB = 1e6 bytes.
 
+PITR figures: `rpo_s` is, for each of 20 commits spaced by random seconds (~3 minutes in all),
+the wall time from its COMMIT returning to the end of the first shipment of the spool that holds
+it (one that started after pg_receivewal had flushed the commit into the spool); p95 (nearest
+rank) and max are reported. `pitr_restore_s` is `restore_to` of the database into an empty
+directory, to a moment after the incremental and 2 s after the last of those commits (one more
+commit follows 2 s later); the recovered cluster is then started to check that every mark up to
+the last one is there, the one after the moment is not, and the attachments count is the
+source's. Recovery runs the server on this host, so the en_US.UTF-8 locale of the image's
+cluster must exist here (generated with localedef when missing and run as root).
+
+Goals (issue): incremental_over_full (incremental hook phase / full hook phase) < 0.10,
+overhead_vs_restic (our full hook phase / bare restic's full backup) < 1.10, rpo_s p95 < 300.
+
 Run: python3 tests/bench/backup_restore.py [--size-gb 2.0] [--runs 3] [--drill] [--keep]
 
-  --size-gb  size of the generated dataset in GB (1e9 bytes); 2.0 takes 5-7 minutes on 2 cores,
-             --drill adds about one; 0.2 is a one-minute smoke run
+  --size-gb  size of the generated dataset in GB (1e9 bytes); 2.0 takes ~15 minutes on 2 cores
+             (of which ~5 minutes of RPO commits and waiting for shipments), --drill adds about
+             one; 0.2 is a five-minute smoke run
   --runs     rounds of full backups (and of restores) of each kind, the order of ours / bare
              restic / tar rotated each round, each backup into a fresh repository; medians are
              reported, and the overhead also as the median of each round's own ratio
@@ -51,6 +70,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -66,15 +86,17 @@ from components.model.plan import (  # noqa: E402
     PostgresqlSource,
     Repository,
     Schedule,
+    WalArchive,
 )
+from napdms_ops.backup import pitr, wal  # noqa: E402
 from napdms_ops.backup.drill import drill  # noqa: E402
 from napdms_ops.backup.hooks import postgresql as postgresql_hook  # noqa: E402
 
 # The exact checksum query the hook runs.
 from napdms_ops.backup.hooks.postgresql import _SUM, _TABLES  # noqa: E402
 from napdms_ops.backup.restic import Restic  # noqa: E402
-from napdms_ops.backup.restore import restore  # noqa: E402
-from napdms_ops.backup.run import context_for, run_backup  # noqa: E402
+from napdms_ops.backup.restore import restore, restore_to  # noqa: E402
+from napdms_ops.backup.run import context_for, repository, run_backup  # noqa: E402
 from tests.live.engine import ensure_engine  # noqa: E402
 from tests.live.standins import standin_image  # noqa: E402
 
@@ -87,6 +109,21 @@ LABEL = "napdms.bench"
 DATABASE = "napdms"
 DOCS_SHARE = 0.82
 PG_PASSWORD = "bench-" + RUN  # a throw-away container on 127.0.0.1, removed at the end
+SHIP_INTERVAL_S = 60.0  # WalArchive's default, as the program declares it
+RPO_COMMITS = 20
+RPO_GAP_S = (2.0, 14.0)  # random seconds between two of the RPO commits
+GOALS = {
+    "incremental_over_full": 0.10,
+    "overhead_vs_restic": 1.10,
+    "rpo_s_p95": 300.0,
+}
+# The program's pg_hba (components/catalog/postgres.py): TCP clients give their password, and
+# physical replication is allowed for the superuser (pg_receivewal, pg_basebackup).
+PG_HBA = (
+    "local   all          all                trust\n"
+    "host    all          all       all      scram-sha-256\n"
+    "host    replication  postgres  all      scram-sha-256\n"
+)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -166,6 +203,10 @@ class ResticCalls:
             what = kwargs.get("action") or args[0]
             if what == "backup":
                 what = "backup --stdin" if "--stdin" in args else "backup files"
+                if "kind=wal" in args:
+                    what = "backup wal-spool"
+            if threading.current_thread().name.startswith("wal-"):
+                what = "archiver: " + what
             elif what == "check":
                 what = "check " + " ".join(a for a in args[1:] if not a.startswith("-"))
             started, clock = time.time(), time.perf_counter()
@@ -191,8 +232,14 @@ class ResticCalls:
 
         Restic.run, Restic.backup_command, Restic.dump = timed_run, timed_command, timed_dump
 
-    def between(self, start: float, end: float) -> list[tuple[str, float]]:
-        return [(what, seconds) for began, what, seconds in self.calls if start <= began < end]
+    def between(self, start: float, end: float, archiver: bool = False) -> list[tuple[str, float]]:
+        """The calls started in [start, end): the run's own, or (`archiver`) the WAL
+        archiver's threads'."""
+        return [
+            (what, seconds)
+            for began, what, seconds in self.calls
+            if start <= began < end and what.startswith("archiver: ") == archiver
+        ]
 
     @staticmethod
     def show(calls: list[tuple[str, float]]) -> str:
@@ -200,6 +247,40 @@ class ResticCalls:
 
 
 CALLS = ResticCalls()
+
+
+class ShipLog:
+    """Observes (does not change) every shipment of a WAL spool: `wal.ship_now`, which the
+    archiver's shipper thread calls every ship_interval_s. Records the shipment's start as the
+    state file has it (`last_ship`: the spool state from then on is in the repository), when the
+    call returned (the snapshot is written), and whether it succeeded."""
+
+    def __init__(self):
+        self.ships: list[tuple[float | None, float, bool, str]] = []
+        original = wal.ship_now
+        ships = self.ships
+
+        def observed(plan, source, restic):
+            ok = original(plan, source, restic)
+            finished = time.time()
+            state = wal.read_state(plan.state_dir, source.service)
+            ships.append((state.last_ship, finished, ok, plan.state_dir))
+            return ok
+
+        wal.ship_now = observed
+
+    def first_after(self, moment: float, state_dir: str) -> tuple[float, float] | None:
+        """(start, end) of the first successful shipment of `state_dir`'s archiver that started
+        at or after `moment`."""
+        found = [
+            (started, finished)
+            for started, finished, ok, where in self.ships
+            if ok and where == state_dir and started is not None and started >= moment
+        ]
+        return min(found) if found else None
+
+
+SHIPS = ShipLog()
 
 
 # ----------------------------------------------------------------------------- documents
@@ -384,21 +465,31 @@ class Postgres:
         self.password_file.chmod(0o444)
         data = workdir / "pgdata"
         data.mkdir()
+        config = workdir / "pgconfig"
+        config.mkdir(mode=0o755)
+        (config / "pg_hba.conf").write_text(PG_HBA)
+        (config / "pg_hba.conf").chmod(0o444)
         self.container = client.containers.run(
             standin_image("postgres", client),
             # Small shared buffers so the dumps read through the (dropped) page cache, not
             # PostgreSQL's own; fsync off only speeds up generating the data, reads do not depend
-            # on it.
+            # on it. The WAL settings are the program's (components/catalog/postgres.py), and
+            # full_page_writes and synchronous_commit keep their defaults, as there: the WAL the
+            # archive ships and the commits the RPO is measured on are the real ones.
             [
                 "postgres",
+                "-c",
+                "hba_file=/etc/napdms-bench/pg_hba.conf",
+                "-c",
+                "wal_level=replica",
+                "-c",
+                "max_wal_senders=10",
+                "-c",
+                "max_slot_wal_keep_size=8GB",
                 "-c",
                 "shared_buffers=32MB",
                 "-c",
                 "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
                 "-c",
                 "max_wal_size=4GB",
                 "-c",
@@ -413,6 +504,7 @@ class Postgres:
             volumes={
                 str(self.password_file.parent): {"bind": "/run/secrets", "mode": "ro"},
                 str(data): {"bind": "/var/lib/postgresql/data", "mode": "rw"},
+                str(config): {"bind": "/etc/napdms-bench", "mode": "ro"},
             },
             ports={"5432/tcp": ("127.0.0.1", self.port)},
             detach=True,
@@ -544,6 +636,60 @@ class Postgres:
     def size(self) -> int:
         return int(self.sql(f"SELECT pg_database_size('{DATABASE}')"))
 
+    def create_marks(self) -> None:
+        self.sql(
+            "CREATE TABLE rpo_marks (seq integer PRIMARY KEY, note text NOT NULL, "
+            "at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
+
+    def commit_mark(self, seq: int, note: str) -> tuple[float, str]:
+        """Insert row `seq` into rpo_marks in its own transaction; the time the COMMIT had
+        returned (the psql process ended) and a WAL position at or after the commit record."""
+        done = subprocess.run(
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                DATABASE,
+                "-c",
+                f"INSERT INTO rpo_marks (seq, note) VALUES ({seq}, '{note}')",
+                "-c",
+                "SELECT pg_current_wal_lsn()",
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        committed = time.time()
+        if done.returncode != 0:
+            raise RuntimeError(f"psql: {done.stderr.strip()}")
+        return committed, done.stdout.strip().splitlines()[-1]
+
+    def wait_received(self, lsn: str, timeout: float = 60) -> float:
+        """When pg_receivewal had flushed WAL up to `lsn` into the spool (it reports its flush
+        position at once, --synchronous)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            flushed = self.sql(
+                f"SELECT bool_or(flush_lsn >= '{lsn}'::pg_lsn) FROM pg_stat_replication "
+                "WHERE application_name = 'pg_receivewal'"
+            )
+            if flushed == "t":
+                return time.time()
+            time.sleep(0.02)
+        raise RuntimeError(f"pg_receivewal did not receive {lsn} within {timeout:.0f} s")
+
+    def drop_slot(self, slot: str) -> None:
+        self.sql(
+            f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            f"WHERE slot_name = '{slot}' AND NOT active"
+        )
+
     def checksum_pass(self) -> float:
         """The hook's table-checksum queries alone, one session, no dump running beside them."""
         tables = self.sql(_TABLES).splitlines()
@@ -585,13 +731,16 @@ class Bench:
         self.target = work / "target"  # the "backup disk": every repository and archive lives here
         self.target.mkdir()
         self.timezone = "Europe/Berlin"
+        self.archivers: list[tuple[wal.Archiver, str]] = []
 
     def drop(self) -> None:
         self.caches_dropped &= drop_caches()
 
     # -- ours
 
-    def plan(self, name: str) -> BackupPlan:
+    def plan(self, name: str, archived: bool = True) -> BackupPlan:
+        """Our plan for repository `name`: the PostgreSQL source with its WAL archived (PITR, as
+        the program declares it) unless `archived` is False (the logical dump alone)."""
         today = dt.datetime.now(ZoneInfo(self.timezone)).day
         return BackupPlan(
             stack="bench",
@@ -606,6 +755,13 @@ class Bench:
                     host="127.0.0.1",
                     port=self.pg.port,
                     password_file=str(self.pg.password_file),
+                    wal=WalArchive(
+                        spool_dir=str(self.work / f"spool-{name}"),
+                        slot=f"bench_{name}",
+                        ship_interval_s=SHIP_INTERVAL_S,
+                    )
+                    if archived
+                    else None,
                 ),
             ],
             schedule=Schedule(retries=0, retry_delay_s=0, timezone=self.timezone),
@@ -614,6 +770,37 @@ class Bench:
             state_dir=str(self.work / f"state-{name}"),
             cache_dir=str(self.work / f"cache-{name}"),
         )
+
+    # -- the WAL archiver
+
+    def start_archiver(self, plan: BackupPlan) -> wal.Archiver:
+        source = next(s for s in plan.sources if isinstance(s, PostgresqlSource))
+        archiver = wal.Archiver(plan, source, repository(plan)).start()
+        self.archivers.append((archiver, source.wal.slot))
+        # Streaming before the measured run starts: the slot exists, pg_receivewal is connected.
+        deadline = time.monotonic() + 60
+        while self.pg.sql(
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg_receivewal'"
+        ) in ("0", ""):
+            if time.monotonic() > deadline:
+                raise RuntimeError("pg_receivewal did not connect within 60 s")
+            time.sleep(0.2)
+        return archiver
+
+    def stop_archiver(self, archiver: wal.Archiver, drop_slot: bool) -> None:
+        archiver.stop()
+        self.archivers = [(a, slot) for a, slot in self.archivers if a is not archiver]
+        if drop_slot:
+            self.pg.drop_slot(archiver.source.wal.slot)
+
+    def stop_archivers(self) -> None:
+        for archiver, slot in list(self.archivers):
+            try:
+                archiver.stop()
+                self.pg.drop_slot(slot)
+            except Exception as error:  # noqa: BLE001 - report, the container goes anyway
+                print(f"could not stop the archiver of {slot}: {error}")
+        self.archivers = []
 
     def ours_backup(self, plan: BackupPlan) -> dict:
         calls: list[float] = []
@@ -632,6 +819,7 @@ class Bench:
         if state.check_success is not True or state.error:
             raise RuntimeError(f"maintenance after the run failed: {state.error}")
         hook = state.finished - state.started
+        postgres = manifest.services["postgres"]
         figures = {
             "seconds": seconds,
             "hook_s": hook,
@@ -648,6 +836,13 @@ class Bench:
             },
             "hook_calls": CALLS.between(began, state.finished),
             "maintenance_calls": CALLS.between(state.finished, ended),
+            "archiver_calls": CALLS.between(began, ended, archiver=True),
+            "base_bytes": postgres.base
+            and next(p.bytes for p in postgres.parts if p.snapshot == postgres.base.part),
+            "base_added": postgres.base
+            and next(p.bytes_added for p in postgres.parts if p.snapshot == postgres.base.part),
+            "dumped": postgres.dumped is not None and postgres.dumped >= began,
+            "dump_bytes": sum(p.bytes for p in postgres.logical_parts),
         }
         # run_backup asks the clock: start, manifest end, state end, after prune, after check.
         if len(calls) == 5 and calls[4] == state.check_time:
@@ -661,7 +856,10 @@ class Bench:
         seconds, report = timed(lambda: restore(plan, "latest", str(into)))
         return {
             "seconds": seconds,
-            "bytes": report.bytes,
+            # What it put on disk, as for the baselines (RestoreReport.bytes also counts the
+            # base backup, which `restore` leaves to point-in-time recovery).
+            "bytes": tree_size(into)[1],
+            "report_bytes": report.bytes,
             "inner_s": report.seconds,
             "calls": CALLS.between(began, time.time()),
         }
@@ -673,7 +871,7 @@ class Bench:
         Without: `_SnapshotSession.table_sums` is replaced by a stub for this call only, to tell
         what the checksum pass costs while pg_dump and restic run beside it.
         """
-        plan = self.plan(name)
+        plan = self.plan(name, archived=False)
         restic = Restic(plan.repository, plan.cache_dir)
         restic.init()
         context = context_for(plan, restic, f"diag-{name}")
@@ -798,11 +996,151 @@ class Bench:
         )
         return {"seconds": seconds, "bytes": tree_size(into)[1]}
 
+    def pitr_restore(self, plan: BackupPlan, moment: float, into: Path) -> dict:
+        """`restore_to` of the database to `moment` into an empty directory (caches dropped,
+        final sync), then the recovered cluster started to read what it holds."""
+        self.drop()
+        moment_iso = dt.datetime.fromtimestamp(moment, dt.UTC).isoformat()
+        seconds, recovery = timed(
+            lambda: restore_to(plan, moment_iso, str(into), ["postgres"], str(self.work))
+        )
+        data = into / "postgres"
+        return {
+            "seconds": seconds,
+            "bytes": du(data),
+            "recovery": recovery,
+            "found": read_recovered(data, self.work / "pitr-check"),
+        }
+
     def pg_dump_alone(self) -> tuple[float, int]:
         self.drop()
         start = time.perf_counter()
         size = int(sh(f"pg_dump -Fc -Z0 -d {DATABASE} | wc -c", self.pg.env, capture=True))
         return time.perf_counter() - start, size
+
+
+def read_recovered(data: Path, directory: Path) -> dict:
+    """Start the recovered cluster in `data` on a private socket (as the server's owner) and
+    read the RPO marks and the attachments' count; stop it again."""
+    bin_dir = pitr.server_binaries()
+    directory.mkdir()
+    hba = directory / "pg_hba.conf"
+    hba.write_text("local all all trust\n")
+    as_owner: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(directory, pitr.OWNER, pitr.OWNER)
+        shutil.chown(hba, pitr.OWNER, pitr.OWNER)
+        as_owner = ["runuser", "-u", pitr.OWNER, "--"]
+    options = f"-c listen_addresses='' -k {directory} -c hba_file={hba} -c archive_mode=off"
+    sh(
+        " ".join(
+            [*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "300"]
+            + ["-l", str(directory / "log"), "-o", f'"{options}"', "start"]
+        )
+    )
+    env = dict(os.environ, PGHOST=str(directory), PGPORT="5432", PGUSER="postgres")
+    env.pop("PGPASSWORD", None)
+    try:
+        marks = sh(
+            f"psql -X -q -A -t -d {DATABASE} -c "
+            "\"SELECT coalesce(string_agg(seq::text, ',' ORDER BY seq), '') FROM rpo_marks\"",
+            env,
+            capture=True,
+        ).strip()
+        attachments = int(
+            sh(
+                f"psql -X -q -A -t -d {DATABASE} -c 'SELECT count(*) FROM attachments'",
+                env,
+                capture=True,
+            )
+        )
+    finally:
+        subprocess.run(
+            [*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            cwd="/",
+        )
+    return {"marks": [int(m) for m in marks.split(",") if m], "attachments": attachments}
+
+
+def restic_process_s(calls: list[tuple[str, float]]) -> float:
+    """Seconds in the restic processes of `calls` other than the ones moving the bulk (files,
+    pg_dump, pg_basebackup): what each process's start and repository open cost."""
+    bulk = ("backup files", "pg_dump ", "pg_basebackup ")
+    return sum(seconds for what, seconds in calls if not what.startswith(bulk))
+
+
+def describe(run: dict) -> str:
+    """What one of our runs did with PostgreSQL."""
+    base = (
+        f"base backup {run['base_bytes'] / MB:.0f} MB read, {run['base_added'] / MB:.0f} MB added"
+        if run["base_bytes"] is not None
+        else "no base backup"
+    )
+    dump = (
+        f"logical dump taken ({run['dump_bytes'] / MB:.0f} MB)"
+        if run["dumped"]
+        else "logical dump not due (the previous one reused)"
+    )
+    return f"{base}, {dump}, {len(run['archiver_calls'])} archiver shipments beside it"
+
+
+def nearest_rank(values: list[float], share: float) -> float:
+    """The `share` quantile of `values` by nearest rank (p95 of 20: the 19th smallest)."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-int(share * 100) * len(ordered) // 100) - 1)]
+
+
+def measure_rpo(bench: Bench, plan: BackupPlan) -> dict:
+    """With the plan's archiver running: RPO_COMMITS commits spaced by random seconds; for each,
+    the wall time from its COMMIT returning to the end of the first shipment that holds it (one
+    that started after pg_receivewal had flushed the commit into the spool). Then a moment two
+    seconds after the last one, and two seconds later one more commit (so recovery to the moment
+    has a commit after it to stop at: it must be absent after recovery), shipped too."""
+    pg = bench.pg
+    rng = random.Random(SEED + 2)
+    commits = []
+    began = time.time()
+    for seq in range(1, RPO_COMMITS + 1):
+        time.sleep(rng.uniform(*RPO_GAP_S))
+        committed, lsn = pg.commit_mark(seq, f"rpo-{seq}")
+        commits.append((seq, committed, pg.wait_received(lsn)))
+    time.sleep(2.0)
+    moment = time.time()
+    time.sleep(2.0)
+    after_committed, after_lsn = pg.commit_mark(RPO_COMMITS + 1, "after-the-moment")
+    after_received = pg.wait_received(after_lsn)
+    deadline = time.time() + 3 * SHIP_INTERVAL_S + 300
+    while SHIPS.first_after(after_received, plan.state_dir) is None:
+        if time.time() > deadline:
+            raise RuntimeError("no shipment of the WAL spool holds the last commit")
+        time.sleep(0.5)
+    rpo, lag, ship_s = [], [], []
+    for _seq, committed, received in commits:
+        started, finished = SHIPS.first_after(received, plan.state_dir)
+        rpo.append(finished - committed)
+        lag.append(received - committed)
+        ship_s.append(finished - started)
+    shipments = [
+        (started, finished)
+        for started, finished, ok, where in SHIPS.ships
+        if where == plan.state_dir and ok and started is not None and started >= began
+    ]
+    return {
+        "rpo_s": rpo,
+        "receive_lag_s": lag,
+        "ship_s": ship_s,
+        "commits_s": commits[-1][1] - began,
+        "moment": moment,
+        "last_seq": RPO_COMMITS,
+        "after_seq": RPO_COMMITS + 1,
+        "after_committed": after_committed,
+        "shipments": len(shipments),
+        "ship_failures": sum(
+            1 for _s, _f, ok, where in SHIPS.ships if where == plan.state_dir and not ok
+        ),
+        "state": wal.read_state(plan.state_dir, "postgres"),
+    }
 
 
 # ----------------------------------------------------------------------------- main
@@ -825,11 +1163,19 @@ def main() -> None:
                 "this benchmark needs restic, zstd, tar and the PostgreSQL client"
             )
 
+    # Point-in-time recovery runs the server here, on the recovered data directory, whose
+    # postgresql.conf and databases use the image's en_US.utf8 locale (the agent's image has it).
+    if "en_US.utf8" not in sh("locale -a", capture=True).split():
+        if os.geteuid() != 0 or not shutil.which("localedef"):
+            sys.exit("the en_US.UTF-8 locale is missing: localedef -i en_US -f UTF-8 en_US.UTF-8")
+        sh("localedef -i en_US -f UTF-8 en_US.UTF-8")
+        print("generated the en_US.UTF-8 locale (localedef), which recovery needs")
+
     client = ensure_engine()
     work = Path(tempfile.mkdtemp(prefix="napdms-bench-backup-", dir="/tmp"))
     # The drill's scratch cluster (another user) must reach what sits below.
     work.chmod(0o755)
-    pg = None
+    pg = bench = None
     figures: dict = {"size_gb": args.size_gb, "runs": args.runs, "mb": "1e6 bytes"}
     began = time.perf_counter()
     med = statistics.median
@@ -886,9 +1232,26 @@ def main() -> None:
 
         # -- full backups, alternating ours / bare restic / tar, each into a fresh repository
         ours_runs, restic_runs, tar_runs = [], [], []
+        last = args.runs - 1
+
+        def ours_full(run: int) -> None:
+            # The archiver streams and ships from before the run on, and stops after it; the last
+            # round's slot and spool stay for the incremental (the archiver resumes on them).
+            plan = bench.plan(f"full{run}")
+            archiver = bench.start_archiver(plan)
+            try:
+                ours_runs.append(bench.ours_backup(plan))
+            finally:
+                bench.stop_archiver(archiver, drop_slot=run != last)
+
+        print(
+            f"ours: PostgreSQL with its WAL archived (WalArchive, ship_interval_s="
+            f"{SHIP_INTERVAL_S:.0f}, the plan's default; logical_dump_days="
+            f"{WalArchive(spool_dir='/x').logical_dump_days}): the archiver runs during our runs"
+        )
         for run in range(args.runs):
             steps = [
-                lambda run=run: ours_runs.append(bench.ours_backup(bench.plan(f"full{run}"))),
+                lambda run=run: ours_full(run),
                 lambda run=run: restic_runs.append(bench.restic_backup(f"full{run}")),
                 lambda run=run: tar_runs.append(bench.tar_backup(f"full{run}")),
             ]
@@ -897,10 +1260,9 @@ def main() -> None:
             o, r, t = ours_runs[-1], restic_runs[-1], tar_runs[-1]
             print(
                 f"full backup {run + 1}/{args.runs}: ours {o['hook_s']:.1f} s "
-                f"(+{o['maintenance_s']:.1f} s check/prune), "
+                f"(+{o['maintenance_s']:.1f} s check/prune; {describe(o)}), "
                 f"bare restic {r['seconds']:.1f} s, tar|zstd {t['seconds']:.1f} s"
             )
-        last = args.runs - 1
         ours_plan = bench.plan(f"full{last}")
         # The last round's repositories stay for the incremental and the restores.
         for run in range(last):
@@ -921,9 +1283,22 @@ def main() -> None:
             f"one restic process that only opens the repository: {fixed_s:.2f} s"
         )
 
-        # -- 1 % change, incrementals
+        # -- 1 % change, incrementals. The archiver runs again (on the last round's slot and
+        #    spool) while the rows change; as in production, where it ships all day, the WAL of
+        #    the change is shipped before the nightly run: the run waits for one shipment that
+        #    started after the change.
+        archiver = bench.start_archiver(ours_plan)
         changed = change_documents(docs, listed, content)
         rows_touched = pg.change()
+        changed_at = time.time()
+        while SHIPS.first_after(changed_at, ours_plan.state_dir) is None:
+            if time.time() > changed_at + 3 * SHIP_INTERVAL_S + 300:
+                raise RuntimeError("the archiver shipped nothing after the change")
+            time.sleep(0.5)
+        print(
+            f"waited {time.time() - changed_at:.0f} s for the archiver to ship the change's WAL "
+            f"(spool {du(Path(ours_plan.sources[1].wal.spool_dir)) / MB:.0f} MB)"
+        )
         docs_files_after, docs_bytes_after = tree_size(docs)
         print(
             f"change: {changed['rewritten']} files rewritten, {changed['appended']} appended to, "
@@ -933,12 +1308,56 @@ def main() -> None:
             "spread over every table)"
         )
         incremental = bench.ours_backup(ours_plan)
+        bench.stop_archiver(archiver, drop_slot=False)
         restic_incremental = bench.restic_backup(f"full{last}", init=False)
         print(
             f"incremental: ours {incremental['hook_s']:.1f} s "
-            f"(+{incremental['maintenance_s']:.1f} s check/prune), "
+            f"(+{incremental['maintenance_s']:.1f} s check/prune; {describe(incremental)}), "
             f"bare restic {restic_incremental['seconds']:.1f} s"
         )
+
+        # -- RPO: commits while the archiver runs, each timed to the end of the shipment that
+        #    holds it; then point-in-time recovery to a moment after the last of them
+        pg.create_marks()
+        archiver = bench.start_archiver(ours_plan)
+        try:
+            rpo = measure_rpo(bench, ours_plan)
+        finally:
+            bench.stop_archiver(archiver, drop_slot=True)
+        rpo_p95, rpo_max = nearest_rank(rpo["rpo_s"], 0.95), max(rpo["rpo_s"])
+        print(
+            f"rpo: {RPO_COMMITS} commits over {rpo['commits_s']:.0f} s "
+            f"(ship_interval_s={SHIP_INTERVAL_S:.0f}): commit -> end of the shipment holding it "
+            f"p50 {med(rpo['rpo_s']):.1f} s, p95 {rpo_p95:.1f} s, max {rpo_max:.1f} s; "
+            f"commit -> in the spool max {max(rpo['receive_lag_s']) * 1000:.0f} ms; "
+            f"a shipment takes {med(rpo['ship_s']):.1f} s (median); "
+            f"{rpo['shipments']} shipments, {rpo['ship_failures']} failed; "
+            f"state: last_ship {rpo['state'].last_ship:.0f}, "
+            f"receiver restarts {rpo['state'].receiver_restarts}, "
+            f"gaps {rpo['state'].slot_lost}"
+        )
+        attachments_now = int(pg.sql("SELECT count(*) FROM attachments"))
+        pitr_result = bench.pitr_restore(ours_plan, rpo["moment"], work / "pitr")
+        found, recovery = pitr_result["found"], pitr_result["recovery"]
+        pitr_ok = (
+            found["marks"] == list(range(1, rpo["last_seq"] + 1))
+            and found["attachments"] == attachments_now
+        )
+        print(
+            f"pitr: restore_to(moment {rpo['moment'] - rpo['after_committed']:+.1f} s before "
+            f"the commit after it) {pitr_result['seconds']:.1f} s for "
+            f"{pitr_result['bytes'] / MB:.0f} MB of data directory "
+            f"({mbs(pitr_result['bytes'], pitr_result['seconds']):.1f} MB/s; database "
+            f"{db_size / MB:.0f} MB at the start); base of run {recovery.base_run}, "
+            f"{recovery.epochs} epochs, {recovery.wal_files} WAL files; recovered: marks "
+            f"{min(found['marks'], default='-')}..{max(found['marks'], default='-')} "
+            f"({len(found['marks'])}; #{rpo['after_seq']} "
+            f"{'present: WRONG' if rpo['after_seq'] in found['marks'] else 'absent, right'}), "
+            f"attachments {found['attachments']} of {attachments_now} -> "
+            f"{'ok' if pitr_ok else 'WRONG'}"
+        )
+        shutil.rmtree(work / "pitr", ignore_errors=True)
+        shutil.rmtree(work / "pitr-check", ignore_errors=True)
 
         # -- restores of the post-change data (tar: its last archive), alternating, each into an
         #    empty dir
@@ -1011,7 +1430,7 @@ def main() -> None:
         table = [
             (
                 "full backup",
-                "ours: hook phase (open+init, files, globals + dumps + table checksums, manifest)",
+                "ours: hook phase (open+init, files, base backup, dumps + checksums, manifest)",
                 ours_bytes,
                 full_s,
             ),
@@ -1028,7 +1447,12 @@ def main() -> None:
                 restic_s,
             ),
             ("", "tar | zstd -T0 -3, and pg_dump | zstd -T0 -3", dataset, tar_s),
-            ("incremental", "ours: hook phase", incremental["bytes"], incremental["hook_s"]),
+            (
+                "incremental",
+                "ours: hook phase (files, base backup; MB counts the reused dump)",
+                incremental["bytes"],
+                incremental["hook_s"],
+            ),
             ("", "ours: whole run_backup", incremental["bytes"], incremental["seconds"]),
             (
                 "",
@@ -1075,10 +1499,13 @@ def main() -> None:
             f"bare restic: {docs_restic:5.1f} s"
         )
         print(
-            f"  postgres: globals + each database's dump, with  {pg_ours:5.1f} s   "
+            f"  postgres: base backup + globals + each database's dump {pg_ours:5.1f} s   "
             f"bare restic pg_dump | restic: {pg_restic:5.1f} s"
         )
-        print("            the table-checksum pass beside it")
+        print(
+            "            (with the table-checksum pass beside the dump, and the WAL epoch "
+            f"closed: {describe(last_full)})"
+        )
         open_ours = med([o["hook_s"] - sum(o["services_s"].values()) for o in ours_runs])
         print(
             f"  repository open/init, manifest                  {open_ours:5.1f} s   "
@@ -1093,6 +1520,16 @@ def main() -> None:
             f"({CALLS.show(last_full['maintenance_calls'])})"
         )
         print(f"  incremental hook phase: {CALLS.show(incremental['hook_calls'])}")
+        print(
+            f"  incremental by service: documents "
+            f"{incremental['services_s']['documents']:.1f} s, postgres (base backup + closing "
+            f"the WAL epoch) {incremental['services_s']['postgres']:.1f} s, the rest (restic "
+            f"open, manifest) {incremental['hook_s'] - sum(incremental['services_s'].values()):.1f}"
+            f" s; {len(incremental['hook_calls'])} restic processes, "
+            f"{restic_process_s(incremental['hook_calls']):.1f} s of them in processes that "
+            f"move little data; archiver beside it: "
+            f"{CALLS.show(incremental['archiver_calls']) or 'nothing'}"
+        )
         print(
             f"  restore: {len(ours_restores[-1]['calls'])} restic processes "
             f"({CALLS.show(ours_restores[-1]['calls'])}); bare restic: 2"
@@ -1130,8 +1567,10 @@ def main() -> None:
         )
         goals = {
             "restore_500gb_under_1h": restore_hours < 1,
-            "incremental_under_10pct": incremental_ratio < 0.10,
-            "overhead_vs_restic_under_10pct": overhead < 1.10,
+            "incremental_under_10pct": incremental_ratio < GOALS["incremental_over_full"],
+            "overhead_vs_restic_under_10pct": overhead < GOALS["overhead_vs_restic"],
+            "rpo_p95_under_300s": rpo_p95 < GOALS["rpo_s_p95"],
+            "pitr_restore_correct": pitr_ok,
         }
         verdict = {True: "PASS", False: "FAIL"}
         print("goals, as measured in this run:")
@@ -1154,6 +1593,49 @@ def main() -> None:
             f"(with check/prune: {(full_total_s / restic_s - 1) * 100:+.1f} %; "
             f"median of the rounds' own ratios: {(paired - 1) * 100:+.1f} %)"
         )
+        print(
+            f"  RPO p95 < {GOALS['rpo_s_p95']:.0f} s: {rpo_p95:.1f} s (max {rpo_max:.1f} s; "
+            f"ship_interval_s {SHIP_INTERVAL_S:.0f}) -> {verdict[goals['rpo_p95_under_300s']]}"
+        )
+        print(
+            f"  PITR of the {db_size / MB:.0f} MB database: {pitr_result['seconds']:.1f} s "
+            f"({mbs(pitr_result['bytes'], pitr_result['seconds']):.1f} MB/s of data directory), "
+            f"the last commit before the moment there and the one after it not -> "
+            f"{verdict[goals['pitr_restore_correct']]}"
+        )
+        print()
+        print(f"{'figure':24} {'goal':>8} {'today':>8} {'measured':>9}  verdict")
+        for name, goal, before, value, met in (
+            (
+                "incremental_over_full",
+                f"< {GOALS['incremental_over_full']:.2f}",
+                "0.38",
+                f"{incremental_ratio:.3f}",
+                goals["incremental_under_10pct"],
+            ),
+            (
+                "overhead_vs_restic",
+                f"< {GOALS['overhead_vs_restic']:.2f}",
+                "1.15",
+                f"{overhead:.3f}",
+                goals["overhead_vs_restic_under_10pct"],
+            ),
+            (
+                "rpo_s (p95)",
+                f"< {GOALS['rpo_s_p95']:.0f}",
+                "-",
+                f"{rpo_p95:.1f}",
+                goals["rpo_p95_under_300s"],
+            ),
+            (
+                "pitr_restore_s",
+                "correct",
+                "-",
+                f"{pitr_result['seconds']:.1f}",
+                goals["pitr_restore_correct"],
+            ),
+        ):
+            print(f"{name:24} {goal:>8} {before:>8} {value:>9}  {'met' if met else 'MISSED'}")
         if drill_report is not None:
             print(
                 f"  drill: RTO of {drill_report.data_bytes / MB:.0f} MB "
@@ -1214,7 +1696,26 @@ def main() -> None:
             },
             caches_dropped=bench.caches_dropped,
             goals=goals,
+            goal_values=GOALS,
             versions=versions,
+            ship_interval_s=SHIP_INTERVAL_S,
+            rpo_s_p95=round(rpo_p95, 2),
+            rpo_s_max=round(rpo_max, 2),
+            rpo_s_runs=[round(x, 2) for x in rpo["rpo_s"]],
+            rpo_commits=RPO_COMMITS,
+            rpo_ship_s_median=round(med(rpo["ship_s"]), 2),
+            pitr_restore_s=round(pitr_result["seconds"], 2),
+            pitr_restore_bytes=pitr_result["bytes"],
+            pitr_restore_mb_s=round(mbs(pitr_result["bytes"], pitr_result["seconds"]), 1),
+            pitr_restore_ok=pitr_ok,
+            pitr_wal_files=recovery.wal_files,
+            backup_base_bytes=last_full["base_bytes"],
+            incremental_base_bytes=incremental["base_bytes"],
+            incremental_base_added=incremental["base_added"],
+            incremental_dump_taken=incremental["dumped"],
+            incremental_documents_s=round(incremental["services_s"]["documents"], 2),
+            incremental_postgres_s=round(incremental["services_s"]["postgres"], 2),
+            incremental_restic_processes=len(incremental["hook_calls"]),
         )
         if drill_report is not None:
             figures.update(
@@ -1224,6 +1725,8 @@ def main() -> None:
                 drill_verify_s=round(drill_report.verify_seconds, 2),
             )
     finally:
+        if bench is not None:
+            bench.stop_archivers()
         if pg is not None:
             pg.remove()
         if args.keep:

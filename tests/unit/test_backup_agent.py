@@ -37,6 +37,13 @@ HOOKS = {
         "user": "postgres",
         "password_file": "/run/secrets/postgres-password",
         "databases": [],
+        "wal": {
+            "spool_dir": "/wal/postgres",
+            "slot": "napdms_backup",
+            "ship_interval_s": 60,
+            "marker_interval_s": 86400,
+            "logical_dump_days": 7,
+        },
     },
     "redis": {
         "hook": "redis",

@@ -518,6 +518,12 @@ CASES = [
         f"it backs up at /source; {COLLIDES}",
     ),
     Case(
+        "repository-inside-the-wal-spool",
+        config("dev", "backup.repository", "/wal/postgres"),
+        'dev: backup.repository: "/wal/postgres" collides with the agent\'s mount of its WAL '
+        f"spool at /wal; {COLLIDES}",
+    ),
+    Case(
         "repository-path-tricks",
         config("dev", "backup.repository", "/repository/../backups"),
         'dev: backup.repository: "/repository/../backups" is not a plain path; write it as '

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -38,6 +38,11 @@ class HookContext:
     """Scratch space (postgres drill clusters, restored dump files)."""
     verify_restore: bool = False
     """Have restic re-read every restored file and check it against the snapshot's hashes."""
+    state_dir: str = field(default_factory=tempfile.gettempdir)
+    """The agent's state directory (locks shared with the agent's own threads)."""
+    previous: Mapping[str, ServiceRecord] = field(default_factory=dict)
+    """Each service's newest successful record before this run (a hook may keep what did not
+    change)."""
 
     def tags_for(self, service: str, *extra: str) -> list[str]:
         """This run's tags plus the service's."""
@@ -117,8 +122,8 @@ def backup(source: Any, context: HookContext) -> ServiceRecord:
 
 def restore(source: Any, record: ServiceRecord, context: HookContext, into: str) -> None:
     """Extract each snapshot of one service's record under `into` (dump hooks' files land there
-    for their `load`)."""
-    for each in record.parts:
+    for their `load`); a PostgreSQL base backup is left to point-in-time recovery."""
+    for each in record.logical_parts:
         context.restic.restore(each.snapshot, into, verify=context.verify_restore)
 
 

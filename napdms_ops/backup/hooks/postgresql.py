@@ -7,7 +7,6 @@ the dump. The drill loads the dumps into a scratch cluster and compares the sums
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -18,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from components.model.plan import PostgresqlSource
-from napdms_ops.backup import hooks
+from napdms_ops.backup import hooks, pitr, wal
 from napdms_ops.backup.hooks import HookContext, HookError, read_password
-from napdms_ops.backup.manifest import ServiceRecord, TableSum
+from napdms_ops.backup.manifest import BaseBackup, Part, ServiceRecord, TableSum
 from napdms_ops.backup.restic import CommandFailed
 
 _TABLES = (
@@ -47,7 +46,8 @@ _USER_TABLES = (
 )
 
 
-def _environment(source: PostgresqlSource, host: str | None = None) -> dict[str, str]:
+def environment(source: PostgresqlSource, host: str | None = None) -> dict[str, str]:
+    """libpq variables to reach the source (or `host`) as its login."""
     env = dict(os.environ)
     env.update(
         PGHOST=host or source.host,
@@ -82,10 +82,13 @@ def _last_line(stderr: bytes) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
+_EXPORT = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot();"
+
+
 class _SnapshotSession:
     """A psql session holding a repeatable-read transaction whose snapshot pg_dump shares."""
 
-    def __init__(self, env: dict[str, str], database: str):
+    def __init__(self, env: dict[str, str], database: str, begin: str = _EXPORT):
         self._process = subprocess.Popen(
             ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database],
             stdin=subprocess.PIPE,
@@ -95,9 +98,7 @@ class _SnapshotSession:
             text=True,
         )
         self.database = database
-        self.snapshot = self._ask(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot();"
-        )
+        self.snapshot = self._ask(begin)
 
     def _ask(self, sql: str) -> str:
         self._process.stdin.write(sql + "\n")
@@ -135,11 +136,72 @@ class _SnapshotSession:
                 self._process.wait()
 
 
+_CHANGES = (
+    "SELECT coalesce(sum(tup_inserted + tup_updated + tup_deleted), 0) || '@' || "
+    "coalesce(string_agg(datname || ':' || coalesce(stats_reset::text, ''), ',' "
+    "ORDER BY datname), '') FROM pg_stat_database WHERE datname IS NOT NULL"
+)
+"""Rows written across the cluster since the statistics' reset, and which databases there are:
+an unchanged answer means no row was written (a restart that resets the counters is a change)."""
+
+
 def backup(source: PostgresqlSource, context: HookContext) -> ServiceRecord:
-    """Roles, then every database in its own snapshot, each as one restic snapshot."""
+    """With the WAL archived, a base backup; the logical dump (roles, then every database in its
+    own snapshot) when it is due. A server with no row written since the previous run keeps that
+    run's snapshots."""
     started = time.monotonic()
-    env = _environment(source)
-    databases = source.databases or [
+    env = environment(source)
+    previous = context.previous.get(source.service)
+    changes = _query(env, "postgres", _CHANGES)[0]
+    if (
+        previous is not None
+        and previous.changes == changes
+        and (source.wal is None or previous.base is not None)
+    ):
+        return hooks.record(
+            source,
+            list(previous.parts),
+            started,
+            tables=previous.tables,
+            checksum_method=previous.checksum_method,
+            base=previous.base,
+            dumped=previous.dumped,
+            changes=changes,
+        )
+    parts: list[Part] = []
+    base = None
+    try:
+        if source.wal is not None:
+            base_part, base = _base_backup(source, env, context)
+            parts.append(base_part)
+        if _dump_due(source, previous):
+            dump_parts, tables = _dump(source, env, context)
+            dumped, method = time.time(), CHECKSUM_METHOD
+        else:
+            dump_parts = previous.logical_parts
+            tables, dumped, method = previous.tables, previous.dumped, previous.checksum_method
+    except CommandFailed as error:
+        raise HookError(f"{source.service}: {error}") from None
+    return hooks.record(
+        source,
+        dump_parts + parts,
+        started,
+        tables=tables,
+        checksum_method=method,
+        base=base,
+        dumped=dumped,
+        changes=changes,
+    )
+
+
+def _dump_due(source: PostgresqlSource, previous: ServiceRecord | None) -> bool:
+    if source.wal is None or previous is None or previous.dumped is None:
+        return True
+    return time.time() - previous.dumped >= source.wal.logical_dump_days * 86400 - 3600
+
+
+def _databases(source: PostgresqlSource, env: dict[str, str]) -> list[str]:
+    return source.databases or [
         database
         for database in _query(
             env,
@@ -150,43 +212,168 @@ def backup(source: PostgresqlSource, context: HookContext) -> ServiceRecord:
         # lives in it.
         if database != "postgres" or _query(env, "postgres", _USER_TABLES) != ["0"]
     ]
+
+
+def _dump(
+    source: PostgresqlSource, env: dict[str, str], context: HookContext
+) -> tuple[list[Part], dict[str, dict[str, TableSum]]]:
+    """Roles, then every database in its own snapshot, each as one restic snapshot."""
     parts, tables = [], {}
-    try:
-        summary = context.restic.backup_command(
-            ["pg_dumpall", "--globals-only"],
-            env,
-            f"/{source.service}/globals.sql",
-            context.host_tag,
-            context.tags_for(source.service, "part=globals"),
-        )
-        parts.append(hooks.part(summary, f"/{source.service}/globals.sql"))
-        for database in databases:
-            session = _SnapshotSession(env, database)
+    summary = context.restic.backup_command(
+        ["pg_dumpall", "--globals-only"],
+        env,
+        f"/{source.service}/globals.sql",
+        context.host_tag,
+        context.tags_for(source.service, "part=globals"),
+    )
+    parts.append(hooks.part(summary, f"/{source.service}/globals.sql"))
+    for database in _databases(source, env):
+        session = _SnapshotSession(env, database)
+        try:
+            sums: dict[str, TableSum] = {}
+            failure: list[BaseException] = []
+            counter = threading.Thread(target=_collect, args=(session, sums, failure))
+            counter.start()
+            path = f"/{source.service}/{database}.dump"
             try:
-                sums: dict[str, TableSum] = {}
-                failure: list[BaseException] = []
-                counter = threading.Thread(target=_collect, args=(session, sums, failure))
-                counter.start()
-                path = f"/{source.service}/{database}.dump"
-                try:
-                    summary = context.restic.backup_command(
-                        ["pg_dump", "--snapshot", session.snapshot, "-Fc", "-Z0", "-d", database],
-                        env,
-                        path,
-                        context.host_tag,
-                        context.tags_for(source.service, f"part=db:{database}"),
-                    )
-                finally:
-                    counter.join()
-                if failure:
-                    raise failure[0]
+                summary = context.restic.backup_command(
+                    ["pg_dump", "--snapshot", session.snapshot, "-Fc", "-Z0", "-d", database],
+                    env,
+                    path,
+                    context.host_tag,
+                    context.tags_for(source.service, f"part=db:{database}"),
+                )
             finally:
-                session.close()
-            parts.append(hooks.part(summary, path))
-            tables[database] = sums
-    except CommandFailed as error:
-        raise HookError(f"{source.service}: {error}") from None
-    return hooks.record(source, parts, started, tables=tables, checksum_method=CHECKSUM_METHOD)
+                counter.join()
+            if failure:
+                raise failure[0]
+        finally:
+            session.close()
+        parts.append(hooks.part(summary, path))
+        tables[database] = sums
+    return parts, tables
+
+
+def _base_backup(
+    source: PostgresqlSource, env: dict[str, str], context: HookContext
+) -> tuple[Part, BaseBackup]:
+    """`pg_basebackup` as one tar into the repository, then the spool's epoch closed: shipped
+    with the WAL up to the backup's end, and trimmed to what this base needs."""
+    # The agent's slot, made now if its receiver has not connected yet, holds the server's WAL
+    # from here on until the receiver has it: the base is never left without its WAL.
+    slot = source.wal.slot
+    _query(
+        env,
+        "postgres",
+        f"SELECT pg_create_physical_replication_slot('{slot}', true) WHERE NOT EXISTS "
+        f"(SELECT FROM pg_replication_slots WHERE slot_name = '{slot}')",
+    )
+    # The redo point of the backup's checkpoint is at or after this segment: recovery from this
+    # base needs nothing older.
+    start_wal = _query(env, "postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())")[0]
+    path = f"/{source.service}/{pitr.BASE_FILE}"
+    summary = context.restic.backup_command(
+        [
+            "pg_basebackup",
+            "-D",
+            "-",
+            "-F",
+            "tar",
+            # The WAL comes from the archive; `fast` checkpoints now rather than spread out.
+            "-X",
+            "none",
+            "-c",
+            "fast",
+            "--no-manifest",
+            "-l",
+            f"napdms {context.tags[-1] if context.tags else ''}",
+        ],
+        env,
+        path,
+        context.host_tag,
+        context.tags_for(source.service, "part=base"),
+    )
+    finished = time.time()
+    wal.close_epoch(source, context, start_wal)
+    wal.update_state(
+        context.state_dir,
+        source.service,
+        lambda state: {"last_base": finished, "last_base_bytes": summary.bytes_processed},
+    )
+    return hooks.part(summary, path), BaseBackup(
+        part=summary.snapshot_id, start_wal=start_wal, finished=finished
+    )
+
+
+def restore_point(
+    source: PostgresqlSource, name: str
+) -> tuple[str, dict[str, dict[str, TableSum]]]:
+    """Set restore point `name` and return its position with every table's sums at exactly that
+    point.
+
+    In each database a transaction locks the user tables against writers (SHARE: writers that
+    hold a table finish first, new ones wait) and exports its snapshot; with every database held,
+    the restore point goes into the WAL; the locks go as soon as other sessions have imported the
+    snapshots, which are then summed at leisure. So no commit to a user table lies between a
+    snapshot and the restore point, and recovery to the point sees exactly the summed rows.
+    Writers wait for the lock, never for the sums.
+    """
+    env = environment(source)
+    holders: dict[str, _SnapshotSession] = {}
+    readers: dict[str, _SnapshotSession] = {}
+    try:
+        for database in _databases(source, env):
+            tables = _query(env, database, _TABLES)
+            lock = f"LOCK TABLE {', '.join(tables)} IN SHARE MODE; " if tables else ""
+            holders[database] = _SnapshotSession(
+                env,
+                database,
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = '30s'; "
+                f"{lock}SELECT pg_export_snapshot();",
+            )
+        escaped = name.replace("'", "''")
+        lsn = _query(env, "postgres", f"SELECT pg_create_restore_point('{escaped}')")[0]
+        for database, holder in holders.items():
+            readers[database] = _SnapshotSession(
+                env,
+                database,
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+                f"SET TRANSACTION SNAPSHOT '{holder.snapshot}'; SELECT 1;",
+            )
+            holder.close()
+        return lsn, {database: reader.table_sums() for database, reader in readers.items()}
+    finally:
+        for session in [*holders.values(), *readers.values()]:
+            session.close()
+
+
+def server_sums(env: Mapping[str, str], databases: list[str]) -> dict[str, dict[str, TableSum]]:
+    """Rows and checksum of every user table of `databases` on the server `env` reaches."""
+    sums: dict[str, dict[str, TableSum]] = {}
+    for database in databases:
+        sums[database] = {}
+        for table in _query(dict(env), database, _TABLES):
+            rows, checksum = _query(dict(env), database, _SUM.format(table=table))[0].split("|")
+            sums[database][table] = TableSum(rows=int(rows), checksum=checksum)
+    return sums
+
+
+def compare_sums(
+    service: str,
+    recorded: Mapping[str, Mapping[str, TableSum]],
+    restored: Mapping[str, Mapping[str, TableSum]],
+) -> list[str]:
+    """Every table whose rows or checksum differ between what was recorded and restored."""
+    problems = []
+    for database in recorded:
+        before, after = recorded[database], restored.get(database, {})
+        for table in sorted(set(before) | set(after)):
+            if before.get(table) != after.get(table):
+                problems.append(
+                    f"{service}/{database}: table {table} "
+                    f"recorded {_show(before.get(table))}, restored {_show(after.get(table))}"
+                )
+    return problems
 
 
 def _collect(session: _SnapshotSession, sums: dict, failure: list) -> None:
@@ -206,7 +393,7 @@ def load(
     points at (libpq variables; None: the source's own server): roles first, then each database,
     each recreated as it was (`--create`: owner, encoding, locale)."""
     _load(
-        source, record, into, dict(env) if env is not None else _environment(source), scratch=False
+        source, record, into, dict(env) if env is not None else environment(source), scratch=False
     )
 
 
@@ -252,45 +439,18 @@ def verify(
         ]
     with scratch_cluster(Path(context.workdir) / f"drill-{source.service}") as env:
         _load(source, record, into, env, scratch=True)
-        problems = []
-        for database, recorded in record.tables.items():
-            restored = {}
-            for table in _query(env, database, _TABLES):
-                rows, checksum = _query(env, database, _SUM.format(table=table))[0].split("|")
-                restored[table] = TableSum(rows=int(rows), checksum=checksum)
-            for table in sorted(set(recorded) | set(restored)):
-                if recorded.get(table) != restored.get(table):
-                    problems.append(
-                        f"{source.service}/{database}: table {table} "
-                        f"recorded {_show(recorded.get(table))}, "
-                        f"restored {_show(restored.get(table))}"
-                    )
-        return problems
+        restored = server_sums(env, list(record.tables))
+        return compare_sums(source.service, record.tables, restored)
 
 
 def _show(table: TableSum | None) -> str:
     return "nothing" if table is None else f"{table.rows} rows, sum {table.checksum}"
 
 
-def server_binaries() -> Path:
-    """The newest PostgreSQL server's bin directory (initdb, pg_ctl)."""
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
-    )
-    if not candidates:
-        raise HookError(
-            "no PostgreSQL server binaries (initdb) in this image; the drill needs them"
-        )
-    return Path(candidates[-1]).parent
-
-
 @contextmanager
 def scratch_cluster(directory: Path, owner: str = "postgres") -> Iterator[dict[str, str]]:
     """A throw-away PostgreSQL cluster on a unix socket; yields the environment to reach it."""
-    bin_dir = server_binaries()
+    bin_dir = pitr.server_binaries()
     shutil.rmtree(directory, ignore_errors=True)
     data, sockets = directory / "data", directory / "run"
     data.mkdir(parents=True)
