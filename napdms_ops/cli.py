@@ -331,24 +331,31 @@ def _restore_to(
     force: bool,
     snapshot: str,
 ) -> None:
-    conflicts = (
-        "--force (it recovers into a fresh volume)" if force else None,
-        "--snapshot (the base backup follows from the moment)" if snapshot != "latest" else None,
-        "more than one --service" if len(service) > 1 else None,
-        "no --service (name the PostgreSQL service, e.g. --service postgres)"
+    problem = (
+        "name the PostgreSQL service to recover with --service, e.g. --service postgres"
         if not service
-        else None,
+        else "recovers one service; give one --service"
+        if len(service) > 1
+        else "writes a fresh volume, so --force does not apply; drop it"
+        if force
+        else "the moment chooses the base backup, so --snapshot does not apply; drop it"
+        if snapshot != "latest"
+        else None
     )
-    wrong = [c for c in conflicts if c]
-    if wrong:
-        typer.echo(f"napdms-ops restore --to: not with {'; '.join(wrong)}", err=True)
-        raise typer.Exit(2)
+    try:
+        if problem:
+            raise backups.BackupCommandError(problem)
+        if label is not None:
+            backups.check_label(label)
+    except backups.BackupCommandError as error:
+        typer.echo(f"napdms-ops restore --to: {error}", err=True)
+        raise typer.Exit(2) from None
     source = _agent(stack)
     runner = source if target in ("scratch", stack) else _agent(target)
     try:
         job = backups.restore_to(source, to, service[0], runner, label)
     except backups.BackupCommandError as error:
-        typer.echo(f"napdms-ops restore: {error}", err=True)
+        typer.echo(f"napdms-ops restore --to: {error}", err=True)
         raise typer.Exit(2) from None
     _finish("restore", job.exit_code, {**job.result, "volumes": list(job.volumes)}, job.error)
 

@@ -95,7 +95,12 @@ def drill(
         finished = time.monotonic()
         recoveries = []
         for source in plan.sources:
-            if isinstance(source, PostgresqlSource) and source.wal is not None:
+            # The run's services: a drill of a run without the database does not judge its WAL.
+            if (
+                isinstance(source, PostgresqlSource)
+                and source.wal is not None
+                and source.service in manifest.services
+            ):
                 recoveries += _drill_pitr(plan, source, restic, scratch, problems)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -67,6 +67,11 @@ def position(segment: str) -> str:
     return segment[8:]
 
 
+def timeline(segment: str) -> int:
+    """The timeline a segment name belongs to."""
+    return int(segment[:8], 16)
+
+
 # ----------------------------------------------------------------------------- the archive
 
 
@@ -78,6 +83,10 @@ class Epoch:
     wal_to: str
     newest: Snapshot
     superseded: tuple[Snapshot, ...]
+    since: float | None = None
+    """When the agent began this spool state (its `since=` tag), if it says."""
+    switches: tuple[tuple[int, float], ...] = ()
+    """Timelines the server went on on, and from when (its `timeline-N=` tags)."""
 
 
 def epochs(restic: Restic, host: str, service: str) -> list[Epoch]:
@@ -90,10 +99,31 @@ def epochs(restic: Restic, host: str, service: str) -> list[Epoch]:
     found = []
     for wal_from, snapshots in grouped.items():
         snapshots.sort(key=lambda s: (position(s.tag("wal-to")), s.time))
+        newest = snapshots[-1]
+        since = newest.tag("since")
         found.append(
-            Epoch(wal_from, snapshots[-1].tag("wal-to"), snapshots[-1], tuple(snapshots[:-1]))
+            Epoch(
+                wal_from,
+                newest.tag("wal-to"),
+                newest,
+                tuple(snapshots[:-1]),
+                float(since) if since and since.isdigit() else None,
+                _switches(newest),
+            )
         )
     return sorted(found, key=lambda e: position(e.wal_from))
+
+
+def _switches(snapshot: Snapshot) -> tuple[tuple[int, float], ...]:
+    found = []
+    for tag in snapshot.tags:
+        key, _, value = tag.partition("=")
+        if key.startswith("timeline-") and value.isdigit():
+            try:
+                found.append((int(key.removeprefix("timeline-"), 16), float(value)))
+            except ValueError:
+                continue
+    return tuple(found)
 
 
 def spool_files(spool: Path) -> list[Path]:
@@ -107,10 +137,16 @@ def spool_files(spool: Path) -> list[Path]:
 
 
 def ship(
-    restic: Restic, spool: Path, host: str, tags: Sequence[str], service: str
+    restic: Restic,
+    spool: Path,
+    host: str,
+    tags: Sequence[str],
+    service: str,
+    since: float | None = None,
+    timelines: Mapping[str, float] | None = None,
 ) -> Snapshot | None:
-    """Back up the spool as the newest snapshot of its epoch; None when the spool holds no
-    segment yet."""
+    """Back up the spool as the newest snapshot of its epoch (`since`: when the agent began this
+    spool state); None when the spool holds no segment yet."""
     segments = [p.name[:24] for p in spool_files(spool) if not p.name.endswith(".history")]
     if not segments:
         return None
@@ -120,17 +156,29 @@ def ship(
     summary = restic.backup_paths(
         [str(spool)],
         host,
-        [*tags, WAL_KIND, f"service={service}", f"wal-from={wal_from}", f"wal-to={wal_to}"],
+        [
+            *tags,
+            WAL_KIND,
+            f"service={service}",
+            f"wal-from={wal_from}",
+            f"wal-to={wal_to}",
+            *([f"since={int(since)}"] if since is not None else []),
+            *(f"timeline-{line}={int(at)}" for line, at in sorted((timelines or {}).items())),
+        ],
     )
     return Snapshot(summary.snapshot_id, "", (str(spool),), (), host, None)
 
 
 def trim(spool: Path, start_wal: str) -> list[str]:
     """Drop from the spool the segments a base backup starting in `start_wal` does not need (they
-    are in the previous epoch's snapshots); returns their names."""
+    are in the previous epoch's snapshots): earlier ones, and those of older timelines; returns
+    their names."""
     dropped = []
     for path in spool_files(spool):
-        if not path.name.endswith(".history") and position(path.name[:24]) < position(start_wal):
+        name = path.name[:24]
+        if not path.name.endswith(".history") and (
+            position(name) < position(start_wal) or timeline(name) < timeline(start_wal)
+        ):
             path.unlink(missing_ok=True)
             dropped.append(path.name)
     return dropped
@@ -228,11 +276,27 @@ def choose_base(
 
 
 def choose_epochs(found: Sequence[Epoch], base: BaseBackup, moment: float) -> list[Epoch]:
-    """The epochs that hold the WAL from `base`'s start to `moment`: from the one holding the
-    start, up to the first one shipped after `moment`."""
+    """The epochs that hold the WAL from `base`'s start to `moment` on the base's timeline: from
+    the one holding the start, up to the first one shipped after `moment`.
+
+    A later timeline (a recovered cluster put in place) that was live at `moment` is refused: its
+    WAL forks from this one, and only a base backup on it recovers its moments."""
+    line = timeline(base.start_wal)
+    switches = [(timeline(e.wal_from), e.since) for e in found if e.since is not None]
+    switches += [switch for e in found for switch in e.switches]
+    for new_line, since in sorted(switches, key=lambda pair: pair[1]):
+        if new_line > line and since <= moment:
+            raise PitrError(
+                f"at {_iso(since)} the server went on on timeline {new_line} "
+                f"(a recovered cluster was put in place), and no base backup on it ended before "
+                f"{_iso(moment)}; take one (`napdms-ops backup run`) for later moments, or pick "
+                f"a moment before {_iso(since)}"
+            )
     chosen = []
     for epoch in found:
-        if position(epoch.wal_to) < position(base.start_wal):
+        # The epoch reaches the base's timeline (a spool may cross from an older one into it).
+        on_line = timeline(epoch.wal_from) <= line <= timeline(epoch.wal_to)
+        if not on_line or position(epoch.wal_to) < position(base.start_wal):
             continue
         chosen.append(epoch)
         if _epoch_of(epoch.newest.time) >= moment:
@@ -390,6 +454,8 @@ def _configure(data: Path, wal: Path, target: Mapping[str, str]) -> None:
         "restore_command": f"cp '{wal}/%f' '%p'",
         **target,
         "recovery_target_action": "promote",
+        # The base's own timeline: the archive's epochs were chosen along it.
+        "recovery_target_timeline": "current",
     }
     with open(data / "postgresql.auto.conf", "a") as conf:
         conf.write("# napdms point-in-time recovery (removed once recovered)\n")
@@ -492,7 +558,7 @@ def _why(log: Path) -> str:
 
 def _reset(env: dict, target: Mapping[str, str]) -> None:
     """Take the recovery settings out of postgresql.auto.conf, so the volume starts plainly."""
-    for key in ("restore_command", *target, "recovery_target_action"):
+    for key in ("restore_command", *target, "recovery_target_action", "recovery_target_timeline"):
         subprocess.run(
             ["psql", "-X", "-q", "-c", f"ALTER SYSTEM RESET {key}"],
             env=env,

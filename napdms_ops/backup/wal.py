@@ -34,9 +34,27 @@ RESTART_MIN_S = 2.0
 RESTART_MAX_S = 30.0
 """pg_receivewal is started again after 2, 4, 8, ... seconds, at most 30: every second without it
 adds to the recovery point (the slot keeps the WAL meanwhile)."""
+STREAMED_S = 5.0
+"""A pg_receivewal that ran this long had connected and streamed (a refused one ends at once)."""
+MARKER_RETRY_S = 300.0
+"""A restore point that failed (a writer held a table past the lock timeout) is tried again this
+much later, not a whole interval later."""
 # The server removed WAL the slot should have kept (max_slot_wal_keep_size reached while the
 # agent was away): the slot is useless, the archive has a gap until the next base backup.
 _SLOT_LOST = ("has already been removed", "can no longer get changes", "slot is invalidated")
+# The spool is ahead of the server: a recovered cluster (on a new timeline, at an earlier
+# position) was put in place. Streaming can only go on from the server's own position.
+_SPOOL_AHEAD = ("is ahead of the WAL flush position", "is not in this server's history")
+
+
+def start_over_needed(why: str) -> str | None:
+    """Why pg_receivewal cannot go on from its spool (None: a restart will do): `lost` when the
+    server dropped WAL first, `ahead` when the spool is ahead of the server."""
+    if any(marker in why for marker in _SLOT_LOST):
+        return "lost"
+    if any(marker in why for marker in _SPOOL_AHEAD):
+        return "ahead"
+    return None
 
 
 class WalState(BaseModel):
@@ -57,6 +75,14 @@ class WalState(BaseModel):
     marker_failures: int = 0
     last_base: float | None = None
     last_base_bytes: int | None = None
+    epoch_began: float | None = None
+    down_since: float | None = None
+    """When pg_receivewal last stopped after streaming: a server put in place begins after it."""
+    timelines: dict[str, float] = {}
+    """Timelines the server went on on (a recovered cluster put in place), with the moment the
+    old server had stopped streaming: every shipment says them (`timeline-N=`)."""
+    """When the spool's current state began (emptied after lost WAL or a new timeline, trimmed
+    after a base backup): each shipment says it (`since=`)."""
 
 
 def state_file(state_dir: str, service: str) -> Path:
@@ -144,12 +170,15 @@ def ship_now(plan: BackupPlan, source: PostgresqlSource, restic: Restic) -> bool
                 plan.host_tag,
                 ["napdms", f"stack={plan.stack}"],
                 source.service,
+                since=read_state(plan.state_dir, source.service).epoch_began,
+                timelines=read_state(plan.state_dir, source.service).timelines,
             )
             segments = [
                 p.name[:24]
                 for p in pitr.spool_files(Path(source.wal.spool_dir))
                 if not p.name.endswith(".history")
             ]
+            _note_timelines(plan.state_dir, source.service, Path(source.wal.spool_dir))
     except (ResticError, OSError) as error:
         update_state(
             plan.state_dir, source.service, lambda s: {"ship_failures": s.ship_failures + 1}
@@ -166,6 +195,19 @@ def ship_now(plan: BackupPlan, source: PostgresqlSource, restic: Restic) -> bool
     return True
 
 
+def _note_timelines(state_dir: str, service: str, spool: Path) -> None:
+    """Record a timeline whose history file is new in the spool, as of when the old server
+    stopped streaming (or now): recovery refuses later moments from an older timeline's base."""
+    state = read_state(state_dir, service)
+    new = {
+        path.name[:8]: state.down_since or time.time()
+        for path in pitr.spool_files(spool)
+        if path.name.endswith(".history") and path.name[:8] not in state.timelines
+    }
+    if new:
+        update_state(state_dir, service, lambda s: {"timelines": {**s.timelines, **new}})
+
+
 def close_epoch(source: PostgresqlSource, context: HookContext, start_wal: str) -> None:
     """After a base backup that starts in `start_wal`: ship the spool (the old epoch then holds
     the WAL through the backup's end) and trim it to what the new base needs."""
@@ -178,9 +220,13 @@ def close_epoch(source: PostgresqlSource, context: HookContext, start_wal: str) 
             context.host_tag,
             [t for t in context.tags if not t.startswith("run=")],
             source.service,
+            since=read_state(context.state_dir, source.service).epoch_began,
+            timelines=read_state(context.state_dir, source.service).timelines,
         )
         pitr.trim(spool, start_wal)
-    update_state(context.state_dir, source.service, lambda s: {"last_ship": started})
+    update_state(
+        context.state_dir, source.service, lambda s: {"last_ship": started, "epoch_began": started}
+    )
 
 
 def set_marker(plan: BackupPlan, source: PostgresqlSource, restic: Restic) -> pitr.Marker:
@@ -215,6 +261,7 @@ class Archiver:
     ):
         self.plan, self.source, self.restic, self.clock = plan, source, restic, clock
         self._stop = threading.Event()
+        self._down_since: float | None = None
         self._receiver: subprocess.Popen | None = None
         self._threads = [
             threading.Thread(
@@ -290,10 +337,21 @@ class Archiver:
                 why = [str(error)]
             if self._stop.is_set():
                 return
+            if self.clock() - started >= STREAMED_S or self._down_since is None:
+                # It had been streaming: the server it streamed from ended here (a new timeline
+                # put in place begins after this moment).
+                self._down_since = self.clock()
+                down = self._down_since
+                update_state(
+                    self.plan.state_dir,
+                    self.source.service,
+                    lambda s, down=down: {"down_since": down},
+                )
             log.warning("%s: pg_receivewal stopped: %s", self.source.service, why[0])
-            lost = any(marker in why[0] for marker in _SLOT_LOST)
-            if lost:
-                self._start_over()
+            reason = start_over_needed(why[0])
+            if reason is not None:
+                self._start_over(reason)
+            lost = reason == "lost"
             update_state(
                 self.plan.state_dir,
                 self.source.service,
@@ -310,18 +368,29 @@ class Archiver:
             )
             self._stop.wait(delay)
 
-    def _start_over(self) -> None:
-        """The slot lost WAL: ship what the spool has, empty it, and stream from the server's
-        current position on a new slot (recovery across the gap needs the next base backup)."""
-        log.error(
-            "%s: the server dropped WAL the agent had not received; the archive has a gap until "
-            "the next base backup",
-            self.source.service,
-        )
+    def _start_over(self, reason: str) -> None:
+        """Ship what the spool has, empty it, and stream from the server's current position on a
+        new slot: after lost WAL (recovery across the gap needs the next base backup), or after
+        a recovered cluster was put in place (its new timeline goes on from there)."""
+        if reason == "lost":
+            log.error(
+                "%s: the server dropped WAL the agent had not received; the archive has a gap "
+                "until the next base backup",
+                self.source.service,
+            )
+        else:
+            log.warning(
+                "%s: the server is behind the WAL spool (a recovered cluster?); archiving "
+                "starts again from the server's position",
+                self.source.service,
+            )
         ship_now(self.plan, self.source, self.restic)
         with spool_lock(self.plan.state_dir, self.source.service):
             for path in pitr.spool_files(Path(self.source.wal.spool_dir)):
                 path.unlink(missing_ok=True)
+            # The new spool state holds what came after the old server stopped streaming.
+            began = self._down_since if self._down_since is not None else self.clock()
+            update_state(self.plan.state_dir, self.source.service, lambda s: {"epoch_began": began})
         subprocess.run(
             self._receiver_argv("--drop-slot"),
             env=self._environment(),
@@ -331,7 +400,10 @@ class Archiver:
 
     def _ship(self) -> None:
         while not self._stop.wait(self.source.wal.ship_interval_s):
-            ship_now(self.plan, self.source, self.restic)
+            try:
+                ship_now(self.plan, self.source, self.restic)
+            except Exception:  # the thread must outlive any one failure; the age metric grows
+                log.exception("%s: shipping the WAL failed unexpectedly", self.source.service)
 
     def _mark(self) -> None:
         """Restore points at random moments, in a thread of their own: summing every table
@@ -346,6 +418,7 @@ class Archiver:
                     self.source.service,
                     lambda s, at=marker.time: {"last_marker": at},
                 )
+                self.next_marker = self._draw_marker(self.clock())
             except Exception as error:  # the thread must outlive any one failure
                 update_state(
                     self.plan.state_dir,
@@ -353,7 +426,7 @@ class Archiver:
                     lambda s: {"marker_failures": s.marker_failures + 1},
                 )
                 log.warning("%s: restore point failed: %s", self.source.service, error)
-            self.next_marker = self._draw_marker(self.clock())
+                self.next_marker = self.clock() + MARKER_RETRY_S
 
     def _draw_marker(self, now: float) -> float:
         """A random moment within the next marker interval (uniform: any time of day is drilled

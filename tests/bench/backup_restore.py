@@ -79,6 +79,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from components.catalog import postgres as postgres_catalog  # noqa: E402
 from components.model.plan import (  # noqa: E402
     BackupPlan,
     Checks,
@@ -108,6 +109,8 @@ RUN = uuid.uuid4().hex[:8]
 LABEL = "napdms.bench"
 DATABASE = "napdms"
 DOCS_SHARE = 0.82
+PSQL = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DATABASE]
+"""psql, unaligned and quiet, stopping at the first error, on the bench's database."""
 PG_PASSWORD = "bench-" + RUN  # a throw-away container on 127.0.0.1, removed at the end
 SHIP_INTERVAL_S = 60.0  # WalArchive's default, as the program declares it
 RPO_COMMITS = 20
@@ -117,13 +120,12 @@ GOALS = {
     "overhead_vs_restic": 1.10,
     "rpo_s_p95": 300.0,
 }
-# The program's pg_hba (components/catalog/postgres.py): TCP clients give their password, and
-# physical replication is allowed for the superuser (pg_receivewal, pg_basebackup).
-PG_HBA = (
-    "local   all          all                trust\n"
-    "host    all          all       all      scram-sha-256\n"
-    "host    replication  postgres  all      scram-sha-256\n"
-)
+# The program's PostgreSQL (components/catalog/postgres.py): its pg_hba and its server settings.
+PG_HBA = postgres_catalog.files(None)[postgres_catalog.HBA_FILE]
+PG_SETTINGS = [
+    ("hba_file=/etc/napdms-bench/pg_hba.conf" if arg.startswith("hba_file=") else arg)
+    for arg in postgres_catalog.SPEC.command[1:]
+]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -478,14 +480,7 @@ class Postgres:
             # archive ships and the commits the RPO is measured on are the real ones.
             [
                 "postgres",
-                "-c",
-                "hba_file=/etc/napdms-bench/pg_hba.conf",
-                "-c",
-                "wal_level=replica",
-                "-c",
-                "max_wal_senders=10",
-                "-c",
-                "max_slot_wal_keep_size=8GB",
+                *PG_SETTINGS,
                 "-c",
                 "shared_buffers=32MB",
                 "-c",
@@ -532,19 +527,7 @@ class Postgres:
 
     def sql(self, statement: str) -> str:
         done = subprocess.run(
-            [
-                "psql",
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                DATABASE,
-                "-c",
-                statement,
-            ],
+            [*PSQL, "-c", statement],
             env=self.env,
             capture_output=True,
             text=True,
@@ -647,15 +630,7 @@ class Postgres:
         returned (the psql process ended) and a WAL position at or after the commit record."""
         done = subprocess.run(
             [
-                "psql",
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                DATABASE,
+                *PSQL,
                 "-c",
                 f"INSERT INTO rpo_marks (seq, note) VALUES ({seq}, '{note}')",
                 "-c",

@@ -212,3 +212,63 @@ def test_restore_to_refuses_a_service_whose_wal_is_not_archived(stack):
     _, _, _, found = stack
     with pytest.raises(backups.BackupCommandError, match="archives \\(postgres\\), not redis"):
         backups.restore_to(found, "2026-01-01T00:00", "redis")
+
+
+def test_archiving_goes_on_after_a_recovered_cluster_is_put_in_place(stack):
+    """The operator's way back from a bad change: recover to a moment, swap the volume in. The
+    agent's spool is then ahead of the server (a new timeline that forks earlier); it starts
+    over from the server's position on the new timeline. A moment on it is refused, with the
+    fix, until a base backup on it exists; then it recovers."""
+    done, postgres, agent, found = stack
+    client = done.client
+    _psql(postgres, "INSERT INTO letters VALUES (7000, 'lost by going back')")
+    moment = time.time()
+    time.sleep(1.5)
+    _shipped_after(agent, moment, SHIP_BOUND_S)
+    label = f"swap{secrets.token_hex(3)}"
+    job = backups.restore_to(
+        found, dt.datetime.fromtimestamp(moment - 1, dt.UTC).isoformat(), "postgres", label=label
+    )
+    assert job.exit_code == 0, job.error
+    live = next(m["Name"] for m in postgres.attrs["Mounts"] if m["Destination"].endswith("/data"))
+    try:
+        postgres.stop(timeout=60)
+        client.containers.run(
+            postgres.image.id,
+            ["sh", "-c", "rm -rf /live/* && cp -a /restored/. /live/"],
+            entrypoint=[],
+            remove=True,
+            user="0",
+            volumes=[f"{job.volumes[0]}:/restored:ro", f"{live}:/live"],
+        )
+    finally:
+        postgres.start()
+        client.volumes.get(job.volumes[0]).remove(force=True)
+    deadline = time.monotonic() + 90
+    while postgres.exec_run(["pg_isready", "-q"]).exit_code != 0:
+        assert time.monotonic() < deadline, postgres.logs().decode()[-2000:]
+        time.sleep(0.5)
+    assert _psql(postgres, "SELECT count(*) FROM letters WHERE id = 7000") == "0"
+    _psql(postgres, "INSERT INTO letters VALUES (8000, 'after the way back')")
+    committed = time.time()
+    time.sleep(1.5)
+    deadline = time.monotonic() + 2 * SHIP_BOUND_S
+    while not (_wal_state(agent).get("newest_segment") or "").startswith("00000002"):
+        assert time.monotonic() < deadline, f"archive not on the new timeline: {_wal_state(agent)}"
+        time.sleep(2)
+    _shipped_after(agent, time.time(), SHIP_BOUND_S)
+    refused = backups.restore_to(
+        found, dt.datetime.fromtimestamp(committed + 1, dt.UTC).isoformat(), "postgres"
+    )
+    assert refused.exit_code != 0 and "went on on timeline 2" in refused.error, refused.error
+    code, output = agent.exec_run(
+        ["python3", "-m", "napdms_ops.backup", "run", "--plan", "/tmp/postgres-plan.json"]
+    )
+    assert code == 0, output.decode()[-2000:]
+    _psql(postgres, "INSERT INTO letters VALUES (8001, 'after the new base')")
+    expected = _psql(postgres, "SELECT count(*), max(id) FROM letters")
+    moment = time.time()
+    time.sleep(1.5)
+    _shipped_after(agent, moment, SHIP_BOUND_S)
+    rows = _recovered_rows(stack, moment)
+    assert rows == expected, f"recovered (count|max id) {rows}, live {expected}: not the moment"

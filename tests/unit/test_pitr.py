@@ -5,6 +5,7 @@ restored WAL is laid out, what retention forgets, the manifests' new fields, and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -151,13 +152,13 @@ def test_spool_files_of_a_missing_spool_are_none(tmp_path):
     assert pitr.spool_files(tmp_path / "never-created") == [], "expected no files, no error"
 
 
-def test_trim_drops_the_segments_before_the_base_start_whatever_their_timeline(tmp_path):
-    touch(tmp_path, seg(3), seg(4, timeline=2), seg(5), seg(6))
+def test_trim_drops_the_segments_before_the_base_start_and_of_older_timelines(tmp_path):
+    touch(tmp_path, seg(3), seg(4, timeline=2), seg(5), seg(6), seg(6, timeline=2))
     dropped = pitr.trim(tmp_path, seg(5, timeline=2))
-    assert sorted(dropped) == sorted([seg(3), seg(4, timeline=2)]), (
-        f"expected the segments before position 5 dropped, got {dropped}"
+    assert sorted(dropped) == sorted([seg(3), seg(4, timeline=2), seg(5), seg(6)]), (
+        f"expected the segments before position 5 and timeline 1's dropped, got {dropped}"
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == [seg(5), seg(6)], (
+    assert sorted(p.name for p in tmp_path.iterdir()) == [seg(6, timeline=2)], (
         "expected only the dropped segments gone from the spool"
     )
 
@@ -335,6 +336,26 @@ def test_choose_epochs_refuses_a_base_whose_start_is_not_archived():
 def test_choose_epochs_refuses_an_archive_that_ends_before_the_bases_start():
     with pytest.raises(PitrError, match=f"lacks segment {seg(7)}"):
         pitr.choose_epochs([epoch(1, 4, T0 + 100)], base(7, T0 + 150), T0 + 350)
+
+
+def test_choose_epochs_keeps_to_the_bases_timeline():
+    later_line = Epoch(
+        seg(6, 2), seg(8, 2), wal_snapshot("tl2", seg(6, 2), seg(8, 2), T0 + 900), ()
+    )
+    found = [epoch(5, 9, T0 + 200), later_line, epoch(10, 12, T0 + 300)]
+    chosen = pitr.choose_epochs(found, base(5, T0 + 150), T0 + 250)
+    assert [e.wal_from for e in chosen] == [seg(5), seg(10)], "expected timeline 1's epochs only"
+
+
+def test_choose_epochs_refuses_a_moment_when_a_later_timeline_was_live():
+    swapped = Epoch(
+        seg(6, 2), seg(8, 2), wal_snapshot("tl2", seg(6, 2), seg(8, 2), T0 + 900), (), T0 + 600
+    )
+    found = [epoch(5, 9, T0 + 700), swapped]
+    with pytest.raises(PitrError, match="went on on timeline 2.*backup run"):
+        pitr.choose_epochs(found, base(5, T0 + 150), T0 + 650)
+    chosen = pitr.choose_epochs(found, base(5, T0 + 150), T0 + 550)
+    assert [e.wal_from for e in chosen] == [seg(5)], "a moment before the swap recovers on 1"
 
 
 # ----------------------------------------------------------------------------- gathering the WAL
@@ -688,3 +709,11 @@ def test_restore_to_refuses_a_moment_in_the_future(tmp_path):
     future = dt.datetime.fromtimestamp(time.time() + 3600, dt.UTC).isoformat()
     with pytest.raises(RestoreError, match="in the future; give a moment that has passed"):
         restore_to(wal_plan(tmp_path), future, str(tmp_path / "into"), [SERVICE])
+
+
+def test_a_timeline_switch_told_by_a_shipment_refuses_later_moments_from_an_older_base():
+    told = wal_snapshot("told", seg(5), seg(9, 2), T0 + 900)
+    told = dataclasses.replace(told, tags=(*told.tags, f"timeline-00000002={int(T0 + 600)}"))
+    found = pitr.epochs(FakeRestic([told]), HOST, SERVICE)
+    with pytest.raises(PitrError, match="went on on timeline 2"):
+        pitr.choose_epochs(found, base(5, T0 + 150), T0 + 650)

@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from components.model.plan import (
     BackupPlan,
     FilesSource,
@@ -436,3 +438,46 @@ def test_without_wal_the_first_run_is_dumped(tmp_path, monkeypatch):
     calls = Calls(monkeypatch, changes="100@app:")
     back_up(tmp_path, source(tmp_path, archived=False), None)
     assert calls.dumps == [SERVICE], "expected a dump when there is no previous run"
+
+
+@pytest.mark.parametrize(
+    "message, reason",
+    [
+        (
+            'pg_receivewal: error: could not send replication command "START_REPLICATION": '
+            "ERROR:  requested WAL segment 000000010000000000000003 has already been removed",
+            "lost",
+        ),
+        (
+            "pg_receivewal: error: ERROR:  can no longer get changes from replication slot "
+            '"napdms_backup"',
+            "lost",
+        ),
+        (
+            "pg_receivewal: error: ERROR:  requested starting point 0/5000000 on timeline 2 is "
+            "ahead of the WAL flush position of this server 0/3000148",
+            "ahead",
+        ),
+        (
+            "pg_receivewal: error: ERROR:  requested starting point 0/5000000 on timeline 1 is "
+            "not in this server's history",
+            "ahead",
+        ),
+        ("pg_receivewal: error: could not connect to server: Connection refused", None),
+        ("pg_receivewal: error: disconnected", None),
+    ],
+)
+def test_the_receiver_starts_over_only_when_its_spool_cannot_go_on(message, reason):
+    assert wal.start_over_needed(message) == reason, f"{message!r} calls for {reason}"
+
+
+def test_a_new_timeline_in_the_spool_is_recorded_as_of_when_the_old_server_stopped(tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "00000002.history").write_text("1\t0/3000148\tno recovery target specified\n")
+    wal.update_state(str(tmp_path), "postgres", lambda s: {"down_since": 1000.0})
+    wal._note_timelines(str(tmp_path), "postgres", spool)
+    wal.update_state(str(tmp_path), "postgres", lambda s: {"down_since": 2000.0})
+    wal._note_timelines(str(tmp_path), "postgres", spool)
+    timelines = wal.read_state(str(tmp_path), "postgres").timelines
+    assert timelines == {"00000002": 1000.0}, f"expected timeline 2 as of 1000 once, {timelines}"

@@ -316,7 +316,7 @@ def restore_point(
     the restore point goes into the WAL; the locks go as soon as other sessions have imported the
     snapshots, which are then summed at leisure. So no commit to a user table lies between a
     snapshot and the restore point, and recovery to the point sees exactly the summed rows.
-    Writers wait for the lock, never for the sums.
+    Writers wait for the lock (2 s at most), never for the sums.
     """
     env = environment(source)
     holders: dict[str, _SnapshotSession] = {}
@@ -328,7 +328,9 @@ def restore_point(
             holders[database] = _SnapshotSession(
                 env,
                 database,
-                "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = '30s'; "
+                # Writers queue behind a waiting LOCK: give up soon (the agent tries again
+                # later) rather than stall them behind a long transaction.
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = '2s'; "
                 f"{lock}SELECT pg_export_snapshot();",
             )
         escaped = name.replace("'", "''")
