@@ -158,9 +158,10 @@ def render(state: RunState) -> str:
             continue
         name = f"napdms_backup_{short_name}"
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        lines += [f"{name}{{{labels}}} {_number(value)}" for labels, value in samples]
+        lines += [f"{name}{{{labels}}} {number(value)}" for labels, value in samples]
     return "\n".join(lines) + "\n"
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
+    """A sample value as the exposition format shows it (integers without a fraction)."""
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}"

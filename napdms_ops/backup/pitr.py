@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from components.model.plan import BackupPlan, PostgresqlSource
 from napdms_ops.backup.manifest import BaseBackup, RunManifest, TableSum, manifests
-from napdms_ops.backup.restic import Restic, Snapshot
+from napdms_ops.backup.restic import Restic, Snapshot, moment_of
 
 BASE_FILE = "base.tar"
 MARKER_FILE = "marker.json"
@@ -199,7 +199,7 @@ def retain(
         if position(epoch.wal_to) < position(oldest.start_wal):
             doomed.append(epoch.newest.id)
     for marker in restic.snapshots(host=host, tags=[MARKER_KIND, f"service={service}"]):
-        if _epoch_of(marker.time) < oldest.finished:
+        if moment_of(marker.time) < oldest.finished:
             doomed.append(marker.id)
     if forget:
         restic.forget(*doomed)
@@ -220,13 +220,6 @@ def archive_snapshots(plan: BackupPlan, restic: Restic) -> list[str]:
                 )
             ]
     return ids
-
-
-def _epoch_of(restic_time: str) -> float:
-    # restic prints nanoseconds, which fromisoformat does not take; seconds are precise enough.
-    return dt.datetime.fromisoformat(
-        re.sub(r"\.\d+", "", restic_time).replace("Z", "+00:00")
-    ).timestamp()
 
 
 # ----------------------------------------------------------------------------- recovery
@@ -299,7 +292,7 @@ def choose_epochs(found: Sequence[Epoch], base: BaseBackup, moment: float) -> li
         if not on_line or position(epoch.wal_to) < position(base.start_wal):
             continue
         chosen.append(epoch)
-        if _epoch_of(epoch.newest.time) >= moment:
+        if moment_of(epoch.newest.time) >= moment:
             break
     if not chosen or position(chosen[0].wal_from) > position(base.start_wal):
         raise PitrError(
@@ -354,7 +347,7 @@ def recover(
         # The server stops at the first commit after a target time; with none after it (a quiet
         # database), it reports the target unreached. When the archive was shipped after the
         # moment, every commit in it came before the moment: its end *is* the moment.
-        if marker is not None or _epoch_of(chosen[-1].newest.time) < target_moment:
+        if marker is not None or moment_of(chosen[-1].newest.time) < target_moment:
             raise PitrError(_UNREACHED) from None
         _empty(data)
         _recover_once(restic, base, source.service, data, scratch, {}, inspect)

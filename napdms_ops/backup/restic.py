@@ -9,6 +9,7 @@ options, and turns restic's failures into `ResticError` with a `kind` the orches
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -518,6 +519,14 @@ class Restic:
         """Drop snapshots (their data stays until the next prune)."""
         if snapshot_ids:
             self.run("forget", *snapshot_ids, action="forget")
+
+
+def moment_of(restic_time: str) -> float:
+    """Unix time of a time as restic prints it (a snapshot's `time`)."""
+    # restic prints nanoseconds, which fromisoformat does not take; seconds are precise enough.
+    return dt.datetime.fromisoformat(
+        re.sub(r"\.\d+", "", restic_time).replace("Z", "+00:00")
+    ).timestamp()
 
 
 def _tag_args(tags: Sequence[str]) -> list[str]:

@@ -12,7 +12,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import secrets
 import tempfile
 import time
@@ -34,7 +33,7 @@ from napdms_ops.backup.manifest import (
     manifests,
 )
 from napdms_ops.backup.metrics import RunState, read_state, write_state
-from napdms_ops.backup.restic import Restic, ResticError
+from napdms_ops.backup.restic import Restic, ResticError, moment_of
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +392,7 @@ def prune(plan: BackupPlan, restic: Restic) -> list[Unreadable]:
         for snapshot in listed
         if not any(snapshot.is_(kept) for kept in keep)
         and snapshot.tag("run") not in unjudged_runs
-        and not ("safety" in snapshot.tags and _epoch(snapshot.time) > safety_horizon)
+        and not ("safety" in snapshot.tags and moment_of(snapshot.time) > safety_horizon)
         and not any(kind in snapshot.tags for kind in pitr.PITR_KINDS)
     ]
     for source in plan.sources:
@@ -403,13 +402,6 @@ def prune(plan: BackupPlan, restic: Restic) -> list[Unreadable]:
     if doomed:
         restic.run_unlocking("forget", "--prune", *doomed, action="forget")
     return found.unreadable
-
-
-def _epoch(restic_time: str) -> float:
-    # restic prints nanoseconds, which fromisoformat does not take; seconds are precise enough.
-    return dt.datetime.fromisoformat(
-        re.sub(r"\.\d+", "", restic_time).replace("Z", "+00:00")
-    ).timestamp()
 
 
 def verify(plan: BackupPlan, restic: Restic, full: bool = False) -> None:

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from components.model.plan import BackupPlan, PostgresqlSource
 from napdms_ops.backup import hooks, pitr
 from napdms_ops.backup.hooks import HookContext
+from napdms_ops.backup.metrics import number
 from napdms_ops.backup.restic import Restic, ResticError
 
 log = logging.getLogger(__name__)
@@ -164,14 +165,15 @@ def ship_now(plan: BackupPlan, source: PostgresqlSource, restic: Restic) -> bool
             repository_lock(plan.state_dir, exclusive=False),
             spool_lock(plan.state_dir, source.service),
         ):
+            state = read_state(plan.state_dir, source.service)
             shipped = pitr.ship(
                 restic,
                 Path(source.wal.spool_dir),
                 plan.host_tag,
                 ["napdms", f"stack={plan.stack}"],
                 source.service,
-                since=read_state(plan.state_dir, source.service).epoch_began,
-                timelines=read_state(plan.state_dir, source.service).timelines,
+                since=state.epoch_began,
+                timelines=state.timelines,
             )
             segments = [
                 p.name[:24]
@@ -214,14 +216,15 @@ def close_epoch(source: PostgresqlSource, context: HookContext, start_wal: str) 
     spool = Path(source.wal.spool_dir)
     started = time.time()
     with spool_lock(context.state_dir, source.service):
+        state = read_state(context.state_dir, source.service)
         pitr.ship(
             context.restic,
             spool,
             context.host_tag,
             [t for t in context.tags if not t.startswith("run=")],
             source.service,
-            since=read_state(context.state_dir, source.service).epoch_began,
-            timelines=read_state(context.state_dir, source.service).timelines,
+            since=state.epoch_began,
+            timelines=state.timelines,
         )
         pitr.trim(spool, start_wal)
     update_state(
@@ -522,11 +525,7 @@ def render_metrics(plan: BackupPlan, now: float | None = None) -> str:
         name = f"napdms_backup_{short}"
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         lines += [
-            f'{name}{{stack="{plan.stack}",service="{service}"}} {_number(value)}'
+            f'{name}{{stack="{plan.stack}",service="{service}"}} {number(value)}'
             for service, value in samples
         ]
     return "\n".join(lines) + "\n" if lines else ""
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
