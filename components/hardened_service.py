@@ -50,8 +50,15 @@ from policies.rules.names import (
     exempt_label,
 )
 
-LOG_OPTS = {"max-size": "10m", "max-file": "3"}
-"""json-file rotation: at most 30 MB of logs per container."""
+LOG_OPTS = {
+    "max-size": "10m",
+    "max-file": "3",
+    "labels": f"{SERVICE_LABEL},{STACK_LABEL},{HOST_LABEL}",
+    "tag": "{{.Name}}",
+}
+"""json-file rotation (at most 30 MB of logs per container), and in every line an `attrs` map of
+the container's service, stack and host labels and its name (`tag`): the log shipper reads its
+Loki labels from the files alone, with no Docker socket (`components/catalog/log_shipper.py`)."""
 
 TMPFS_OPTS = "rw,noexec,nosuid,nodev,size=64m,mode=1777"
 """Every tmpfs: nothing executed, no setuid, no device files there (rule `exec-tmpfs`). Docker's
@@ -99,6 +106,8 @@ class HardenedServiceArgs:
     """Values of the platform secrets this service reads, by secret name."""
     files: Mapping[str, str] = field(default_factory=dict)
     """Generated config files (name -> content) for `spec.config_dir`."""
+    aliases: Sequence[str] = ()
+    """More names the service answers to on its networks (the proxy: every public site's)."""
     protect_data: bool = False
     """Protect backed-up volumes from deletion (staging and prod)."""
     sources: Sequence[SourceVolume] = ()
@@ -281,7 +290,8 @@ class HardenedService(pulumi.ComponentResource):
             log_opts=LOG_OPTS,
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
-                    name=args.networks[segment].name, aliases=[spec.name, f"{spec.name}-{replica}"]
+                    name=args.networks[segment].name,
+                    aliases=[spec.name, f"{spec.name}-{replica}", *args.aliases],
                 )
                 for segment in spec.networks
             ],
@@ -468,9 +478,14 @@ def _init_script(spec: ServiceSpec, chown_paths: list[str], seeded_paths: list[s
     steps = [f"chown -R {owner} {' '.join(chown_paths)}"] if chown_paths else []
     for path in seeded_paths:
         steps += [
+            # A later deploy finds the last run's 0500 folders of the service user, which root
+            # cannot enter without DAC_READ_SEARCH: take each back before find reads it (`';'`
+            # runs chown before find descends; `chown -R` reads a folder before changing it).
+            f"find {path} -type d -exec chown 0:0 {{}} ';'",
             f"find {path} -type f ! -name '*.sh' -exec chmod 0400 {{}} +",
             f"find {path} -type f -name '*.sh' -exec chmod 0500 {{}} +",
-            f"chmod 0500 {path}",
+            # Also the sub-folders an upload to a nested name creates (root's 0755).
+            f"find {path} -type d -exec chmod 0500 {{}} +",
             f"chown -R {owner} {path}",
         ]
     return "set -e; " + "; ".join(steps)

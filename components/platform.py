@@ -11,6 +11,7 @@ from components.catalog import generated_files
 from components.hardened_service import HardenedService, HardenedServiceArgs, SourceVolume
 from components.hosts import DockerHost
 from components.model.spec import ServiceSpec, source_path
+from components.monitoring.targets import public_names
 from components.secrets import generated_secrets, operator_secrets
 from components.settings.stack import Stack
 from policies.rules.names import SEGMENTS
@@ -94,6 +95,8 @@ class Platform(pulumi.ComponentResource):
                 env={key: _substitute(value, placeholders) for key, value in spec.env.items()},
                 secrets={use.secret: self.secrets[use.secret] for use in spec.secrets},
                 files=generated_files(service, stack.context),
+                # The prober resolves each public site to the proxy inside, as DNS does outside.
+                aliases=public_names(stack.context) if "proxy" in spec.monitors else (),
                 protect_data=settings.environment != "dev",
                 sources=self._sources(host, spec, stack.services)
                 if spec.reads_backed_up_volumes

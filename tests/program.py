@@ -35,6 +35,8 @@ OPERATOR_CONFIG: dict[str, str] = {
         "not a key: test fixture\n"
         "-----END OPENSSH PRIVATE KEY-----"
     ),
+    "smtp_password": "smtp-password-test-fixture",
+    "alert_webhook_url": "https://chat.nap-dms.example.org/hooks/fixture/token-test-fixture",
 }
 """Encrypted config an operator sets before the first `up` (`pulumi config set --secret`): stack
 files in git hold no secret, so a run of a stack file gets these, as secrets."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from components.model.spec import ServiceSpec
 
 if TYPE_CHECKING:
-    from components.catalog.context import CatalogContext
+    from components.model.context import CatalogContext
 
 _MODULES = (
     "postgres",
@@ -35,6 +35,8 @@ _MODULES = (
     "blackbox",
     "loki",
     "log_shipper",
+    "watcher_alertmanager",
+    "watcher",
     "backup_agent",
 )
 

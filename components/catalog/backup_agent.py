@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from components.catalog.context import CatalogContext
 from components.model.backup import BackupSettings
+from components.model.context import CatalogContext
 from components.model.operator_keys import BACKUP_SSH_KEY, S3_ACCESS_KEY, S3_SECRET_KEY
 from components.model.plan import (
     AGENT_SERVICE,
@@ -35,6 +35,8 @@ from components.model.spec import (
     Exemption,
     HealthCheck,
     ImageBuild,
+    MetricsEndpoint,
+    Probe,
     SecretUse,
     ServiceSpec,
     VolumeMount,
@@ -129,6 +131,10 @@ SPEC = ServiceSpec(
     memory="1g",
     cpus=1,
     reads_backed_up_volumes=True,
+    metrics=MetricsEndpoint(port=9102),
+    # A port probe: /metrics asks every database for its connections.
+    probe=Probe(kind="tcp", port=9102),
+    monitors=["backup"],
 )
 
 

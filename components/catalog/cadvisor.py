@@ -1,7 +1,15 @@
 """cAdvisor: per-container resource metrics, read from the host's cgroups (and, in dev only,
 the Docker socket for container names)."""
 
-from components.model.spec import CapAdd, Exemption, HealthCheck, HostMount, ServiceSpec
+from components.model.spec import (
+    CapAdd,
+    Exemption,
+    HealthCheck,
+    HostMount,
+    MetricsEndpoint,
+    Probe,
+    ServiceSpec,
+)
 
 SPEC = ServiceSpec(
     name="cadvisor",
@@ -44,4 +52,7 @@ SPEC = ServiceSpec(
     health=HealthCheck(test=["CMD", "wget", "-qO-", "http://127.0.0.1:8080/healthz"]),
     memory="256m",
     cpus=0.5,
+    metrics=MetricsEndpoint(port=8080),
+    probe=Probe(kind="http", port=8080, path="/healthz"),
+    monitors=["containers"],
 )

@@ -3,7 +3,9 @@
 from components.model.spec import (
     BackupPolicy,
     HealthCheck,
+    MetricsEndpoint,
     Port,
+    Probe,
     PublicRoute,
     SecretUse,
     ServiceSpec,
@@ -25,6 +27,8 @@ SPEC = ServiceSpec(
         "GITEA__server__SSH_DOMAIN": "git.{domain}",
         "GITEA__server__SSH_PORT": "2222",
         "GITEA__security__INSTALL_LOCK": "true",
+        # /metrics for Prometheus, on the app network only (the proxy does not route it).
+        "GITEA__metrics__ENABLED": "true",
     },
     ports=[Port(internal=2222, external=2222)],
     volumes=[
@@ -45,4 +49,6 @@ SPEC = ServiceSpec(
     cpus=1,
     public=PublicRoute(subdomain="git", port=3000),
     depends_on=["postgres"],
+    metrics=MetricsEndpoint(port=3000),
+    probe=Probe(kind="http", port=3000, path="/api/healthz"),
 )

@@ -1,54 +1,100 @@
-"""Grafana Alloy: ships every container's log stream to Loki (promtail reached end of life)."""
+"""Grafana Alloy: ships every container's log to Loki (promtail reached end of life).
+
+No Docker socket: every container the program declares logs through the json-file driver with
+its `napdms.service`, `napdms.stack` and `napdms.host` labels and its name copied into each line
+(`hardened_service.LOG_OPTS`), so Alloy tails those files, read-only, from the host's Docker data
+root and takes its Loki labels from the lines themselves.
+"""
+
+from __future__ import annotations
 
 from components.model.spec import (
     BackupPolicy,
     Exemption,
     HealthCheck,
     HostMount,
+    MetricsEndpoint,
+    Probe,
     ServiceSpec,
     VolumeMount,
 )
 
-_CONFIG = """discovery.docker "containers" {
-  host = "unix:///var/run/docker.sock"
-}
+DEFAULT_DOCKER_ROOT = "/var/lib/docker"
+LOGS_DIR = f"{DEFAULT_DOCKER_ROOT}/containers"
+"""Where the shipper sees the host's `<docker root>/containers`, whatever the host's root is."""
+HTTP_PORT = 12345
 
-discovery.relabel "containers" {
-  targets = []
-  rule {
-    source_labels = ["__meta_docker_container_name"]
-    regex         = "/(.*)"
-    target_label  = "container"
-  }
-  rule {
-    source_labels = ["__meta_docker_container_label_napdms_service"]
-    target_label  = "service"
-  }
-}
+_CONFIG = f"""// Tails the json-file logs Docker writes; the socket is never needed.
+local.file_match "containers" {{
+  path_targets = [{{"__path__" = "{LOGS_DIR}/*/*-json.log"}}]
+  sync_period  = "10s"
+}}
 
-loki.source.docker "containers" {
-  host             = "unix:///var/run/docker.sock"
-  targets          = discovery.docker.containers.targets
-  relabel_rules    = discovery.relabel.containers.rules
-  forward_to       = [loki.write.loki.receiver]
-}
+loki.source.file "containers" {{
+  targets    = local.file_match.containers.targets
+  forward_to = [loki.process.containers.receiver]
+}}
 
-loki.write "loki" {
-  endpoint {
+loki.process "containers" {{
+  // One json-file line: {{"log": ..., "stream": ..., "attrs": {{"napdms.service": ...,
+  // "napdms.stack": ..., "napdms.host": ..., "tag": <container name>}}, "time": ...}}
+  stage.json {{
+    expressions = {{
+      output    = "log",
+      stream    = "stream",
+      timestamp = "time",
+      service   = "attrs.\\"napdms.service\\"",
+      stack     = "attrs.\\"napdms.stack\\"",
+      host      = "attrs.\\"napdms.host\\"",
+      container = "attrs.tag",
+    }}
+  }}
+
+  stage.labels {{
+    values = {{
+      service   = "",
+      stack     = "",
+      host      = "",
+      container = "",
+      stream    = "",
+    }}
+  }}
+
+  stage.timestamp {{
+    source = "timestamp"
+    format = "RFC3339Nano"
+  }}
+
+  stage.output {{
+    source = "output"
+  }}
+
+  // The file path names the container id: a new stream per replacement, nothing to query by.
+  stage.label_drop {{
+    values = ["filename"]
+  }}
+
+  forward_to = [loki.write.loki.receiver]
+}}
+
+loki.write "loki" {{
+  endpoint {{
     url = "http://loki:3100/loki/api/v1/push"
-  }
-}
+  }}
+}}
 """
 
 SPEC = ServiceSpec(
     name="log-shipper",
-    description="Grafana Alloy reading container logs through the Docker API",
+    description="Grafana Alloy tailing the containers' json-file logs (no Docker socket)",
     image="docker.io/grafana/alloy",
     tag="v1.10.2",
     user="0:0",
     command=[
         "run",
-        "--server.http.listen-addr=127.0.0.1:12345",
+        # Every interface of its own namespace: Prometheus scrapes it over the internal
+        # monitoring network; no port is published.
+        f"--server.http.listen-addr=0.0.0.0:{HTTP_PORT}",
         "--storage.path=/var/lib/alloy/data",
         "/etc/alloy/config.alloy",
     ],
@@ -62,13 +108,11 @@ SPEC = ServiceSpec(
         )
     ],
     host_mounts=[
-        # The socket hands the container the host: only a developer's machine allows it, and
-        # staging and prod disable the shipper until logs arrive without it (a log driver).
+        # The host's own data root replaces this source (`for_host`).
         HostMount(
-            source="/var/run/docker.sock",
-            target="/var/run/docker.sock",
-            reason="log streams via the API",
-            environments=["dev"],
+            source=LOGS_DIR,
+            target=LOGS_DIR,
+            reason="the containers' json-file logs, read-only",
         )
     ],
     tmpfs=["/tmp"],
@@ -76,11 +120,16 @@ SPEC = ServiceSpec(
     networks=["monitoring"],
     exemptions=[
         Exemption(
-            rule="run-as-root", reason="the Docker socket is root:docker 0660; no capability added"
+            rule="run-as-root",
+            reason=(
+                "the json-file logs are root:root 0640 in 0710 folders; no capability added, "
+                "so uid 0 reads them as their owner, nothing more"
+            ),
         ),
+        # The containers folder lies in Docker's data root, which the policy waives in dev only.
         Exemption(
-            rule="docker-socket",
-            reason="log collection through the Docker API",
+            rule="runtime-state-mount",
+            reason="read-only <docker root>/containers for the json-file logs",
             environments=["dev"],
         ),
     ],
@@ -91,7 +140,7 @@ SPEC = ServiceSpec(
             "bash",
             "-c",
             (
-                "exec 3<>/dev/tcp/127.0.0.1/12345"
+                f"exec 3<>/dev/tcp/127.0.0.1/{HTTP_PORT}"
                 " && printf 'GET /-/ready HTTP/1.0\\r\\n\\r\\n' >&3"
                 " && grep -q ' 200 ' <&3"
             ),
@@ -99,9 +148,26 @@ SPEC = ServiceSpec(
     ),
     memory="256m",
     cpus=0.5,
+    metrics=MetricsEndpoint(port=HTTP_PORT),
+    probe=Probe(kind="http", port=HTTP_PORT, path="/-/ready"),
 )
 
 
+def for_host(spec: ServiceSpec, docker_root: str) -> ServiceSpec:
+    """The shipper on a host whose Docker data root is `docker_root`: it mounts that root's
+    `containers` folder where its config looks."""
+    return spec.model_copy(
+        update={
+            "host_mounts": [
+                m.model_copy(update={"source": f"{docker_root}/containers"})
+                if m.target == LOGS_DIR
+                else m
+                for m in spec.host_mounts
+            ]
+        }
+    )
+
+
 def files(context) -> dict[str, str]:
-    """Alloy's pipeline: Docker discovery -> relabel -> Loki."""
+    """Alloy's pipeline: json-file logs -> labels from their attrs -> Loki."""
     return {"config.alloy": _CONFIG}

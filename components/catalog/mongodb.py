@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 
-from components.catalog.context import CatalogContext
+from components.model.context import CatalogContext
 from components.model.spec import (
     BackupHook,
     BackupPolicy,
     HealthCheck,
+    Probe,
     SecretUse,
     ServiceSpec,
     VolumeMount,
@@ -117,6 +118,7 @@ SPEC = ServiceSpec(
     backup_hook=BackupHook(
         kind="mongodb", port=PORT, user=ROOT_USER, password_secret=ROOT_PASSWORD.secret
     ),
+    probe=Probe(kind="tcp", port=27017),
 )
 
 

@@ -3,6 +3,8 @@
 from components.model.spec import (
     BackupPolicy,
     HealthCheck,
+    MetricsEndpoint,
+    Probe,
     PublicRoute,
     SecretUse,
     ServiceSpec,
@@ -24,6 +26,7 @@ SPEC = ServiceSpec(
         "N8N_PROTOCOL": "https",
         "WEBHOOK_URL": "https://n8n.{domain}/",
         "N8N_DIAGNOSTICS_ENABLED": "false",
+        "N8N_METRICS": "true",
     },
     volumes=[VolumeMount(name="data", path="/home/node/.n8n", backup=BackupPolicy(policy="daily"))],
     # HOME stays on the read-only root; npm and the task runner write caches there.
@@ -40,4 +43,6 @@ SPEC = ServiceSpec(
     cpus=1,
     public=PublicRoute(subdomain="n8n", port=5678),
     depends_on=["postgres"],
+    metrics=MetricsEndpoint(port=5678),
+    probe=Probe(kind="http", port=5678, path="/healthz"),
 )

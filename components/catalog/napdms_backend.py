@@ -3,6 +3,7 @@
 from components.model.spec import (
     BackupPolicy,
     HealthCheck,
+    Probe,
     PublicRoute,
     SecretUse,
     ServiceSpec,
@@ -42,4 +43,5 @@ SPEC = ServiceSpec(
     stateless=True,
     public=PublicRoute(subdomain="api", port=8000),
     depends_on=["postgres", "redis"],
+    probe=Probe(kind="http", port=8000, path="/healthz"),
 )

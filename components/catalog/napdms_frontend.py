@@ -1,6 +1,6 @@
 """NAP-DMS frontend: our web client. Image contract: static server on 8080, uid 10001, wget."""
 
-from components.model.spec import HealthCheck, PublicRoute, ServiceSpec
+from components.model.spec import HealthCheck, Probe, PublicRoute, ServiceSpec
 
 SPEC = ServiceSpec(
     name="napdms-frontend",
@@ -16,4 +16,5 @@ SPEC = ServiceSpec(
     cpus=0.5,
     stateless=True,
     public=PublicRoute(subdomain="dms", port=8080),
+    probe=Probe(kind="http", port=8080, path="/"),
 )

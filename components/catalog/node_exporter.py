@@ -1,6 +1,13 @@
 """node-exporter: host CPU, memory and disk metrics, on every NAS."""
 
-from components.model.spec import Exemption, HealthCheck, HostMount, Port, ServiceSpec
+from components.model.spec import (
+    Exemption,
+    HealthCheck,
+    HostMount,
+    MetricsEndpoint,
+    Port,
+    ServiceSpec,
+)
 
 SPEC = ServiceSpec(
     name="node-exporter",
@@ -26,4 +33,6 @@ SPEC = ServiceSpec(
     memory="128m",
     cpus=0.25,
     placement="every-host",
+    metrics=MetricsEndpoint(port=9100),
+    monitors=["host"],
 )

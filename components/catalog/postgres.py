@@ -4,6 +4,7 @@ from components.model.spec import (
     BackupHook,
     BackupPolicy,
     HealthCheck,
+    Probe,
     SecretUse,
     ServiceSpec,
     VolumeMount,
@@ -100,6 +101,8 @@ SPEC = ServiceSpec(
         password_secret="postgres-password",
         wal=True,
     ),
+    probe=Probe(kind="tcp", port=5432),
+    monitors=["postgresql"],
 )
 
 

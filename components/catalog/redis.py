@@ -4,6 +4,7 @@ from components.model.spec import (
     BackupHook,
     BackupPolicy,
     HealthCheck,
+    Probe,
     SecretUse,
     ServiceSpec,
     VolumeMount,
@@ -45,4 +46,5 @@ SPEC = ServiceSpec(
     memory="512m",
     cpus=1,
     backup_hook=BackupHook(kind="redis", port=6379, password_secret="redis-password"),
+    probe=Probe(kind="tcp", port=6379),
 )

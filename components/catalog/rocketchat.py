@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from components.catalog import mongodb
-from components.catalog.context import CatalogContext
-from components.model.spec import HealthCheck, PublicRoute, ServiceSpec
+from components.model.context import CatalogContext
+from components.model.spec import HealthCheck, MetricsEndpoint, Probe, PublicRoute, ServiceSpec
 
 _HTTP_OK = (
     "require('http').get('http://127.0.0.1:3000/api/info',"
@@ -51,6 +51,9 @@ SPEC = ServiceSpec(
         "ROOT_URL": "https://chat.{domain}",
         "PORT": "3000",
         "DEPLOY_METHOD": "docker",
+        # Metrics on a port of their own, which the proxy does not route.
+        "OVERWRITE_SETTING_Prometheus_Enabled": "true",
+        "OVERWRITE_SETTING_Prometheus_Port": "9458",
     },
     # HOME=/tmp in this image: Meteor and the Apps-Engine write there.
     tmpfs=["/tmp"],
@@ -64,6 +67,8 @@ SPEC = ServiceSpec(
     stateless=True,
     public=PublicRoute(subdomain="chat", port=3000),
     depends_on=["mongodb"],
+    metrics=MetricsEndpoint(port=9458),
+    probe=Probe(kind="http", port=3000, path="/api/info"),
 )
 
 

@@ -24,9 +24,9 @@ class OperatorKey:
     secret: str | None = None
     """The platform secret it becomes (delivered as `/run/secrets/<secret>`), if a service reads
     it."""
-    form: Literal["private-key", "token", "line"] = "line"
-    """What a usable value looks like: a PEM or OpenSSH private key, one word without spaces, or
-    one line of text."""
+    form: Literal["private-key", "token", "line", "url"] = "line"
+    """What a usable value looks like: a PEM or OpenSSH private key, one word without spaces, an
+    http(s) URL, or one line of text."""
 
     def problem(self, value: object) -> str | None:
         """What is wrong with a decrypted `value`, without quoting it; None when it fits. A value
@@ -46,16 +46,32 @@ class OperatorKey:
                 return "is not a private key file (-----BEGIN ... PRIVATE KEY----- to -----END)"
         elif self.form == "token" and any(c.isspace() or not c.isprintable() for c in text):
             return "holds spaces, line breaks or control characters, but must be one word"
+        elif self.form == "url" and not _URL.fullmatch(value):
+            # Checked as stored, not stripped: it is written into a config file as it is.
+            return (
+                "is not an http(s) URL without spaces or quotes, but must be one, e.g. "
+                "https://chat.example.org/hooks/<id>/<token>"
+            )
         elif self.form == "line" and any(c in "\r\n" or not c.isprintable() for c in text):
             return "holds line breaks or control characters, but must be one line"
         return None
 
 
+_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/?#&=+%:@!$,;*()-]*)?")
+"""A URL that can stand between quotes in a YAML file as it is."""
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
 
 
-SMTP_PASSWORD = OperatorKey("smtp_password", "the SMTP relay's password for alert mail")
+SMTP_PASSWORD = OperatorKey(
+    "smtp_password", "the SMTP relay's password for alert mail", "smtp-password"
+)
+ALERT_WEBHOOK_URL = OperatorKey(
+    "alert_webhook_url",
+    "the URL of the Rocket.Chat incoming webhook alerts are posted to",
+    "alert-webhook-url",
+    form="url",
+)
 BACKUP_SSH_KEY = OperatorKey(
     "backup_ssh_key",
     "the private key the backup agent logs in to the ASUSTOR's sftp with",
@@ -71,6 +87,7 @@ S3_SECRET_KEY = OperatorKey(
 
 OPERATOR_KEYS: tuple[OperatorKey, ...] = (
     SMTP_PASSWORD,
+    ALERT_WEBHOOK_URL,
     BACKUP_SSH_KEY,
     S3_ACCESS_KEY,
     S3_SECRET_KEY,

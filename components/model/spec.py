@@ -330,6 +330,36 @@ class ImageBuild(StrictModel):
     """Build arguments (`ARG` in the Dockerfile)."""
 
 
+MonitorKind = Literal["host", "containers", "postgresql", "backup", "proxy", "monitoring", "logs"]
+"""A kind of service with alerts and panels of its own beyond every service's (up, probe,
+restarts): one module each under `components/monitoring/kinds/`."""
+
+
+class MetricsEndpoint(StrictModel):
+    """Where Prometheus scrapes a service's own metrics, on every replica."""
+
+    port: int = Field(ge=1, le=65535)
+    path: str = Field(default="/metrics", pattern=r"^/[A-Za-z0-9/._-]*$")
+
+
+class Probe(StrictModel):
+    """What the blackbox exporter checks from the network, as a client would: the service's
+    health endpoint (`http`, any 2xx) or its listening port (`tcp`)."""
+
+    kind: Literal["http", "tcp"]
+    port: int = Field(ge=1, le=65535)
+    path: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/._?=&-]*$")
+    """Request path of an `http` probe."""
+
+    @model_validator(mode="after")
+    def _path_fits_kind(self) -> Probe:
+        if self.kind == "http" and self.path is None:
+            raise ValueError('an http probe needs a path, e.g. path: "/healthz"')
+        if self.kind == "tcp" and self.path is not None:
+            raise ValueError("a tcp probe only connects; remove path")
+        return self
+
+
 class PublicRoute(StrictModel):
     """A name under the platform domain that the reverse proxy serves over TLS."""
 
@@ -385,6 +415,13 @@ class ServiceSpec(StrictModel):
     """Back this database up by a dump; its daily volumes are then never mounted into the agent."""
     build: ImageBuild | None = None
     """Build the image from this repository instead of pulling `image:tag`."""
+    metrics: MetricsEndpoint | None = None
+    """Its own Prometheus metrics, scraped as job `<name>`."""
+    probe: Probe | None = None
+    """Checked by the blackbox exporter; every service should have one (a test says which may
+    not)."""
+    monitors: list[MonitorKind] = []
+    """Kinds whose alerts and panels apply to it beyond every service's own."""
 
     @field_validator("name")
     @classmethod

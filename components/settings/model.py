@@ -9,6 +9,7 @@ any resource is registered.
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -24,15 +25,23 @@ from pydantic import (
     model_validator,
 )
 
-from components.catalog import CATALOG, backup_agent
+from components.catalog import (
+    CATALOG,
+    alertmanager,
+    backup_agent,
+    log_shipper,
+    prometheus,
+    watcher_alertmanager,
+)
+from components.catalog.log_shipper import DEFAULT_DOCKER_ROOT
 from components.model.addresses import (
     Email,
-    Hostname,
     docker_endpoint_problem,
     printable,
     quoted,
     ssh_options_problem,
 )
+from components.model.alerting import AlertingSettings
 from components.model.backup import BackupSettings
 from components.model.operator_keys import BY_SECRET
 from components.model.spec import (
@@ -49,6 +58,7 @@ from components.model.spec import (
 )
 from components.model.strict import StrictModel
 from components.model.units import Cpus, SizeMB, format_size_mb
+from components.monitoring.alertmanager_config import platform_routes
 from policies.rules.grants import UNWAIVABLE, WAIVABLE_STACKS
 
 ServiceName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
@@ -73,6 +83,10 @@ class HostSettings(StrictModel):
     """LAN address published ports bind to (never 0.0.0.0, except the proxy's 80/443)."""
     roles: list[Literal["primary", "backup"]] = Field(min_length=1)
     """`primary` runs the services, `backup` receives the backups; dev puts both on one host."""
+    docker_root: str = DEFAULT_DOCKER_ROOT
+    """The daemon's data root (`docker info --format '{{.DockerRootDir}}'`): the log shipper
+    reads the containers' json-file logs under its `containers` folder. QNAP's Container Station
+    keeps it on a data volume, not in /var/lib/docker."""
 
     @field_validator("docker_host")
     @classmethod
@@ -88,6 +102,23 @@ class HostSettings(StrictModel):
         problem = ssh_options_problem(value)
         if problem:
             raise ValueError(problem)
+        return value
+
+    @field_validator("docker_root")
+    @classmethod
+    def _docker_root(cls, value: str) -> str:
+        example = 'use the path `docker info --format "{{.DockerRootDir}}"` prints on the host'
+        if not value.isprintable():
+            raise ValueError(f"{quoted(value)} holds line breaks or control characters; {example}")
+        if not value.startswith("/"):
+            raise ValueError(f"{quoted(value)} is not an absolute path; {example}")
+        if not value.strip("/"):
+            raise ValueError(f"{quoted(value)} is the whole filesystem, not a data root; {example}")
+        if posixpath.normpath(value) != value or value.startswith("//"):
+            raise ValueError(
+                f"{quoted(value)} is not a plain path (no .., . or repeated /); write it as "
+                f"{quoted(posixpath.normpath(value).replace('//', '/'))}"
+            )
         return value
 
     @field_validator("bind_address")
@@ -143,9 +174,65 @@ class TlsSettings(StrictModel):
     """How the proxy gets certificates."""
 
     mode: Literal["acme", "internal"]
-    """`acme`: Let's Encrypt (public DNS needed). `internal`: Caddy's local CA (dev)."""
+    """`acme`: Let's Encrypt (public DNS needed): its production CA in prod, its staging CA in
+    the other stacks. `internal`: Caddy's local CA (dev)."""
     acme_email: Email | None = None
     """Where Let's Encrypt mails expiry warnings (written into the Caddyfile)."""
+    acme_ca: str | None = None
+    """Directory URL of another ACME server to use instead of Let's Encrypt (an https URL, e.g.
+    a private ACME server: "https://acme.example.org/directory")."""
+    acme_ca_root: str | None = None
+    """PEM of the CA that signs that ACME server's own TLS certificate, when no public CA does
+    (a private ACME server); the proxy trusts it for talking to the ACME server only."""
+
+    @field_validator("acme_ca")
+    @classmethod
+    def _acme_ca(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        example = 'use e.g. "https://acme.example.org/directory"'
+        if not value.isprintable() or any(char.isspace() for char in value):
+            # The URL is one Caddyfile token: a line break or space would start a directive.
+            raise ValueError(f"{quoted(value)} contains a space or control character; {example}")
+        scheme, _, rest = value.partition("://")
+        if scheme.lower() != "https":
+            raise ValueError(
+                f"{quoted(value)} is not an https URL: the ACME account key and certificate "
+                f"orders would cross the network unprotected; {example}"
+            )
+        if "@" in rest.split("/", 1)[0]:
+            raise ValueError(
+                "the URL carries credentials (user:password@), which would be written into "
+                "the Caddyfile in plain text; remove them (ACME authenticates by account key, "
+                "or by acme_eab for servers that need it)"
+            )
+        host = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+        if not re.fullmatch(rf"https://{host}(:[0-9]{{1,5}})?(/[A-Za-z0-9._~%/-]*)?", value):
+            raise ValueError(f"{quoted(value)} is not an ACME directory URL; {example}")
+        return value
+
+    @field_validator("acme_ca_root")
+    @classmethod
+    def _acme_ca_root(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        # Never quote the value back: a pasted private key must not end up in a log.
+        if "PRIVATE KEY" in value:
+            raise ValueError(
+                "holds a private key (the value is not shown); give only the CA's certificate "
+                "(-----BEGIN CERTIFICATE-----) and keep the key off the stack file"
+            )
+        body = re.fullmatch(
+            r"\s*-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\s*",
+            value,
+        )
+        # DER certificates start with a SEQUENCE tag, "MI" in base64.
+        if body is None or not body[1].startswith("MI"):
+            raise ValueError(
+                "is not one PEM certificate; paste the CA certificate, from "
+                "-----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----, as a YAML block (|)"
+            )
+        return value.strip() + "\n"
 
     @model_validator(mode="after")
     def _acme_needs_email(self) -> TlsSettings:
@@ -153,16 +240,17 @@ class TlsSettings(StrictModel):
             raise ValueError(
                 'mode "acme" needs acme_email: Let\'s Encrypt mails expiry warnings there'
             )
+        if self.mode == "internal" and (self.acme_ca or self.acme_ca_root):
+            raise ValueError(
+                'mode "internal" issues certificates from Caddy\'s local CA and never asks an '
+                "ACME server; remove acme_ca and acme_ca_root, or set mode: acme"
+            )
+        if self.acme_ca_root and not self.acme_ca:
+            raise ValueError(
+                "acme_ca_root trusts a private ACME server, but acme_ca does not name one; set "
+                "acme_ca to its directory URL, or remove acme_ca_root (Let's Encrypt needs none)"
+            )
         return self
-
-
-class AlertingSettings(StrictModel):
-    """Where alerts are mailed. The SMTP password is the secret config key `smtp_password`."""
-
-    smtp_host: Hostname
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    smtp_from: Email
-    smtp_to: list[Email] = Field(min_length=1)
 
 
 RotationCounter = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
@@ -219,6 +307,10 @@ class PlatformSettings(StrictModel):
         placed = resolved and not roles
         if placed:
             self._placements.update({name: self._placement(name) for name in self._services})
+            if prometheus.SPEC.name in self._services:
+                self._services[prometheus.SPEC.name] = prometheus.for_placements(
+                    self._services[prometheus.SPEC.name], self._placements
+                )
         problems += self._replica_problems() if resolved else []
         problems += self._memory_problems() if placed else []
         problems += self._secret_problems() if resolved else []
@@ -279,6 +371,24 @@ class PlatformSettings(StrictModel):
         if agent in self._services and not problems:
             self._services[agent] = backup_agent.for_stack(
                 self._services[agent], self.backup, self._services
+            )
+        # Each Alertmanager reads the stack's SMTP login and, when alerts go to chat, its
+        # configuration as the template of the webhook URL.
+        for name, routes in (
+            (alertmanager.SPEC.name, platform_routes(self.alerting.chat_webhook)),
+            (watcher_alertmanager.SPEC.name, []),
+        ):
+            if name in self._services and not problems:
+                text = alertmanager.rendered(self.alerting, self.domain, routes)
+                self._services[name] = alertmanager.for_stack(
+                    self._services[name], self.alerting, text
+                )
+        # The log shipper reads the json-file logs under its own host's Docker data root.
+        shipper = log_shipper.SPEC.name
+        if shipper in self._services and not problems and not self._role_problems():
+            (host,) = self._placement(shipper)
+            self._services[shipper] = log_shipper.for_host(
+                self._services[shipper], self.hosts[host].docker_root
             )
         return problems
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.catalog import generated_files
-from components.catalog.context import CatalogContext
+from components.model.context import CatalogContext
 from components.model.spec import INIT_WAIVERS, ServiceSpec
 from components.settings.loader import load_settings, read_stack_file
 from components.settings.model import PlatformSettings
@@ -53,6 +53,12 @@ class Stack:
             acme_email=self.settings.tls.acme_email,
             services=self.services,
             backup=self.settings.backup,
+            environment=self.settings.environment,
+            placements=self.placements,
+            addresses={name: host.bind_address for name, host in self.settings.hosts.items()},
+            alerting=self.settings.alerting,
+            acme_ca=self.settings.tls.acme_ca,
+            acme_ca_root=self.settings.tls.acme_ca_root,
         )
 
     @property

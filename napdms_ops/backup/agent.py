@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from components.model.plan import BackupPlan
-from napdms_ops.backup import offsite, pitr, wal
+from napdms_ops.backup import offsite, pitr, server_stats, wal
 from napdms_ops.backup.drill import drill
 from napdms_ops.backup.manifest import listing
 from napdms_ops.backup.metrics import METRICS_FILE
@@ -81,6 +81,10 @@ def serve_metrics(plan: BackupPlan) -> http.server.ThreadingHTTPServer:
                 body += wal.render_metrics(plan).encode()
             except Exception:  # a broken archive state must not hide the run's metrics
                 log.exception("rendering the WAL archive's metrics failed")
+            try:
+                body += server_stats.render_metrics(plan).encode()
+            except Exception:  # nor a server that answers oddly
+                log.exception("reading the servers' connections failed")
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))

@@ -4,7 +4,8 @@ No image registry is reachable in CI, so each upstream image is replaced by a
 small local one with the same interface the platform relies on: uid/gid, data
 paths, health-check binaries and entrypoint behaviour for the env vars in use.
 
-postgres, redis, prom/prometheus, caddy and napdms/backup-agent derive from one
+postgres, redis, prom/prometheus, prom/alertmanager, prom/blackbox-exporter, caddy and
+napdms/backup-agent derive from one
 shared Debian bookworm rootfs made with debootstrap and imported once; busybox
 is the host's static busybox binary alone.  Every image is tagged with a hash
 of its recipe, so an image whose tag already exists is reused and reruns take
@@ -43,6 +44,8 @@ BASE_PACKAGES = (
     "postgresql-15",
     "redis-server",
     "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-blackbox-exporter",
     "busybox",
     "ca-certificates",
     # localedef data for the postgres stand-in's en_US.UTF-8 locale.
@@ -93,6 +96,8 @@ _POSTGRES = StandIn("postgres", uses_base=True)
 _REDIS = StandIn("redis", uses_base=True)
 _PROMETHEUS = StandIn("prometheus", uses_base=True)
 _CADDY = StandIn("caddy", uses_base=True)
+_ALERTMANAGER = StandIn("alertmanager", uses_base=True)
+_BLACKBOX = StandIn("blackbox", uses_base=True)
 # What napdms_ops/backup/Dockerfile installs on postgres:17 (Python side), at the versions
 # requirements*.txt pin, with every transitive dependency pinned too.
 _BACKUP_AGENT = StandIn(
@@ -128,6 +133,8 @@ STANDINS = {
     "postgres": _POSTGRES,
     "redis": _REDIS,
     "prom/prometheus": _PROMETHEUS,
+    "prom/alertmanager": _ALERTMANAGER,
+    "prom/blackbox-exporter": _BLACKBOX,
     "caddy": _CADDY,
     "napdms/backup-agent": _BACKUP_AGENT,
 }

@@ -3,17 +3,19 @@ real engine: they reach healthy while hardened, and the engine confirms every ha
 including the PIDs limits the declared `docker update --pids-limit` commands set."""
 
 import http.client
+import json
 import time
 
 import docker
 import pytest
 
-from components.catalog import CATALOG
+from components.catalog import CATALOG, log_shipper
+from components.hardened_service import LOG_OPTS
 from components.settings import load_stack
 from policies.rules import from_pulumi
-from tests.live.engine import ensure_engine
+from tests.live.engine import DATA_ROOT, ensure_engine
 from tests.live.replay import replay
-from tests.program import labels_of, run_program, stack_config
+from tests.program import labels_of, mock_password, run_program, stack_config
 
 SERVICES = ("postgres", "redis", "prometheus", "proxy")
 DEV = load_stack("dev", stack_config("dev"), set()).services
@@ -98,10 +100,7 @@ def test_engine_enforces_the_declared_limits(live, service):
     assert host_config["NanoCpus"] > 0, f"{service} has no CPU limit"
     assert host_config["PidsLimit"] == DEV[service].pids, f"{service} PIDs limit"
     assert not host_config["Ulimits"], f"{service} sets ulimits"
-    assert host_config["LogConfig"] == {
-        "Type": "json-file",
-        "Config": {"max-file": "3", "max-size": "10m"},
-    }
+    assert host_config["LogConfig"] == {"Type": "json-file", "Config": LOG_OPTS}
 
 
 def test_postgres_secret_file_is_0400_owned_by_postgres_on_a_read_only_mount(live):
@@ -273,3 +272,53 @@ def _probe(service: str) -> list[str]:
     """The service's declared health check, as a command to exec."""
     kind, *test = CATALOG[service].health.test
     return ["sh", "-c", test[0]] if kind == "CMD-SHELL" else test
+
+
+# Central logs (issue 13 §5)
+
+
+def _json_log(container) -> tuple[str, str]:
+    """(the json-file log's path on the engine's host, its content)."""
+    container.reload()
+    path = container.attrs["LogPath"]
+    with open(path, encoding="utf-8") as log:
+        return path, log.read()
+
+
+def test_engine_writes_each_log_where_the_shipper_looks_with_service_stack_host(replayed):
+    program, done = replayed
+    declared = {c.name: labels_of(c) for c in program.containers()}
+    pattern = log_shipper.LOGS_DIR.replace(log_shipper.DEFAULT_DOCKER_ROOT, DATA_ROOT)
+    checked = 0
+    for name, container in done.containers.items():
+        path, content = _json_log(container)
+        assert path == f"{pattern}/{container.id}/{container.id}-json.log", f"{name}: {path}"
+        for line in map(json.loads, content.splitlines()):
+            labels = declared[name]
+            assert line["attrs"] == {
+                "napdms.service": labels["napdms.service"],
+                "napdms.stack": "dev",
+                "napdms.host": labels["napdms.host"],
+                "tag": container.name,
+            }, f"{name}: {line}"
+            checked += 1
+    assert checked, "no container wrote a log line"
+
+
+def test_no_generated_secret_value_reaches_any_container_log(replayed, live):
+    program, done = replayed
+    values = {
+        p.name: mock_password(p.name)
+        for p in program.of_type("random:index/randomPassword:RandomPassword")
+    }
+    # The values searched for are the ones the containers really hold.
+    assert _exec(live["postgres"], "cat", "/run/secrets/postgres-password")[1] in values.values()
+    logged = 0
+    for name, container in done.containers.items():
+        streams = {"docker logs": container.logs().decode(errors="replace")}
+        streams["json file"] = _json_log(container)[1]
+        for where, text in streams.items():
+            logged += len(text)
+            leaked = [secret for secret, value in values.items() if value in text]
+            assert not leaked, f"{name}: the value of {leaked} in its {where}"
+    assert logged, "the containers logged nothing, so nothing was checked"

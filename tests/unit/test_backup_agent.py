@@ -315,8 +315,9 @@ def test_known_hosts_for_another_host_is_rejected():
 
 
 def test_missing_ssh_key_stops_the_program_naming_stack_key_and_fix():
+    others = {key: value for key, value in OPERATOR_CONFIG.items() if key != "backup_ssh_key"}
     with pytest.raises(pulumi.RunError) as raised:
-        run_program("prod", stack_config("prod"))
+        run_program("prod", {**stack_config("prod"), **others}, secret_keys=tuple(others))
     assert str(raised.value) == (
         "prod: backup_ssh_key: not set, but this stack needs the private key the backup agent "
         "logs in to the ASUSTOR's sftp with; "

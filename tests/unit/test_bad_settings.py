@@ -206,7 +206,7 @@ CASES = [
     Case(
         "yaml-duplicate-top-level-key",
         document("dev", stack_text("dev") + "  nap-dms-platform:domain: other.localhost\n"),
-        "dev: domain: set twice (lines 5 and 41); keep one",
+        "dev: domain: set twice (lines 5 and 43); keep one",
     ),
     Case(
         "yaml-non-utf8",
@@ -284,7 +284,7 @@ CASES = [
     Case(
         "yaml-second-document",
         document("dev", stack_text("dev") + "---\nconfig: {}\n"),
-        "dev: Pulumi.dev.yaml:41: a second YAML document (---); keep one document per file",
+        "dev: Pulumi.dev.yaml:43: a second YAML document (---); keep one document per file",
     ),
     Case(
         "yaml-nesting-bomb",
@@ -692,8 +692,9 @@ def test_the_program_stops_with_the_same_line_before_any_resource(case_id, monke
 
 
 def test_encrypted_values_stay_secret_wherever_they_flow():
-    """The operator's encrypted keys reach the backup agent's secret files only: never a plain
-    input (env, labels, uploads), a plain output, or a generated file such as the plan."""
+    """The operator's encrypted keys reach the secret files of the services that read them (the
+    backup agent, the Alertmanagers) only: never a plain input (env, labels, uploads), a plain
+    output, or a generated file such as the plan or a plain alertmanager.yml."""
     values = {
         **stack_config("staging"),
         "backup": {**stack_config("staging")["backup"], "offsite": OFFSITE},
@@ -704,8 +705,15 @@ def test_encrypted_values_stay_secret_wherever_they_flow():
         "s3_access_key_id": "AKIAACCESSKEY42",
         "s3_secret_access_key": "S3SECRETMATERIAL42",
         "smtp_password": "SMTPPASSWORD42",
+        "alert_webhook_url": "https://chat.example.org/hooks/1/WEBHOOKTOKEN42",
     }
-    secret_keys = ("backup_ssh_key", "s3_access_key_id", "s3_secret_access_key", "smtp_password")
+    secret_keys = (
+        "backup_ssh_key",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "smtp_password",
+        "alert_webhook_url",
+    )
     declared = run_program("staging", values, secret_keys=secret_keys)
     plain = json.dumps(
         [without_secrets(r.inputs) for r in declared.resources]
@@ -713,10 +721,17 @@ def test_encrypted_values_stay_secret_wherever_they_flow():
         default=str,
     )
     everything = json.dumps([r.inputs for r in declared.resources], default=str)
-    for value in ("SSHKEYMATERIAL42", "AKIAACCESSKEY42", "S3SECRETMATERIAL42", "SMTPPASSWORD42"):
+    values = (
+        "SSHKEYMATERIAL42",
+        "AKIAACCESSKEY42",
+        "S3SECRETMATERIAL42",
+        "SMTPPASSWORD42",
+        "WEBHOOKTOKEN42",
+    )
+    for value in values:
         assert value not in plain, f"an encrypted value flows into plain text: {value}"
-    for value in ("SSHKEYMATERIAL42", "AKIAACCESSKEY42", "S3SECRETMATERIAL42"):
-        assert value in everything, f"{value} never reached the agent (the test proves nothing)"
+    for value in values:
+        assert value in everything, f"{value} never reached its service (the test proves nothing)"
 
 
 # --- napdms-ops: the same lines, and one line for every bad argument or unreachable service ----

@@ -3,7 +3,9 @@
 import pytest
 
 from components.catalog import CATALOG
+from components.hardened_service import LOG_OPTS
 from components.settings import load_settings, load_stack
+from components.settings.stack import read_stack
 from tests.conftest import program_of
 from tests.program import STACKS, labels_of, stack_config
 
@@ -88,9 +90,11 @@ def test_health_check_is_real_and_up_waits_for_it(stack, container):
 def test_restarts_and_rotates_logs(stack, container):
     assert container.plain("restart") == "unless-stopped", f"{container.name}: no restart policy"
     assert container.plain("logDriver") == "json-file", f"{container.name}: unexpected log driver"
-    assert container.plain("logOpts") == {"max-size": "10m", "max-file": "3"}, (
+    options = container.plain("logOpts")
+    assert (options["max-size"], options["max-file"]) == ("10m", "3"), (
         f"{container.name}: logs not rotated"
     )
+    assert options == LOG_OPTS, f"{container.name}: log lines without the shipper's labels"
 
 
 @pytest.mark.parametrize("stack,container", CONTAINERS)
@@ -166,7 +170,8 @@ def test_secret_files_are_0400_and_owned_by_the_service_user(stack, container):
 
 @pytest.mark.parametrize("stack,container", CONTAINERS)
 def test_secret_and_config_files_are_mounted_read_only(stack, container):
-    service = CATALOG[labels_of(container)["napdms.service"]]
+    # As the stack runs it: a stack's alerting may move Alertmanager's config among the secrets.
+    service = read_stack(stack).services[labels_of(container)["napdms.service"]]
     seeded = {"/run/secrets"} if service.secrets else set()
     seeded |= {service.config_dir} if service.config_dir else set()
     mounts = {m["containerPath"]: m.get("readOnly", False) for m in container.plain("volumes", [])}

@@ -2,7 +2,8 @@
 one home.
 
 Layers, bottom up: the rules and their vocabulary (`policies.rules`, standard library only), the
-pure data (`components.model`, the catalog, the stack settings; no Pulumi), the Pulumi
+pure data (`components.model`, the monitoring generated from it, the catalog, the stack
+settings; no Pulumi), the Pulumi
 components, then the operator CLI (`napdms_ops`) and the backup agent (`napdms_ops.backup`), which
 ships only `components.model.plan` of the program.
 """
@@ -163,7 +164,10 @@ def test_the_rules_need_only_the_standard_library():
             )
 
 
-@pytest.mark.parametrize("layer", ["components.model", "components.catalog", "components.settings"])
+@pytest.mark.parametrize(
+    "layer",
+    ["components.model", "components.monitoring", "components.catalog", "components.settings"],
+)
 def test_the_data_layer_registers_no_resource(layer):
     for module, targets in _graph().items():
         if _in(module, layer):
@@ -176,10 +180,23 @@ def test_the_data_layer_registers_no_resource(layer):
     "layer, allowed",
     [
         ("components.model", ("components.model", "policies.rules")),
-        ("components.catalog", ("components.catalog", "components.model", "policies.rules")),
+        (
+            "components.monitoring",
+            ("components.monitoring", "components.model", "policies.rules"),
+        ),
+        (
+            "components.catalog",
+            ("components.catalog", "components.monitoring", "components.model", "policies.rules"),
+        ),
         (
             "components.settings",
-            ("components.settings", "components.catalog", "components.model", "policies.rules"),
+            (
+                "components.settings",
+                "components.catalog",
+                "components.monitoring",
+                "components.model",
+                "policies.rules",
+            ),
         ),
         ("components", ("components", "policies.rules")),
         (

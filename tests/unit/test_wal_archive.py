@@ -18,7 +18,7 @@ from components.model.plan import (
     Repository,
     WalArchive,
 )
-from napdms_ops.backup import pitr, wal
+from napdms_ops.backup import pitr, server_stats, wal
 from napdms_ops.backup.hooks import HookContext
 from napdms_ops.backup.hooks import postgresql as pg
 from napdms_ops.backup.manifest import BaseBackup, Part, ServiceRecord, TableSum
@@ -481,3 +481,22 @@ def test_a_new_timeline_in_the_spool_is_recorded_as_of_when_the_old_server_stopp
     wal._note_timelines(str(tmp_path), "postgres", spool)
     timelines = wal.read_state(str(tmp_path), "postgres").timelines
     assert timelines == {"00000002": 1000.0}, f"expected timeline 2 as of 1000 once, {timelines}"
+
+
+def test_connection_metrics_name_each_server_and_its_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(server_stats, "connections", lambda source: (7.0, 100.0))
+    text = server_stats.render_metrics(plan_of(tmp_path))
+    labels = f'{{stack="dev",service="{SERVICE}"}}'
+    for line in (
+        f"napdms_backup_pg_up{labels} 1",
+        f"napdms_backup_pg_connections{labels} 7",
+        f"napdms_backup_pg_max_connections{labels} 100",
+    ):
+        assert line in text.splitlines(), f"expected {line!r} in the connection metrics"
+
+
+def test_a_server_the_agent_cannot_ask_reads_as_down_without_counts(tmp_path, monkeypatch):
+    monkeypatch.setattr(server_stats, "connections", lambda source: None)
+    text = server_stats.render_metrics(plan_of(tmp_path))
+    assert f'napdms_backup_pg_up{{stack="dev",service="{SERVICE}"}} 0' in text.splitlines()
+    assert "napdms_backup_pg_connections" not in text, "expected no count for an unread server"

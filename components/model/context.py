@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from components.model.alerting import AlertingSettings
 from components.model.backup import BackupSettings
 from components.model.spec import ServiceSpec
 
@@ -21,6 +22,18 @@ class CatalogContext:
     """The enabled services of the stack, with stack overrides applied."""
     backup: BackupSettings
     """Where, when and how long the backup agent keeps its snapshots."""
+    environment: str = "dev"
+    """The stack's rule set: dev, staging or prod."""
+    placements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Host names that run each enabled service."""
+    addresses: Mapping[str, str] = field(default_factory=dict)
+    """Each host's LAN address (`bind_address`), where its published ports are reached."""
+    alerting: AlertingSettings | None = None
+    """Where alerts are delivered."""
+    acme_ca: str | None = None
+    """The stack's own ACME directory URL (`tls.acme_ca`), instead of Let's Encrypt's."""
+    acme_ca_root: str | None = None
+    """PEM of the CA that signs that ACME server's TLS certificate (`tls.acme_ca_root`)."""
 
     def replica_names(self, service: str) -> list[str]:
         """DNS names of each replica of `service` on the platform networks."""
