@@ -58,7 +58,11 @@ def run(
     rules.write_text(rules_of(generated_files(service, stack.context)["rules.yml"], case.alert))
     tests = {
         "rule_files": [str(rules)],
-        "evaluation_interval": timing.seconds(case.interval_s),
+        # At the scrape interval, rules are evaluated as Prometheus will; coarser steps are for
+        # alerts over days, where the evaluation step does not matter.
+        "evaluation_interval": timing.seconds(
+            timing.EVALUATE_S if case.interval_s == timing.SCRAPE_S else case.interval_s
+        ),
         "tests": [
             {
                 "name": f"{case.alert} at {case.at}",

@@ -126,11 +126,11 @@ SPEC = ServiceSpec(
                 "so uid 0 reads them as their owner, nothing more"
             ),
         ),
-        # The containers folder lies in Docker's data root, which the policy waives in dev only.
+        # Every container's logs and settings, read-only: the policy's one grantable reading of
+        # Docker's data root (`container-logs-mount`); written to, it would be runtime state.
         Exemption(
-            rule="runtime-state-mount",
-            reason="read-only <docker root>/containers for the json-file logs",
-            environments=["dev"],
+            rule="container-logs-mount",
+            reason="reads the json-file logs under <docker root>/containers, read-only",
         ),
     ],
     # The Ubuntu-based image has bash but neither curl nor wget.

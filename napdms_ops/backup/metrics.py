@@ -156,10 +156,15 @@ def render(state: RunState) -> str:
         samples = samples_of(stack)
         if samples is None:
             continue
-        name = f"napdms_backup_{short_name}"
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        lines += [f"{name}{{{labels}}} {number(value)}" for labels, value in samples]
+        lines += family(f"napdms_backup_{short_name}", "gauge", help_text, samples)
     return "\n".join(lines) + "\n"
+
+
+def family(name: str, kind: str, help_text: str, samples: Samples) -> list[str]:
+    """One metric family in the exposition format: HELP, TYPE, a line per (labels, value)."""
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"] + [
+        f"{name}{{{labels}}} {number(value)}" for labels, value in samples
+    ]
 
 
 def number(value: float) -> str:

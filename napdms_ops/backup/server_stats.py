@@ -8,7 +8,7 @@ import subprocess
 
 from components.model.plan import BackupPlan, PostgresqlSource
 from napdms_ops.backup.hooks.postgresql import environment
-from napdms_ops.backup.metrics import number
+from napdms_ops.backup.metrics import family
 
 QUERY = (
     "SELECT count(*), current_setting('max_connections') FROM pg_stat_activity "
@@ -56,10 +56,6 @@ def render_metrics(plan: BackupPlan) -> str:
         ]
         if not samples:
             continue
-        name = f"napdms_backup_{short}"
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        lines += [
-            f'{name}{{stack="{plan.stack}",service="{service}"}} {number(value)}'
-            for service, value in samples
-        ]
+        labelled = [(f'stack="{plan.stack}",service="{service}"', v) for service, v in samples]
+        lines += family(f"napdms_backup_{short}", "gauge", help_text, labelled)
     return "\n".join(lines) + "\n"

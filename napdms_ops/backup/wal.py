@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from components.model.plan import BackupPlan, PostgresqlSource
 from napdms_ops.backup import hooks, pitr
 from napdms_ops.backup.hooks import HookContext
-from napdms_ops.backup.metrics import number
+from napdms_ops.backup.metrics import family
 from napdms_ops.backup.restic import Restic, ResticError
 
 log = logging.getLogger(__name__)
@@ -522,10 +522,6 @@ def render_metrics(plan: BackupPlan, now: float | None = None) -> str:
         samples = [(s.service, value_of(s)) for s in states if value_of(s) is not None]
         if not samples:
             continue
-        name = f"napdms_backup_{short}"
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lines += [
-            f'{name}{{stack="{plan.stack}",service="{service}"}} {number(value)}'
-            for service, value in samples
-        ]
+        labelled = [(f'stack="{plan.stack}",service="{service}"', v) for service, v in samples]
+        lines += family(f"napdms_backup_{short}", kind, help_text, labelled)
     return "\n".join(lines) + "\n" if lines else ""

@@ -3,8 +3,10 @@
 Host paths are compared only after normalising them (`/srv/../etc/`, `//etc` and `/./etc` are
 `/etc`), and each is judged twice: as written, and with the host's usual symbolic links resolved
 (`/var/run` is `/run`, so `/var/run/../etc` is `/etc`, not `/var/etc`). A bind source reaches
-one of three things, most dangerous first: the host's root or a container runtime's state
-(`runtime-state-mount`), a runtime's socket or a folder holding one (`docker-socket`), or
+one of four things, most dangerous first: the host's root or a container runtime's state
+(`runtime-state-mount`), a runtime's socket or a folder holding one (`docker-socket`), Docker's
+`containers` folder read-only (`container-logs-mount`: every container's logs and settings, where
+a log shipper reads the json-file logs without the socket; written to, it is runtime state), or
 another sensitive host folder (`host-mount`). Each mount is reported once, under the first.
 """
 
@@ -103,10 +105,18 @@ HOST_LINKS = {
 }
 """Symbolic links of a usual Linux host (merged /usr, /var/run)."""
 
+DOCKER_ROOTS = ("/var/lib/docker", "/var/snap/docker/common/var-lib-docker")
+"""Docker's usual data roots; a stack names others in `stateDirs`, and a root found by its
+segments (`_STATE_SEGMENTS`) counts as one too."""
+CONTAINERS_FOLDER = "containers"
+"""The folder of a Docker data root holding each container's json-file log, its config (its
+environment included) and hostconfig: no volume, image or socket."""
+
 RUNTIME_STATE_MOUNT = "runtime-state-mount"
 DOCKER_SOCKET = "docker-socket"
+CONTAINER_LOGS_MOUNT = "container-logs-mount"
 HOST_MOUNT = "host-mount"
-_ORDER = (RUNTIME_STATE_MOUNT, DOCKER_SOCKET, HOST_MOUNT)
+_ORDER = (RUNTIME_STATE_MOUNT, DOCKER_SOCKET, CONTAINER_LOGS_MOUNT, HOST_MOUNT)
 STATE_DIRS_SETTING = "stateDirs"
 _STATE_DIRS_SCHEMA = {
     STATE_DIRS_SETTING: {
@@ -134,6 +144,9 @@ def classify_host_path(path: str, state_dirs: Sequence[str] = ()) -> tuple[str, 
     ]
     if not found:
         return None
+    if any(f[1] != CONTAINER_LOGS_MOUNT for f in found):
+        # The grantable reading counts only when no reading of the path is anything else.
+        found = [f for f in found if f[1] != CONTAINER_LOGS_MOUNT]
     _rank, rule_id, candidate, what = min(found, key=lambda f: (f[0], f[2] != written))
     return rule_id, candidate, what
 
@@ -169,7 +182,13 @@ def _classify(path: str, state_dirs: Sequence[str]) -> tuple[str | None, str]:
         return DOCKER_SOCKET, "a container runtime's socket"
     if any(_matches(path, s, prefix=True) for s in RUNTIME_SOCKETS):
         return DOCKER_SOCKET, "a folder holding a container runtime's socket"
-    state = [*RUNTIME_STATE, *(normalize_host_path(d) for d in state_dirs if str(d).strip())]
+    named = [normalize_host_path(d) for d in state_dirs if str(d).strip()]
+    if _in_containers_folder(path, [*DOCKER_ROOTS, *named]):
+        return (
+            CONTAINER_LOGS_MOUNT,
+            "Docker's containers folder (every container's logs and settings)",
+        )
+    state = [*RUNTIME_STATE, *named]
     if any(_within(path, d) or _within(d, path) for d in state):
         return RUNTIME_STATE_MOUNT, "a container runtime's state"
     if any(_matches(path, p, under=True) for p in RUNTIME_STATE_PATTERNS) or _state_segments(path):
@@ -177,6 +196,23 @@ def _classify(path: str, state_dirs: Sequence[str]) -> tuple[str | None, str]:
     if any(_within(path, p) for p in SENSITIVE_HOST_PATHS):
         return HOST_MOUNT, "a sensitive host folder"
     return None, ""
+
+
+def _in_containers_folder(path: str, roots: Sequence[str]) -> bool:
+    """`path` is a Docker data root's `containers` folder or lies below it (normalised first, so
+    `containers/../volumes` is not)."""
+    if any(_within(path, f"{root.rstrip('/')}/{CONTAINERS_FOLDER}") for root in roots):
+        return True
+    if _within(path, "/usr"):
+        return False
+    parts = path.strip("/").split("/")
+    return any(
+        tuple(parts[i : i + len(seq)]) == seq
+        and parts[i + len(seq) : i + len(seq) + 1] == [CONTAINERS_FOLDER]
+        for seq in _STATE_SEGMENTS
+        if seq != ("lib", "containerd") and seq != ("lib", "containers")
+        for i in range(len(parts))
+    )
 
 
 def _within(path: str, folder: str) -> bool:
@@ -210,6 +246,9 @@ def _binds(c: ContainerFacts, rule_id: str, settings: Mapping[str, Any]) -> Iter
         if mount.kind.strip().lower() != "bind":
             continue
         judged = classify_host_path(mount.source, settings.get(STATE_DIRS_SETTING) or ())
+        if judged and judged[0] == CONTAINER_LOGS_MOUNT and not mount.read_only:
+            # Whoever writes a container's config.v2.json runs it as they like at its next start.
+            judged = (RUNTIME_STATE_MOUNT, judged[1], "a container runtime's state, writable")
         if judged and judged[0] == rule_id:
             yield describe_bind(mount, judged)
 
@@ -301,6 +340,22 @@ def docker_socket(c: ContainerFacts, _: Mapping[str, Any]) -> Iterable[str]:
 )
 def runtime_state_mount(c: ContainerFacts, settings: Mapping[str, Any]) -> Iterable[str]:
     yield from _binds(c, RUNTIME_STATE_MOUNT, settings)
+
+
+@container_rule(
+    id=CONTAINER_LOGS_MOUNT,
+    title="No container reads Docker's containers folder without a grant",
+    severity="high",
+    cis="5.6",
+    fix=(
+        "remove the mount; only a log shipper may read <docker root>/containers, read-only, with "
+        "a grant: the folder holds every container's logs and its settings, environment included"
+    ),
+    config_schema=_STATE_DIRS_SCHEMA,
+    defaults={STATE_DIRS_SETTING: []},
+)
+def container_logs_mount(c: ContainerFacts, settings: Mapping[str, Any]) -> Iterable[str]:
+    yield from _binds(c, CONTAINER_LOGS_MOUNT, settings)
 
 
 @container_rule(

@@ -233,9 +233,12 @@ class Trial:
 RECEIVERS = ("mail", "chat")
 
 
-def trial(done: Replay, receivers: Receivers, timeout_s: float = 90) -> Trial:
-    """Stop the monitored container, wait for the page at both receivers, start it again, wait
-    for the all-clear at both."""
+def trial(done: Replay, receivers: Receivers, timeout_s: float = 90, delay_s: float = 0) -> Trial:
+    """After `delay_s`, stop the monitored container, wait for the page at both receivers, start
+    it again, wait for the all-clear at both. (Back-to-back trials would all stop the service at
+    one phase of the scrape and evaluation cycles, set by the last all-clear: a random delay
+    samples the phases a real fault meets.)"""
+    time.sleep(delay_s)
     service = container(done, MONITORED)
     stopped = time.time()
     service.stop(timeout=10)

@@ -68,6 +68,15 @@ FLAWED = {
     "runtime-state-mount": dict(
         volumes=[{"host_path": "/var/lib/docker", "container_path": "/docker", "read_only": True}]
     ),
+    "container-logs-mount": dict(
+        volumes=[
+            {
+                "host_path": "/var/lib/docker/containers",
+                "container_path": "/logs",
+                "read_only": True,
+            }
+        ]
+    ),
     "volumes-from": dict(volumes=[{"from_container": "hardened"}]),
     "host-cgroupns": dict(cgroupns_mode="host"),
     "shared-namespace": dict(network_mode="container:hardened"),
@@ -78,6 +87,10 @@ BYPASSES = {
     "root-dot": (
         "runtime-state-mount",
         dict(volumes=[{"host_path": "/.", "container_path": "/h"}]),
+    ),
+    "containers-folder-writable": (
+        "runtime-state-mount",
+        dict(volumes=[{"host_path": "/var/lib/docker/containers", "container_path": "/logs"}]),
     ),
     "root-via-mounts": (
         "runtime-state-mount",

@@ -23,7 +23,7 @@ from policies.rules.identity import DANGEROUS_CAPABILITIES, seccomp_profile_name
 from tests.policy.test_container_rules import HARDENED
 
 RULES = {rule.id: rule for rule in CONTAINER_RULES}
-MOUNT_RULES = {"runtime-state-mount", "docker-socket", "host-mount"}
+MOUNT_RULES = {"runtime-state-mount", "docker-socket", "container-logs-mount", "host-mount"}
 MB = 1024 * 1024
 
 
@@ -72,7 +72,11 @@ def test_host_paths_are_normalised(path, normal):
         "/var/lib/docker/",
         "//var//lib//docker",
         "/var/lib/docker/volumes/napdms-prod-pgdata/_data",
-        "/var/lib/docker/containers",
+        "/var/lib/docker/containers/../volumes",
+        "/var/lib/docker/containers/x/../../image",
+        "/var/lib/docker/containersX",
+        "/var/lib/docker/container",
+        "/var/lib/containerd/containers",
         "/var/lib/containerd",
         "/var/lib/containers/storage",
         "/run/containerd/io.containerd.runtime.v2.task",
@@ -88,6 +92,47 @@ def test_root_and_runtime_state_are_runtime_state_mount(source):
     for read_only in (True, False):
         facts = bind(source, read_only)
         assert found_ids(facts) & MOUNT_RULES == {"runtime-state-mount"}, source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "/var/lib/docker/containers",
+        "/var/lib/docker/containers/",
+        "//var//lib//docker//containers",
+        "/var/lib/docker/./containers",
+        "/var/lib/docker/containers/0a1b/0a1b-json.log",
+        "/var/snap/docker/common/var-lib-docker/containers",
+        "/share/CACHEDEV1_DATA/Container/container-station-data/lib/docker/containers",
+        "/volume1/@docker/containers",
+    ],
+)
+def test_dockers_containers_folder_read_only_is_container_logs_mount_only(source):
+    assert found_ids(bind(source, True)) & MOUNT_RULES == {"container-logs-mount"}, source
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["/var/lib/docker/containers", "/volume1/@docker/containers/0a1b"],
+)
+def test_dockers_containers_folder_writable_is_runtime_state(source):
+    """Whoever writes a container's config.v2.json runs it as they like at its next start."""
+    assert found_ids(bind(source, False)) & MOUNT_RULES == {"runtime-state-mount"}, source
+
+
+def test_a_containers_folder_that_another_reading_makes_a_host_folder_is_a_host_mount():
+    """`/var/run` is `/run` on the host: `/var/run/../lib/docker/containers` is
+    `/usr/lib/docker/containers`, under /usr, so the grantable reading does not count."""
+    facts = bind("/var/run/../lib/docker/containers", True)
+    assert found_ids(facts) & MOUNT_RULES == {"host-mount"}
+
+
+def test_a_data_roots_containers_folder_elsewhere_counts_when_the_stack_names_the_root():
+    facts = bind("/srv/docker-data/containers")
+    config = {"stateDirs": ["/srv/docker-data"]}
+    assert problems(facts, "container-logs-mount") == []
+    assert problems(facts, "container-logs-mount", config)
+    assert problems(facts, "runtime-state-mount", config) == []
 
 
 def test_the_root_filesystem_is_named_as_such():
@@ -217,6 +262,7 @@ BIND_VOLUME = next(rule for rule in STACK_RULES if rule.id == "bind-volume")
     [
         ("/.", "root filesystem"),
         ("/var/lib/docker", "runtime-state-mount"),
+        ("/var/lib/docker/containers", "container-logs-mount"),
         ("/var/run", "docker-socket"),
         ("/srv/../etc", "host-mount"),
         ("/srv/napdms/data", None),

@@ -66,6 +66,10 @@ BAD = [
     ("exec-tmpfs", {"mounts": (Mount("tmpfs", "", "/tmp", options="exec"),)}),
     ("docker-socket", {"mounts": (Mount("bind", "/var/run/docker.sock", "/var/run/docker.sock"),)}),
     ("runtime-state-mount", {"mounts": (Mount("bind", "/var/lib/docker", "/docker"),)}),
+    (
+        "container-logs-mount",
+        {"mounts": (Mount("bind", "/var/lib/docker/containers", "/logs", True),)},
+    ),
     ("host-mount", {"mounts": (Mount("bind", "/etc", "/host-etc"),)}),
     ("volumes-from", {"volumes_from": ("db",)}),
     ("host-network", {"network_mode": "host"}),

@@ -17,9 +17,9 @@ import yaml
 
 from components.catalog import generated_files, loki
 from components.catalog.grafana import DASHBOARDS_DIR
-from components.model.spec import HealthCheck, MetricsEndpoint, Probe, PublicRoute, ServiceSpec
 from components.monitoring.dashboards import KINDS, kind_module
 from components.settings import load_stack
+from tests.catalog_entries import fake_service, with_service
 from tests.program import STACKS, stack_config
 
 DATASOURCES = "datasources/napdms.yaml"
@@ -107,23 +107,7 @@ def test_every_monitor_kind_has_a_dashboard_module(kind):
 
 def _with_new_entry(**declared):
     """The dev stack's context with a service no catalog module declares."""
-    context = _context("dev")
-    fake = ServiceSpec(
-        name="fake-wiki",
-        description="a service only this test knows",
-        image="docker.io/example/wiki",
-        tag="1.0",
-        user="1000",
-        networks=["app"],
-        health=HealthCheck(test=["CMD", "true"]),
-        memory="64m",
-        cpus=0.1,
-        metrics=MetricsEndpoint(port=9000),
-        probe=Probe(kind="http", port=8000, path="/healthz"),
-        public=PublicRoute(subdomain="wiki", port=8000),
-        **declared,
-    )
-    return dataclasses.replace(context, services={**context.services, fake.name: fake})
+    return with_service(_context("dev"), fake_service(**declared))
 
 
 def test_a_new_catalog_entry_gets_its_status_latency_restarts_and_public_panels():

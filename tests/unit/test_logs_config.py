@@ -13,6 +13,7 @@ import yaml
 
 from components.catalog import CATALOG, generated_files, log_shipper, loki
 from components.settings import SettingsError, load_settings, load_stack
+from components.settings.stack import read_stack
 from policies.rules.isolation import DOCKER_SOCKET, classify_host_path
 from policies.rules.names import HOST_LABEL, SERVICE_LABEL, STACK_LABEL
 from tests.program import ROOT, STACKS, labels_of, run_program, stack_config
@@ -278,3 +279,13 @@ def test_ruler_sends_to_alertmanager_and_reads_the_rules_from_the_tenant_folder(
     copied = f"cp {loki.CONFIG_DIR}/{loki.RULES_FILE} {loki.RULES_DIR}/{loki.TENANT}/"
     assert copied in loki.SPEC.command[0]
     assert loki.RULES_DIR.startswith(tuple(f"{path}/" for path in loki.SPEC.tmpfs))
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_every_stack_ships_its_logs_with_the_containers_folder_grant_alone(stack):
+    resolved = read_stack(stack)
+    assert "log-shipper" in resolved.services, f"{stack}: the log shipper is off"
+    assert set(resolved.services["log-shipper"].waivers()) == {
+        "run-as-root",
+        "container-logs-mount",
+    }, f"{stack}: the shipper is waived more than reading the containers folder"

@@ -13,17 +13,13 @@ import yaml
 from components.catalog import generated_files
 from components.model.context import CatalogContext
 from components.model.spec import (
-    HealthCheck,
-    MetricsEndpoint,
-    Probe,
-    PublicRoute,
     SecretUse,
-    ServiceSpec,
 )
 from components.monitoring import timing
 from components.monitoring.rules import rule_groups
 from components.monitoring.targets import PROBE_JOB, PUBLIC_JOB, unreachable
 from components.settings.stack import Stack, read_stack
+from tests.catalog_entries import fake_service, with_service
 from tests.program import OPERATOR_CONFIG
 
 STACKS = ("dev", "staging", "prod")
@@ -274,28 +270,7 @@ def test_every_service_is_probed_or_says_why_not(stack):
 
 
 def _with_fake(stack: Stack) -> CatalogContext:
-    fake = ServiceSpec(
-        name="fake-wiki",
-        description="a service added to the catalog in a test",
-        image="docker.io/example/wiki",
-        tag="1.0.0",
-        user="1000:1000",
-        networks=["app"],
-        health=HealthCheck(test=["CMD", "true"]),
-        memory="128m",
-        cpus=0.5,
-        metrics=MetricsEndpoint(port=9000),
-        probe=Probe(kind="http", port=8080, path="/health"),
-        public=PublicRoute(subdomain="wiki", port=8080),
-    )
-    context = stack.context
-    return CatalogContext(
-        **{
-            **context.__dict__,
-            "services": {**context.services, fake.name: fake},
-            "placements": {**context.placements, fake.name: context.placements["prometheus"]},
-        }
-    )
+    return with_service(stack.context, fake_service())
 
 
 def test_a_new_catalog_entry_is_scraped_probed_and_alerted_with_no_other_edit():
@@ -341,7 +316,7 @@ def test_generated_files_use_the_latency_budget(stack):
     resolved = read_stack(stack)
     config = yaml.safe_load(generated_files("prometheus", resolved.context)["prometheus.yml"])
     assert config["global"]["scrape_interval"] == f"{timing.SCRAPE_S}s"
-    assert config["global"]["evaluation_interval"] == f"{timing.EVALUATE_S}s"
+    assert config["global"]["evaluation_interval"] == timing.seconds(timing.EVALUATE_S)
     for group in rule_groups(resolved.context):
         for rule in group["rules"]:
             if rule["alert"] in ("ServiceDown", "ProbeFailing", "PublicSiteDown", "HostDown"):
@@ -351,4 +326,4 @@ def test_generated_files_use_the_latency_budget(stack):
         for r in yaml.safe_load(alertmanager_yml(resolved))["route"]["routes"]
         if r.get("matchers") == ['severity="critical"']
     )
-    assert critical["group_wait"] == f"{timing.CRITICAL_GROUP_WAIT_S}s", stack
+    assert critical["group_wait"] == timing.seconds(timing.CRITICAL_GROUP_WAIT_S), stack

@@ -64,7 +64,7 @@ CASES = [
     (
         "prod",
         _set("hosts.qnap.memory", "8g"),
-        "prod: hosts.qnap.memory: the services' limits add up to 32896m but the host offers 8g; "
+        "prod: hosts.qnap.memory: the services' limits add up to 33152m but the host offers 8g; "
         "raise hosts.qnap.memory or lower services.<name>.memory",
     ),
     (

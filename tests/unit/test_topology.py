@@ -102,8 +102,7 @@ def test_qnap_runs_every_service_and_asustor_only_its_own(stack):
         (labels_of(c)["napdms.host"], labels_of(c)["napdms.service"]) for c in program.services()
     }
     watcher = {"watcher", "watcher-alertmanager"}
-    # The log shipper reads Docker's state folder, which no stack but dev may grant (yet).
-    assert {s for h, s in placed if h == "qnap"} == set(CATALOG) - {"log-shipper"} - watcher
+    assert {s for h, s in placed if h == "qnap"} == set(CATALOG) - watcher
     assert {s for h, s in placed if h == "asustor"} == {"node-exporter"} | watcher
 
 
