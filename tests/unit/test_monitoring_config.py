@@ -57,16 +57,11 @@ def alertmanager_yml(stack: Stack, service: str = "alertmanager") -> str:
 
 
 @needs_promtool
+@pytest.mark.parametrize("service", ["prometheus", "watcher"])
 @pytest.mark.parametrize("stack", STACKS)
-def test_prometheus_config_passes_promtool_check_config(stack, tmp_path):
-    _check(
-        [
-            PROMTOOL,
-            "check",
-            "config",
-            str(_prometheus_files(read_stack(stack), "prometheus", tmp_path)),
-        ]
-    )
+def test_prometheus_config_passes_promtool_check_config(stack, service, tmp_path):
+    config = _prometheus_files(read_stack(stack), service, tmp_path)
+    _check([PROMTOOL, "check", "config", str(config)])
 
 
 @needs_promtool
@@ -75,19 +70,6 @@ def test_alert_rules_pass_promtool_check_rules(stack, tmp_path):
     rules = tmp_path / "rules.yml"
     rules.write_text(generated_files("prometheus", read_stack(stack).context)["rules.yml"])
     _check([PROMTOOL, "check", "rules", str(rules)])
-
-
-@needs_promtool
-@pytest.mark.parametrize("stack", STACKS)
-def test_watcher_config_passes_promtool_check_config(stack, tmp_path):
-    _check(
-        [
-            PROMTOOL,
-            "check",
-            "config",
-            str(_prometheus_files(read_stack(stack), "watcher", tmp_path)),
-        ]
-    )
 
 
 @needs_amtool
