@@ -91,8 +91,12 @@ def config_files(alerting: AlertingSettings, text: str) -> dict[str, str]:
     return {} if alerting.chat_webhook else {CONFIG_FILE: text}
 
 
+def routes(alerting: AlertingSettings) -> list[dict]:
+    """The platform's special routes: the Watchdog, and failing integrations."""
+    return alertmanager_config.platform_routes(alerting.chat_webhook)
+
+
 def files(context: CatalogContext) -> dict[str, str]:
-    """alertmanager.yml with the platform's routes (Watchdog, failing integrations)."""
+    """alertmanager.yml with `routes`."""
     alerting = context.alerting
-    routes = alertmanager_config.platform_routes(alerting.chat_webhook)
-    return config_files(alerting, rendered(alerting, context.domain, routes))
+    return config_files(alerting, rendered(alerting, context.domain, routes(alerting)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from components.model.context import CatalogContext
 from components.model.spec import BackupPolicy, HealthCheck, ServiceSpec, VolumeMount
-from components.monitoring import watcher
+from components.monitoring import prometheus_config, watcher
 
 SPEC = ServiceSpec(
     name=watcher.WATCHER,
@@ -14,7 +14,7 @@ SPEC = ServiceSpec(
     tag="v3.5.0",
     user="65534:65534",
     command=[
-        "--config.file=/etc/prometheus/prometheus.yml",
+        f"--config.file={prometheus_config.CONFIG_DIR}/{prometheus_config.CONFIG_FILE}",
         "--storage.tsdb.path=/prometheus",
         "--storage.tsdb.retention.time=2d",
     ],
@@ -26,7 +26,7 @@ SPEC = ServiceSpec(
         )
     ],
     tmpfs=["/tmp"],
-    config_dir="/etc/prometheus",
+    config_dir=prometheus_config.CONFIG_DIR,
     # edge: the primary's Prometheus is reached on its LAN address; monitoring: by its alias
     # when both run on one host (dev), and the watcher's Alertmanager.
     networks=["monitoring", "edge"],

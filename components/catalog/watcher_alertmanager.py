@@ -3,9 +3,14 @@ primary's help."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from components.catalog import alertmanager
 from components.model.context import CatalogContext
 from components.model.spec import BackupPolicy, ServiceSpec, VolumeMount
+
+if TYPE_CHECKING:
+    from components.model.alerting import AlertingSettings
 
 # Validated again as a whole, like a stack's override: the copy obeys the catalog's rules too.
 SPEC = ServiceSpec.model_validate(
@@ -32,7 +37,13 @@ SPEC = ServiceSpec.model_validate(
 )
 
 
+def routes(alerting: AlertingSettings) -> list[dict]:
+    """None of the primary's special routes: everything the watcher hears pages."""
+    return []
+
+
 def files(context: CatalogContext) -> dict[str, str]:
-    """alertmanager.yml without the primary's special routes: everything it hears pages."""
+    """alertmanager.yml with `routes`."""
     alerting = context.alerting
-    return alertmanager.config_files(alerting, alertmanager.rendered(alerting, context.domain, []))
+    text = alertmanager.rendered(alerting, context.domain, routes(alerting))
+    return alertmanager.config_files(alerting, text)

@@ -11,7 +11,7 @@ from components.model.context import CatalogContext
 from components.monitoring import timing
 from components.monitoring.alert import Alert, group
 from components.monitoring.kinds.monitoring import NOTIFICATIONS_FAILING, WATCHDOG
-from components.monitoring.prometheus_config import RULES_FILE, dump
+from components.monitoring.prometheus_config import CONFIG_DIR, CONFIG_FILE, RULES_FILE, dump
 from components.monitoring.targets import MONITOR, scrape_targets
 
 WATCHER = "watcher"
@@ -69,7 +69,7 @@ def files(context: CatalogContext) -> dict[str, str]:
             "scrape_interval": timing.seconds(timing.WATCHER_SCRAPE_S),
             "evaluation_interval": timing.seconds(timing.WATCHER_SCRAPE_S),
         },
-        "rule_files": [f"/etc/prometheus/{RULES_FILE}"],
+        "rule_files": [f"{CONFIG_DIR}/{RULES_FILE}"],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [WATCHER_ALERTMANAGER]}]}]},
         "scrape_configs": [
             {
@@ -95,7 +95,7 @@ def files(context: CatalogContext) -> dict[str, str]:
         ],
     }
     rules = {"groups": [group("watcher", _alerts(primary_host))]}
-    return {"prometheus.yml": dump(config), RULES_FILE: dump(rules)}
+    return {CONFIG_FILE: dump(config), RULES_FILE: dump(rules)}
 
 
 def scrape_targets_from_watcher(context: CatalogContext) -> list[str]:

@@ -58,7 +58,6 @@ from components.model.spec import (
 )
 from components.model.strict import StrictModel
 from components.model.units import Cpus, SizeMB, format_size_mb
-from components.monitoring.alertmanager_config import platform_routes
 from policies.rules.grants import UNWAIVABLE, WAIVABLE_STACKS
 
 ServiceName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
@@ -374,11 +373,10 @@ class PlatformSettings(StrictModel):
             )
         # Each Alertmanager reads the stack's SMTP login and, when alerts go to chat, its
         # configuration as the template of the webhook URL.
-        for name, routes in (
-            (alertmanager.SPEC.name, platform_routes(self.alerting.chat_webhook)),
-            (watcher_alertmanager.SPEC.name, []),
-        ):
+        for module in (alertmanager, watcher_alertmanager):
+            name = module.SPEC.name
             if name in self._services and not problems:
+                routes = module.routes(self.alerting)
                 text = alertmanager.rendered(self.alerting, self.domain, routes)
                 self._services[name] = alertmanager.for_stack(
                     self._services[name], self.alerting, text
