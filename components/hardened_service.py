@@ -9,6 +9,11 @@ on the container's own host sets it, and again whenever the container is replace
 LAN address [5.14], image by digest (or, built from this repository, by image id), secrets as
 0400 files owned by the service user.
 Anything else is an exemption from the catalog, with its reason, written to a label.
+
+A stateless service runs two colours (blue-green): each its own image and `replicas`
+containers, the data volumes and generated files shared. A service with a `reload` command
+(the proxy) keeps its containers when its generated files change: they are told to read them
+again instead of being replaced.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
+from components.model.release import COLOURS, Colour
 from components.model.spec import (
     CONFIG_VOLUME,
     INIT_WAIVERS,
@@ -35,6 +41,7 @@ from components.model.units import duration_seconds
 from components.volumes import REGENERATED, declare_volume
 from policies.rules.names import (
     BACKUP_LABEL,
+    COLOUR_LABEL,
     HOST_LABEL,
     INIT_CONTAINER_LABEL,
     INIT_ROLE,
@@ -74,6 +81,11 @@ def pids_limit_command(docker_name: str, limit: int) -> str:
     `HostConfig.PidsLimit`), in the one spelling the policy pack accepts. Only a name and a
     number reach argv: nothing secret."""
     return shlex.join(["docker", "update", "--pids-limit", str(limit), docker_name])
+
+
+def reload_command(docker_name: str, argv: Sequence[str]) -> str:
+    """The shell command that runs a service's `reload` argv in its container `docker_name`."""
+    return shlex.join(["docker", "exec", docker_name, *argv])
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,27 @@ class HardenedServiceArgs:
 
 
 @dataclass(frozen=True)
+class _Replica:
+    """The names of one replica: its Pulumi resource, its Docker container, and the DNS names
+    it answers to on the platform networks (first its hostname)."""
+
+    resource_name: str
+    docker_name: str
+    hostname: str
+    aliases: tuple[str, ...]
+    number: int
+    colour: Colour | None = None
+
+
+@dataclass(frozen=True)
+class _Init:
+    """The one-shot init container and the command that ran it."""
+
+    container: docker.Container
+    run: command.local.Command
+
+
+@dataclass(frozen=True)
 class _Seeded:
     """A volume the init container fills with generated files, mounted read-only by the service."""
 
@@ -131,13 +164,18 @@ class HardenedService(pulumi.ComponentResource):
     """A catalog service on one host: pinned image, its volumes, and its hardened replicas."""
 
     containers: list[docker.Container]
-    """One container per replica."""
+    """One container per replica (of each colour: blue's, then green's)."""
+    colours: dict[Colour, list[docker.Container]]
+    """A coloured service's replicas by colour; empty for a service without colours."""
     volumes: dict[str, docker.Volume]
     """The service's data volumes by catalog volume name."""
     container_names: pulumi.Output[list[str]]
     """Docker names of the replicas."""
     image_digest: pulumi.Output[str]
-    """`repo@sha256:...` the containers run, or the built image's id (`sha256:...`)."""
+    """`repo@sha256:...` the containers run (a coloured service's: the live colour's), or the
+    built image's id (`sha256:...`)."""
+    colour_digests: dict[Colour, pulumi.Output[str]]
+    """What each colour of a coloured service runs, as `image_digest`; empty without colours."""
 
     def __init__(
         self, name: str, args: HardenedServiceArgs, opts: pulumi.ResourceOptions | None = None
@@ -153,27 +191,79 @@ class HardenedService(pulumi.ComponentResource):
             HOST_LABEL: args.host,
         }
 
-        self.image_digest = _image(f"{name}-image", args.spec, self._on_host)
+        spec = args.spec
+        colours = spec.colours
+        self.colour_digests = {
+            colour: _image(
+                f"{name}-{colour}-image", spec, spec.colour_image_ref(colour), self._on_host
+            )
+            for colour in (COLOURS if colours else ())
+        }
+        self.image_digest = (
+            self.colour_digests[colours.live]
+            if colours
+            else _image(f"{name}-image", spec, spec.image_ref, self._on_host)
+        )
         self.volumes = self._data_volumes()
         seeded = self._seeded_volumes()
         depends_on = list(args.depends_on)
-        replica_labels = {**self._labels, **_policy_labels(args.spec)}
-        if args.spec.needs_init(args.files):
-            init = self._init_container(seeded)
+        replica_labels = {**self._labels, **_policy_labels(spec)}
+        self._init: _Init | None = None
+        if spec.needs_init(args.files):
+            container = self._init_container(seeded)
             # Created, not started: it runs only once its PIDs limit is in place, and the
             # replicas wait for that run to succeed.
-            depends_on.append(self._run_init(init))
-            # New files (a rotated secret, a changed config) replace the init container, whose
-            # new id in this label then replaces the service containers too.
-            replica_labels[INIT_CONTAINER_LABEL] = init.id
+            self._init = _Init(container, self._run_init(container))
+            depends_on.append(self._init.run)
+            if spec.reload is None:
+                # New files (a rotated secret, a changed config) replace the init container,
+                # whose new id in this label then replaces the service containers too. A
+                # service that reloads keeps its containers (`_reload`).
+                replica_labels[INIT_CONTAINER_LABEL] = container.id
         mounts = self._mounts(seeded)
-        self.containers = [
-            self._replica(replica, mounts, replica_labels, depends_on)
-            for replica in range(1, args.spec.replicas + 1)
-        ]
+        replicas = range(1, spec.replicas + 1)
+        self.colours = {
+            colour: [
+                self._replica(self._names(n, colour), mounts, replica_labels, depends_on)
+                for n in replicas
+            ]
+            for colour in (COLOURS if colours else ())
+        }
+        if colours:
+            self.containers = [c for members in self.colours.values() for c in members]
+        else:
+            self.containers = [
+                self._replica(self._names(n), mounts, replica_labels, depends_on) for n in replicas
+            ]
         self.container_names = pulumi.Output.all(*[c.name for c in self.containers])
-        self.register_outputs(
-            {"container_names": self.container_names, "image_digest": self.image_digest}
+        outputs: dict[str, pulumi.Input] = {
+            "container_names": self.container_names,
+            "image_digest": self.image_digest,
+        }
+        if self.colour_digests:
+            outputs["colour_digests"] = pulumi.Output.from_input(self.colour_digests)
+        self.register_outputs(outputs)
+
+    def _names(self, replica: int, colour: Colour | None = None) -> _Replica:
+        """Replica `replica` of the service, or of its `colour`. A coloured replica answers to
+        its colour's names only: a name shared by both colours would mix them in DNS."""
+        spec, args = self._args.spec, self._args
+        if colour is None:
+            return _Replica(
+                f"{self._name}-{replica}",
+                f"{self._docker_name}-{replica}",
+                f"{spec.name}-{replica}",
+                (spec.name, f"{spec.name}-{replica}", *args.aliases),
+                replica,
+            )
+        member = f"{spec.name}-{colour}-{replica}"
+        return _Replica(
+            f"{self._name}-{colour}-{replica}",
+            f"{self._docker_name}-{colour}-{replica}",
+            member,
+            (f"{spec.name}-{colour}", member, *args.aliases),
+            replica,
+            colour,
         )
 
     def _volume(self, suffix: str, policy: BackupPolicy, protect: bool = False) -> docker.Volume:
@@ -253,20 +343,23 @@ class HardenedService(pulumi.ComponentResource):
 
     def _replica(
         self,
-        replica: int,
+        names: _Replica,
         mounts: tuple[list[docker.ContainerVolumeArgs], list[docker.ContainerMountArgs]],
         labels: Mapping[str, pulumi.Input[str]],
         depends_on: Sequence[pulumi.Resource],
     ) -> docker.Container:
-        """One hardened container of the service."""
+        """One hardened container of the service (of one colour, for a coloured service)."""
         spec, args = self._args.spec, self._args
         volumes, prepared = mounts
-        resource_name, docker_name = f"{self._name}-{replica}", f"{self._docker_name}-{replica}"
+        resource_name, docker_name = names.resource_name, names.docker_name
+        labels = {**labels, REPLICA_LABEL: str(names.number)}
+        if names.colour is not None:
+            labels[COLOUR_LABEL] = names.colour
         container = docker.Container(
             resource_name,
             name=docker_name,
-            hostname=f"{spec.name}-{replica}",
-            image=self.image_digest,
+            hostname=names.hostname,
+            image=self.image_digest if names.colour is None else self.colour_digests[names.colour],
             user=spec.user,
             command=spec.command,
             entrypoints=spec.entrypoint,
@@ -291,14 +384,14 @@ class HardenedService(pulumi.ComponentResource):
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
                     name=args.networks[segment].name,
-                    aliases=[spec.name, f"{spec.name}-{replica}", *args.aliases],
+                    aliases=list(names.aliases),
                 )
                 for segment in spec.networks
             ],
             ports=_ports(spec, args.bind_address),
             volumes=volumes or None,
             mounts=prepared or None,
-            labels=_label_args({**labels, REPLICA_LABEL: str(replica)}),
+            labels=_label_args(labels),
             stop_timeout=spec.stop_grace_s,
             destroy_grace_seconds=spec.stop_grace_s,
             must_run=True,
@@ -311,7 +404,23 @@ class HardenedService(pulumi.ComponentResource):
         # Set once it is up (and healthy): the limit applies from then on, and from the first
         # process of every restart, which starts from the stored HostConfig.
         self._pids_limit(resource_name, container, docker_name, spec.pids)
+        if spec.reload and self._init is not None:
+            self._reload(resource_name, container, docker_name, self._init)
         return container
+
+    def _reload(
+        self, resource_name: str, container: docker.Container, docker_name: str, init: _Init
+    ) -> command.local.Command:
+        """Tell the running replica to read its generated files again once the init container
+        has rewritten them (a new init container: new files), instead of replacing it. A
+        replaced replica starts with the new files and needs no reload, but one run more is
+        harmless."""
+        return self._docker_cli(
+            f"{resource_name}-reload",
+            reload_command(docker_name, self._args.spec.reload or []),
+            init.container,
+            after=[init.run, container],
+        )
 
     def _pids_limit(
         self, resource_name: str, container: docker.Container, docker_name: str, limit: int
@@ -333,7 +442,7 @@ class HardenedService(pulumi.ComponentResource):
             f"{self._name}-init-run",
             shlex.join(["docker", "start", "--attach", docker_name]),
             init,
-            after=limited,
+            after=[limited],
         )
 
     def _docker_cli(
@@ -341,20 +450,20 @@ class HardenedService(pulumi.ComponentResource):
         resource_name: str,
         create: str,
         container: docker.Container,
-        after: pulumi.Resource | None = None,
+        after: Sequence[pulumi.Resource] = (),
     ) -> command.local.Command:
         """A docker CLI call against this service's host that runs again whenever `container` is
-        replaced. `create` names the container by its fixed Docker name, a plain string, so the
-        policy pack can read it at preview; DOCKER_HOST is the provider's endpoint: the stack's,
-        else the DOCKER_HOST the provider's SDK reads when the stack names none (so the pack
-        pairs the two), else unset, for the local socket."""
+        replaced, after `after` (default: `container`). `create` names the container by its fixed
+        Docker name, a plain string, so the policy pack can read it at preview; DOCKER_HOST is
+        the provider's endpoint: the stack's, else the DOCKER_HOST the provider's SDK reads when
+        the stack names none (so the pack pairs the two), else unset, for the local socket."""
         endpoint = self._args.docker_host or os.environ.get("DOCKER_HOST")
         return command.local.Command(
             resource_name,
             create=create,
             environment={"DOCKER_HOST": endpoint} if endpoint else None,
             triggers=[container.id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[after or container]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after) or [container]),
         )
 
     def _init_container(self, seeded: Sequence[_Seeded]) -> docker.Container:
@@ -421,17 +530,18 @@ _INIT_EXCEPTIONS: Mapping[str, str] = {
 
 
 def _image(
-    resource_name: str, spec: ServiceSpec, on_host: pulumi.ResourceOptions
+    resource_name: str, spec: ServiceSpec, ref: str, on_host: pulumi.ResourceOptions
 ) -> pulumi.Output[str]:
-    """The image the containers run, by content: the pulled image's repo digest, or the id of an
-    image built by the host's daemon (no registry holds it; the build never leaves the host)."""
+    """The image `ref` (`spec.image_ref`, or a colour's) by content: the pulled image's repo
+    digest, or the id of an image built by the host's daemon (no registry holds it; the build
+    never leaves the host)."""
     if spec.build is None:
         return docker.RemoteImage(
-            resource_name, name=spec.image_ref, keep_locally=True, opts=on_host
+            resource_name, name=ref, keep_locally=True, opts=on_host
         ).repo_digest
     return docker.Image(
         resource_name,
-        image_name=spec.image_ref,
+        image_name=ref,
         build=docker.DockerBuildArgs(
             context=spec.build.context,
             dockerfile=spec.build.dockerfile,
@@ -475,7 +585,14 @@ def _init_script(spec: ServiceSpec, chown_paths: list[str], seeded_paths: list[s
     owner = f"{spec.uid}:{spec.gid}"
     # Recursive: a volume's content may arrive root-owned (restored from a backup, or from an
     # earlier deploy that ran as root). `chown: true` is for small volumes (certificates, state).
-    steps = [f"chown -R {owner} {' '.join(chown_paths)}"] if chown_paths else []
+    # A tree the service user owns already is left as it is: root without DAC_READ_SEARCH cannot
+    # read the user's 0700 folders (Caddy's certificates), and the init container runs again
+    # beside the running service whenever its files change (a reloaded proxy).
+    steps = (
+        [f"find {' '.join(chown_paths)} -user {spec.uid} -prune -o -exec chown {owner} {{}} +"]
+        if chown_paths
+        else []
+    )
     for path in seeded_paths:
         steps += [
             # A later deploy finds the last run's 0500 folders of the service user, which root

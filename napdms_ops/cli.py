@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import NoReturn
 
@@ -12,7 +13,7 @@ from components.settings import PlatformSettings, SettingsError
 from napdms_ops import audit as auditing
 from napdms_ops import backups
 from napdms_ops import policy_config as policy_configs
-from napdms_ops.deploy import DeployError
+from napdms_ops.deploy import DeployError, deploy_environment
 from napdms_ops.deploy import up as deploy_up
 from napdms_ops.images import STACKS
 from napdms_ops.images import images as stack_images
@@ -388,3 +389,180 @@ def drill(
         typer.echo(f"napdms-ops drill: {error}", err=True)
         raise typer.Exit(2) from None
     _finish("drill", job.exit_code, job.result, job.error)
+
+
+def _release_error(command: str, error: Exception) -> NoReturn:
+    """Print a release error as `napdms-ops <command>: <stack>: ...` lines and exit 2."""
+    lines = error.lines if isinstance(error, SettingsError) else str(error).splitlines()
+    for line in lines:
+        typer.echo(f"napdms-ops {command}: {line}", err=True)
+    raise typer.Exit(2)
+
+
+def _agent_snapshot(stack: str, service: str) -> str | None:
+    """A backup run by the stack's agent before `service` is replaced (it backs up every
+    service, so the snapshot is consistent with the rest); its run id."""
+    from napdms_ops.release.deploy import ReleaseError
+
+    try:
+        code, result, error = backups.run_in_agent(backups.find_agent(stack), "run")
+    except (backups.BackupCommandError, SettingsError) as failure:
+        raise ReleaseError(str(failure)) from None
+    if code != 0:
+        raise ReleaseError(error or f"the agent's backup run exited with {code}")
+    return result.get("run_id")
+
+
+def _deployer(command: str, stack: str):
+    """The release flows of `stack` with the real engine, daemons, proxy, lock and journal."""
+    import sys
+
+    from napdms_ops.release import journal as journals
+    from napdms_ops.release.deploy import Deployer
+    from napdms_ops.release.engine import ApplyError, AutomationEngine
+    from napdms_ops.release.lock import StackLock
+    from napdms_ops.release.runtime import DockerRuntime
+
+    if stack not in STACKS:
+        _release_error(
+            command, ValueError(f"unknown stack {stack!r}; use one of: {', '.join(STACKS)}")
+        )
+    try:
+        engine = AutomationEngine(stack, deploy_environment(stack, os.environ))
+        engine.select()
+    except (DeployError, ApplyError) as error:
+        _release_error(command, error)
+    state = journals.state_dir()
+    operator = journals.operator()
+    journal = journals.Journal(state, stack, operator, journals.commit())
+    lock = StackLock(state, stack, operator, " ".join(["napdms-ops", *sys.argv[1:]]))
+    return Deployer(
+        engine,
+        DockerRuntime,
+        journal,
+        lock=lock,
+        snapshot=_agent_snapshot,
+        say=lambda line: typer.echo(f"{stack}: {line}"),
+    )
+
+
+def _report(command: str, outcome) -> None:
+    """One line per outcome: what happened and how long each phase took."""
+    timings = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in outcome.timings.items())
+    colours = f", {outcome.from_colour} -> {outcome.to_colour}" if outcome.from_colour else ""
+    head = f"{outcome.stack}: {outcome.service}: {outcome.action} {outcome.to_version}"
+    detail = f"({outcome.strategy}{colours}) in {outcome.duration_s:.1f} s"
+    if timings:
+        detail += f" [{timings}]"
+    if outcome.result == "ok":
+        typer.echo(f"{head}: ok {detail}")
+    else:
+        typer.echo(
+            f"napdms-ops {command}: {head}: {outcome.result}: {outcome.reason} {detail}", err=True
+        )
+
+
+def _release(command: str, run) -> None:
+    """Run a release command; errors exit 2, a refusal or rollback 1."""
+    from napdms_ops.release.deploy import ReleaseError
+    from napdms_ops.release.lock import LockHeld
+
+    try:
+        outcomes = run()
+    except (ReleaseError, LockHeld, SettingsError, DeployError) as error:
+        _release_error(command, error)
+    for outcome in outcomes:
+        _report(command, outcome)
+    raise typer.Exit(max((o.exit_code for o in outcomes), default=0))
+
+
+@app.command()
+def deploy(
+    service: str | None = typer.Argument(None, help="The service to deploy (or --all)."),
+    image: str | None = typer.Option(
+        None, "--image", help="TAG, sha256:<64 hex> or TAG@sha256:<64 hex> (staging/prod: pinned)."
+    ),
+    every: bool = typer.Option(
+        False, "--all", help="Every service whose image the stack file changed, dependencies first."
+    ),
+    stack: str = typer.Option(..., "--stack", "-s", help="dev, staging or prod."),
+    watch: float | None = typer.Option(
+        None, "--watch", help="Seconds of watching after the switch (default 30)."
+    ),
+) -> None:
+    """Deploy a new image: blue-green for stateless services, held requests for those behind the
+    proxy, a snapshot first for the rest; rolled back on its own when it misbehaves.
+    Exit 1 when refused or rolled back, 2 on errors."""
+    if every == (service is not None) or (service is not None) != (image is not None):
+        _release_error(
+            "deploy",
+            ValueError(
+                f"{stack}: give a service and --image, or --all alone "
+                "(napdms-ops deploy napdms-backend --image 1.2.0@sha256:... --stack prod)"
+            ),
+        )
+    if watch is not None and watch < 0:
+        _release_error("deploy", ValueError(f"{stack}: --watch {watch:g}: use 0 or more seconds"))
+    deployer = _deployer("deploy", stack)
+    if every:
+        _release("deploy", lambda: deployer.deploy_all(watch))
+    else:
+        _release("deploy", lambda: [deployer.deploy(service, image, watch)])
+
+
+@app.command()
+def rollback(
+    service: str = typer.Argument(..., help="The service to roll back."),
+    stack: str = typer.Option(..., "--stack", "-s", help="dev, staging or prod."),
+) -> None:
+    """Back to the previous version: blue-green flips to the idle colour (nothing starts), the
+    others get the image their last deploy replaced. Exit 1 when refused."""
+    deployer = _deployer("rollback", stack)
+    _release("rollback", lambda: [deployer.rollback(service)])
+
+
+@app.command()
+def status(
+    stack: str = typer.Option(..., "--stack", "-s", help="dev, staging or prod."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document instead of the table."),
+) -> None:
+    """Per service: strategy, live colour, each colour's image and running digest, each
+    replica's health, and the last audit record."""
+    from components.settings import read_stack
+    from napdms_ops.release import journal as journals
+    from napdms_ops.release import status as statuses
+    from napdms_ops.release.runtime import DaemonError, DockerRuntime
+
+    if stack not in STACKS:
+        _release_error(
+            "status", ValueError(f"unknown stack {stack!r}; use one of: {', '.join(STACKS)}")
+        )
+    try:
+        resolved = read_stack(stack)
+        journal = journals.Journal(journals.state_dir(), stack, "", None)
+        report = statuses.status(resolved, DockerRuntime, journal)
+    except SettingsError as error:
+        _release_error("status", error)
+    except DaemonError as error:
+        _release_error("status", ValueError(f"{stack}: {error}"))
+    if as_json:
+        typer.echo(statuses.document(report))
+    else:
+        statuses.print_status(report, auditing.console())
+
+
+@app.command()
+def unlock(stack: str = typer.Option(..., "--stack", "-s", help="dev, staging or prod.")) -> None:
+    """Remove the stack's deploy lock, when the command holding it is gone (a crash, a closed
+    terminal on another machine)."""
+    from napdms_ops.release import journal as journals
+    from napdms_ops.release.lock import unlock as remove_lock
+
+    record = remove_lock(journals.state_dir(), stack)
+    if record is None:
+        typer.echo(f"{stack}: not locked")
+    else:
+        typer.echo(
+            f"{stack}: removed the lock of {record.operator} ({record.command!r}, pid "
+            f"{record.pid} on {record.host}) since {record.since}"
+        )

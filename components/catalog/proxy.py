@@ -23,6 +23,20 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 ACME_CA_ROOT_FILE = "acme-ca-root.pem"
 """Generated beside the Caddyfile when the stack trusts a private ACME server's CA."""
 METRICS_PORT = 2020
+CADDYFILE = "/etc/caddy/Caddyfile"
+RELOAD = ["caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile"]
+"""Loads a changed Caddyfile into the running Caddy: gracefully, and only if it is valid (a bad
+one leaves the old configuration serving)."""
+
+DIAL_TIMEOUT = "1s"
+"""How long Caddy waits to connect to a replica: inside a host's bridge network a live one
+answers in microseconds, so a removed container's stale address fails fast and the request is
+retried on another replica instead of waiting out Go's default."""
+STATELESS_TRY_S = 5
+"""A stateless site's retry window: another replica of the live colour answers at once."""
+HOLD_INTERVAL = "250ms"
+"""How often a held request tries the restarting service again: it is answered within a quarter
+second of the service coming back."""
 
 HSTS = "max-age=31536000; includeSubDomains"
 SECURITY_HEADERS = {
@@ -39,7 +53,7 @@ SPEC = ServiceSpec(
     image="docker.io/library/caddy",
     tag="2.10.2-alpine",
     user="1000:1000",
-    command=["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"],
+    command=["caddy", "run", "--config", CADDYFILE, "--adapter", "caddyfile"],
     ports=[
         Port(internal=8080, external=80, all_interfaces=_EDGE),
         Port(internal=8443, external=443, all_interfaces=_EDGE),
@@ -73,6 +87,7 @@ SPEC = ServiceSpec(
     cpus=1,
     metrics=MetricsEndpoint(port=METRICS_PORT),
     monitors=["proxy"],
+    reload=RELOAD,
 )
 
 
@@ -89,9 +104,11 @@ def _acme_directory(context: CatalogContext) -> str | None:
 
 
 def files(context: CatalogContext) -> dict[str, str]:
-    """The Caddyfile (one site per public service, load-balanced over its replicas, with the
+    """The Caddyfile (one site per public service, load-balanced over the replicas that serve:
+    a stateless service's live colour alone, so two colours never share traffic; with the
     security headers; Caddy redirects HTTP to HTTPS for each) and, for a private ACME server,
-    the CA that signs that server's TLS certificate."""
+    the CA that signs that server's TLS certificate. `napdms-ops` renders it too, for a switch of
+    colours, so it depends on the context alone."""
     generated = {}
     directory = _acme_directory(context)
     if directory is None:
@@ -135,17 +152,30 @@ def files(context: CatalogContext) -> dict[str, str]:
         "}",
     ]
     for address, name, port in sites:
-        upstreams = " ".join(f"{replica}:{port}" for replica in context.replica_names(name))
+        upstreams = " ".join(f"{replica}:{port}" for replica in context.live_replica_names(name))
         lines += [
             "",
             f"{address} {{",
             "\timport security_headers",
             f"\treverse_proxy {upstreams} {{",
             "\t\tlb_policy round_robin",
-            "\t\tlb_try_duration 5s",
-            "\t\tfail_duration 10s",
+            *_retries(context.services[name]),
+            "\t\ttransport http {",
+            f"\t\t\tdial_timeout {DIAL_TIMEOUT}",
+            "\t\t}",
             "\t}",
             "}",
         ]
     generated["Caddyfile"] = "\n".join(lines) + "\n"
     return generated
+
+
+def _retries(spec: ServiceSpec) -> list[str]:
+    """How a site's requests are retried when no upstream answers. A stateless service: briefly,
+    on another replica, with a failing one left out for a while. Another service has one instance
+    per volume, which a deploy stops before its successor starts: the request is held and tried
+    again until the successor answers, within `hold_s`; no replica is marked down (with the only
+    one marked down, a held request would wait out the mark after the service is back)."""
+    if spec.stateless:
+        return [f"\t\tlb_try_duration {STATELESS_TRY_S}s", "\t\tfail_duration 10s"]
+    return [f"\t\tlb_try_duration {spec.hold_s}s", f"\t\tlb_try_interval {HOLD_INTERVAL}"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from components.model.alerting import AlertingSettings
 from components.model.backup import BackupSettings
+from components.model.release import COLOURS, Colour
 from components.model.spec import ServiceSpec
 
 
@@ -36,6 +37,24 @@ class CatalogContext:
     """PEM of the CA that signs that ACME server's TLS certificate (`tls.acme_ca_root`)."""
 
     def replica_names(self, service: str) -> list[str]:
-        """DNS names of each replica of `service` on the platform networks."""
+        """DNS names of each replica of `service` on the platform networks: both colours' of a
+        coloured service (what monitoring watches)."""
         spec = self.services[service]
-        return [f"{service}-{i}" for i in range(1, spec.replicas + 1)]
+        if spec.colours is None:
+            return [f"{service}-{i}" for i in range(1, spec.replicas + 1)]
+        return [name for colour in COLOURS for name in self.colour_replica_names(service, colour)]
+
+    def live_replica_names(self, service: str) -> list[str]:
+        """DNS names of the replicas that serve requests: the live colour's of a coloured
+        service, every replica of another (where the proxy routes)."""
+        colours = self.services[service].colours
+        if colours is None:
+            return self.replica_names(service)
+        return self.colour_replica_names(service, colours.live)
+
+    def colour_replica_names(self, service: str, colour: Colour) -> list[str]:
+        """DNS names of `colour`'s replicas of a coloured `service` (`<service>-<colour>-<n>`)."""
+        spec = self.services[service]
+        if spec.colours is None:
+            raise ValueError(f"{service} is not stateless and has no colour {colour}")
+        return [f"{service}-{colour}-{i}" for i in range(1, spec.replicas + 1)]

@@ -7,14 +7,15 @@ reason, which ends up as a container label that the policy pack and the audit re
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from components.model.image import Digest, ImageRepository, Tag
 from components.model.plan import DUMP_HOOKS, SOURCE_MODELS
+from components.model.release import COLOURS, Colour, Colours
 from components.model.strict import StrictModel
 from components.model.units import Cpus, Duration, SizeMB
 from policies.rules import RULE_IDS
@@ -28,76 +29,6 @@ _CAPABILITY = re.compile(r"^[A-Z_]+$")
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 
 
-# The OCI distribution spec's grammar (github.com/distribution/reference).
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
-_DIGEST = r"sha256:[a-f0-9]{64}"
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN_LABEL = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
-_DOMAIN = rf"{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*(?::[0-9]+)?"
-_REPOSITORY = rf"(?:{_DOMAIN}|{_PATH_COMPONENT})(?:/{_PATH_COMPONENT})+"
-
-
-def check_fixed_tag(value: str) -> str:
-    """Reject tags that are no OCI tag or that float (`latest`), so a redeploy never changes the
-    image silently."""
-    if not re.fullmatch(_TAG, value):
-        raise ValueError(
-            f"{_quoted(value)} is not an image tag; use up to 128 letters, digits, "
-            '"_", "." and "-", not starting with "." or "-", e.g. "16.4"'
-        )
-    if value == "latest" or value.endswith("-latest"):
-        raise ValueError(f'"{value}" floats; use a released version such as "16.4"')
-    return value
-
-
-def check_digest(value: str) -> str:
-    """A manifest digest as registries print it."""
-    if not re.fullmatch(_DIGEST, value):
-        raise ValueError(
-            f"{_quoted(value)} is not an image digest; use sha256: and 64 lower-case hex digits, "
-            "as `docker buildx imagetools inspect <image>:<tag>` prints it"
-        )
-    return value
-
-
-def check_repository(value: str) -> str:
-    """A repository as pulled: lower-case path components below a registry, no tag or digest.
-    The first part counts as a registry only when Docker would read it as one (a `.` or `:`,
-    or `localhost`)."""
-    first = value.split("/", 1)[0]
-    is_domain = "." in first or ":" in first or first == "localhost"
-    if (
-        len(value) > 255
-        or not re.fullmatch(_REPOSITORY, value)
-        or not (is_domain or re.fullmatch(_PATH_COMPONENT, first))
-    ):
-        raise ValueError(
-            f"{_quoted(value)} is not an image repository; use lower-case names such as "
-            '"docker.io/library/postgres", without tag or digest (they are keys of their own)'
-        )
-    return value
-
-
-def _quoted(value: str) -> str:
-    return json.dumps(value if len(value) <= 80 else value[:72] + "...(cut)")
-
-
-Tag = Annotated[
-    str,
-    AfterValidator(check_fixed_tag),
-    WithJsonSchema({"type": "string", "pattern": f"^{_TAG}$"}),
-]
-"""An image tag that names one release."""
-Digest = Annotated[
-    str, AfterValidator(check_digest), WithJsonSchema({"type": "string", "pattern": f"^{_DIGEST}$"})
-]
-"""A manifest digest, `sha256:` and 64 hex digits."""
-ImageRepository = Annotated[
-    str,
-    AfterValidator(check_repository),
-    WithJsonSchema({"type": "string", "pattern": f"^{_REPOSITORY}$"}),
-]
-"""A repository as pulled (`registry/owner/name`), without tag or digest."""
 Pids = Annotated[int, Field(ge=16, le=65536)]
 """A container's process limit."""
 Replicas = Annotated[int, Field(ge=1, le=8)]
@@ -367,6 +298,19 @@ class PublicRoute(StrictModel):
     port: int = Field(ge=1, le=65535)
 
 
+_NO_COLOURS_BECAUSE = {
+    False: "is not stateless (one instance per volume), so it cannot run two colours side by "
+    "side (a deploy restarts it while the proxy holds its requests)",
+    True: "is not behind the proxy, so nothing switches its traffic between colours (a deploy "
+    "replaces it in place, health-gated)",
+}
+
+
+def why_no_colours(stateless: bool) -> str:
+    """Why a service runs no second colour (completes "<service> ...")."""
+    return _NO_COLOURS_BECAUSE[stateless]
+
+
 class ServiceSpec(StrictModel):
     """One catalog entry. Stacks override only sizes, replicas, placement and image version."""
 
@@ -402,8 +346,23 @@ class ServiceSpec(StrictModel):
     cpus: Cpus
     pids: Pids = 512
     replicas: Replicas = 1
+    """Containers of the service on its host; of each colour, for a coloured service."""
     stateless: bool = False
-    """Holds no state of its own, so prod runs two or more replicas."""
+    """Holds no state of its own, so prod runs two or more replicas; behind the proxy it deploys
+    blue-green: two colours of `replicas` containers each (`colours`)."""
+    colours: Colours | None = None
+    """Blue-green: the live colour and each colour's image. Stateless services behind the proxy
+    only (`blue_green`); the stack's settings set it for every one of them (`Colours()` unless
+    the stack file says otherwise).
+    None: one set of replicas, replaced in place by a new image."""
+    reload: list[str] | None = Field(default=None, min_length=1)
+    """A command (argv) run with `docker exec` in each replica after the init container wrote new
+    generated files, so the service reads them again without a restart (the proxy: `caddy
+    reload`). None: new files replace the replicas."""
+    hold_s: int = Field(default=30, ge=1, le=600)
+    """Seconds the proxy holds and retries a request to this service while no replica answers
+    (a service that is not stateless has one instance per volume, so a deploy stops the old
+    one before the new one starts): the restart gap must fit in it, or the user sees an error."""
     placement: Placement = "primary"
     public: PublicRoute | None = None
     depends_on: list[str] = []
@@ -429,6 +388,12 @@ class ServiceSpec(StrictModel):
         if not _SERVICE_NAME.match(value):
             raise ValueError(
                 f'"{value}" is not a service name; use lower-case letters, digits and -'
+            )
+        # `<service>-<colour>-<n>` names a coloured replica: `x-blue` would collide with x's.
+        if value.endswith(tuple(f"-{colour}" for colour in COLOURS)):
+            raise ValueError(
+                f'"{value}" ends in a colour, which names the replicas of a blue-green service; '
+                "pick another name"
             )
         return value
 
@@ -459,12 +424,35 @@ class ServiceSpec(StrictModel):
                 f"{self.name} reads, so it may not exist or may differ from the server's; "
                 f"name one of: {service_secrets or '(none)'}"
             )
-        if self.build and self.digest:
+        if self.build and (
+            self.digest or any(self.colours.image(c).digest for c in COLOURS if self.colours)
+        ):
             raise ValueError(
                 "a built image has no registry digest; remove digest "
                 "(the container runs the build's id)"
             )
+        if self.colours is not None and not self.blue_green:
+            raise ValueError(f"{self.name} {why_no_colours(self.stateless)}; remove colours")
+        if self.reload and self.secrets:
+            raise ValueError(
+                "a reload keeps the running replicas, but a rotated secret is read only at "
+                "start and needs a restart; remove reload, or deliver no secrets to "
+                f"{self.name}"
+            )
         return self
+
+    @property
+    def blue_green(self) -> bool:
+        """Deploys blue-green: stateless, and reached through the proxy, which switches colours.
+        A stateless internal service (the prober) is replaced in place: nothing routes to it by
+        colour, and its readers would have to follow the switch."""
+        return self.stateless and self.public is not None
+
+    @property
+    def containers_per_host(self) -> int:
+        """Long-running containers of the service on each of its hosts: both colours' replicas
+        for a coloured service (the idle colour keeps running, ready for a rollback)."""
+        return self.replicas * (len(COLOURS) if self.colours else 1)
 
     @property
     def daily_volumes(self) -> list[VolumeMount]:
@@ -521,6 +509,16 @@ class ServiceSpec(StrictModel):
         build tags."""
         ref = f"{self.image}:{self.tag}"
         return f"{ref}@{self.digest}" if self.digest else ref
+
+    def colour_image_ref(self, colour: Colour) -> str:
+        """What `colour` pulls, as `image_ref` spells it: the colour's tag and digest, each
+        falling back to the service's. The service's digest pins the service's tag only: a
+        colour with a tag of its own and no digest is pulled by that tag."""
+        image = (self.colours or Colours()).image(colour)
+        tag = image.tag or self.tag
+        digest = image.digest or (self.digest if tag == self.tag else None)
+        ref = f"{self.image}:{tag}"
+        return f"{ref}@{digest}" if digest else ref
 
 
 INIT_WAIVERS: dict[str, str] = {

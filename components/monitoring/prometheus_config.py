@@ -39,16 +39,16 @@ which must win over the target's."""
 
 
 def _static(targets: list[Target], stack: str, **extra: str) -> list[dict]:
-    """Static configs, one per (service, host), so each carries its labels."""
+    """Static configs, one per (service, host, colour), so each carries its labels."""
     by_labels: dict[tuple, list[str]] = defaultdict(list)
     for target in targets:
-        by_labels[(target.service, target.host)].append(target.address)
+        by_labels[(target.service, target.host, target.colour)].append(target.address)
     return [
         {
             "targets": addresses,
-            "labels": {**Target("", service, host).labels(stack), **extra},
+            "labels": {**Target("", service, host, colour).labels(stack), **extra},
         }
-        for (service, host), addresses in by_labels.items()
+        for (service, host, colour), addresses in by_labels.items()
     ]
 
 

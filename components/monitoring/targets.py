@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components.model.context import CatalogContext
+from components.model.release import COLOURS
 from components.model.spec import ServiceSpec
 
 MONITOR = "prometheus"
@@ -28,10 +29,15 @@ class Target:
     address: str
     service: str
     host: str
+    colour: str | None = None
+    """Which colour of a blue-green service's replicas it is (both are watched: the idle one
+    is the instant rollback)."""
 
     def labels(self, stack: str) -> dict[str, str]:
-        """The target's labels in Prometheus: service, host and stack."""
-        return {"service": self.service, "host": self.host, "stack": stack}
+        """The target's labels in Prometheus: service, host and stack, and a coloured replica's
+        colour."""
+        labels = {"service": self.service, "host": self.host, "stack": stack}
+        return labels | ({"colour": self.colour} if self.colour else {})
 
 
 def monitoring_host(context: CatalogContext) -> str | None:
@@ -48,8 +54,13 @@ def _addresses(
     for host in context.placements.get(service, ()):
         if host == from_host:
             targets += [
-                Target(f"{replica}:{port}", service, host)
-                for replica in context.replica_names(service)
+                Target(f"{replica}:{port}", service, host, colour)
+                for colour in (COLOURS if spec.colours else (None,))
+                for replica in (
+                    context.colour_replica_names(service, colour)
+                    if colour
+                    else context.replica_names(service)
+                )
             ]
             continue
         published = next((p.external for p in spec.ports if p.internal == port), None)
@@ -76,7 +87,9 @@ def probe_targets(context: CatalogContext, service: str) -> list[Target]:
         return []
     targets = _addresses(context, service, probe.port, monitoring_host(context))
     if probe.kind == "http":
-        return [Target(f"http://{t.address}{probe.path}", t.service, t.host) for t in targets]
+        return [
+            Target(f"http://{t.address}{probe.path}", t.service, t.host, t.colour) for t in targets
+        ]
     return targets
 
 

@@ -44,6 +44,7 @@ from components.model.addresses import (
 from components.model.alerting import AlertingSettings
 from components.model.backup import BackupSettings
 from components.model.operator_keys import BY_SECRET
+from components.model.release import Colours
 from components.model.spec import (
     SECRETS_DIR,
     SOURCE_ROOT,
@@ -55,6 +56,7 @@ from components.model.spec import (
     ServiceSpec,
     Tag,
     is_previous,
+    why_no_colours,
 )
 from components.model.strict import StrictModel
 from components.model.units import Cpus, SizeMB, format_size_mb
@@ -155,6 +157,9 @@ class ServiceOverride(StrictModel):
     host: str | None = None
     """Host name (a key of `hosts`) to run on instead of the one its placement picks."""
     volumes: dict[str, VolumeOverride] = {}
+    colours: Colours | None = None
+    """A stateless service's live colour and each colour's image (`napdms-ops deploy` sets
+    them); unset: blue is live and both colours run `tag`/`digest`."""
 
     def apply(self, spec: ServiceSpec) -> ServiceSpec:
         """`spec` with these changes, validated again as a whole: every rule of the catalog's
@@ -359,13 +364,19 @@ class PlatformSettings(StrictModel):
                 if rule in UNWAIVABLE and self.environment not in WAIVABLE_STACKS
             ]
             try:
-                self._services[name] = override.apply(spec) if override else spec
+                resolved = override.apply(spec) if override else spec
             except ValidationError as error:
                 problems += [
                     f"{'.'.join(['services', name, *map(str, detail['loc'])])}: "
                     f"{detail['msg'].removeprefix('Value error, ')}; change this stack's override"
                     for detail in error.errors()
                 ]
+                continue
+            # Every stateless service behind the proxy runs both colours, blue live unless the
+            # stack says otherwise.
+            if resolved.blue_green and resolved.colours is None:
+                resolved = resolved.model_copy(update={"colours": Colours()})
+            self._services[name] = resolved
         agent = backup_agent.SPEC.name
         if agent in self._services and not problems:
             self._services[agent] = backup_agent.for_stack(
@@ -423,6 +434,12 @@ class PlatformSettings(StrictModel):
                         f"services.{name}.{key}: {name} is built from {build.dockerfile} "
                         "at `pulumi up`, not pulled; remove the key"
                     )
+            if override.colours is not None and not CATALOG[name].blue_green:
+                problems.append(
+                    f"services.{name}.colours: {name} "
+                    f"{why_no_colours(CATALOG[name].stateless)}; remove colours and set "
+                    f"services.{name}.tag/digest"
+                )
             known = {v.name for v in CATALOG[name].volumes}
             for volume in override.volumes:
                 if volume not in known:
@@ -446,10 +463,11 @@ class PlatformSettings(StrictModel):
         used = {host: 0 for host in self.hosts}
         for name, spec in self._services.items():
             for host in self._placements[name]:
-                used[host] += spec.memory * spec.replicas
+                used[host] += spec.memory * spec.containers_per_host
         return [
             f"hosts.{host}.memory: the services' limits add up to {format_size_mb(total)} "
-            f"but the host offers {format_size_mb(self.hosts[host].memory)}; "
+            f"but the host offers {format_size_mb(self.hosts[host].memory)} (a blue-green "
+            "service counts twice: both colours run); "
             f"raise hosts.{host}.memory or lower services.<name>.memory"
             for host, total in used.items()
             if total > self.hosts[host].memory

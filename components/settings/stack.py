@@ -15,6 +15,7 @@ from typing import Any
 
 from components.catalog import generated_files
 from components.model.context import CatalogContext
+from components.model.release import COLOURS
 from components.model.spec import INIT_WAIVERS, ServiceSpec
 from components.settings.loader import load_settings, read_stack_file
 from components.settings.model import PlatformSettings
@@ -79,7 +80,9 @@ class Stack:
         table: dict[str, dict[str, str]] = {}
         for service, spec in self.services.items():
             if waived := spec.waivers():
-                table[f"{self.name_prefix}-{service}"] = waived
+                # A coloured replica `<service>-<colour>-<n>` shares its colour's grant.
+                bases = [f"{service}-{c}" for c in COLOURS] if spec.colours else [service]
+                table.update({f"{self.name_prefix}-{base}": dict(waived) for base in bases})
             if self.has_init(service):
                 table[f"{self.name_prefix}-{service}-init"] = dict(INIT_WAIVERS)
         return table

@@ -12,6 +12,7 @@ from .grants import TABLE_SETTING, grant_key, waivable
 from .names import (
     BACKUP_LABEL,
     BACKUP_REASON_LABEL,
+    COLOUR_LABEL,
     EXEMPT_LABEL,
     INTERNAL_SEGMENTS,
     MANAGED_BY_LABEL,
@@ -97,20 +98,23 @@ def stateless_replicas(
     stack: StackFacts, config: Mapping[str, Any]
 ) -> Iterable[tuple[Subject, str]]:
     minimum = int(config["minReplicas"])
-    replicas: dict[tuple[str, str], list[ContainerFacts]] = defaultdict(list)
+    # Each colour of a blue-green service serves alone, so each counts on its own.
+    replicas: dict[tuple[str, str, str], list[ContainerFacts]] = defaultdict(list)
     for container in stack.containers:
         if container.labels.get(STATELESS_LABEL) == "true":
             replicas[
                 (
                     container.labels.get(STACK_LABEL, ""),
                     container.labels.get(SERVICE_LABEL, container.name),
+                    container.labels.get(COLOUR_LABEL, ""),
                 )
             ].append(container)
-    for (_stack, service), members in sorted(replicas.items()):
+    for (_stack, service, colour), members in sorted(replicas.items()):
         if len(members) < minimum:
+            which = f"service {service}" + (f" ({colour})" if colour else "")
             yield (
                 members[0],
-                f"service {service} runs {len(members)} replica(s), fewer than {minimum}",
+                f"{which} runs {len(members)} replica(s), fewer than {minimum}",
             )
 
 

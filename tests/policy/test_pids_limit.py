@@ -9,10 +9,12 @@ it sets a limit without setting one gives no limit.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
 
 import pytest
 
+from components.catalog import proxy
 from policies.rules import STACK_RULES, ContainerFacts, StackFacts, check_stack, from_pulumi
 from tests.policy import flawed_program
 from tests.policy.analyzer import PackProcess
@@ -173,6 +175,30 @@ def test_other_commands_naming_the_container_leave_the_limit():
         [command("docker update --pids-limit 16 pids-1"), command("docker start --attach pids-1")]
     )
     assert limits == {("", "pids-1"): 16}
+
+
+def test_a_reload_in_the_container_is_no_limit_and_leaves_its_limit():
+    reload = command(shlex.join(["docker", "exec", "napdms-prod-proxy-1", *proxy.RELOAD]))
+    assert from_pulumi.read_pids_command(reload) is None
+    limits = from_pulumi.pids_limits_from_commands(
+        [command("docker update --pids-limit 512 napdms-prod-proxy-1"), reload]
+    )
+    assert limits == {("", "napdms-prod-proxy-1"): 512}
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param("docker exec web-1 sh -c 'echo max > /sys/fs/cgroup/pids.max'", id="cgroup"),
+        pytest.param("docker exec web-1 docker update --pids-limit -1 web-1", id="nested-update"),
+        pytest.param("docker exec web-1 caddy reload; docker update --pids-limit=-1 web-1"),
+    ],
+)
+def test_an_exec_that_touches_the_limit_voids_it(other):
+    limits = from_pulumi.pids_limits_from_commands(
+        [command("docker update --pids-limit 64 web-1"), command(other)]
+    )
+    assert limits == {}
 
 
 # The rule

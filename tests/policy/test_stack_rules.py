@@ -110,10 +110,16 @@ def test_data_network_internal(segment, internal, flagged):
 
 
 def replica(
-    name: str, service: str = "web", stack: str = "prod", stateless: str = "true"
+    name: str,
+    service: str = "web",
+    stack: str = "prod",
+    stateless: str = "true",
+    colour: str | None = None,
 ) -> ContainerFacts:
-    """A container of `service` in `stack`."""
+    """A container of `service` in `stack` (of one colour, for a blue-green service)."""
     labels = {"napdms.stack": stack, "napdms.service": service, "napdms.stateless": stateless}
+    if colour is not None:
+        labels["napdms.colour"] = colour
     return ContainerFacts(name, labels=labels)
 
 
@@ -156,6 +162,30 @@ def test_replicas_are_counted_per_stack_and_service():
         "web-dev",
         "web-prod",
     ]
+
+
+def test_each_colour_of_a_blue_green_service_needs_the_replicas_on_its_own():
+    # The live colour serves alone: one replica of each colour survives no failure.
+    stack = StackFacts(
+        containers=(replica("web-blue-1", colour="blue"), replica("web-green-1", colour="green"))
+    )
+    assert sorted(
+        (subject, problem) for subject, problem in findings(stack, "stateless-replicas")
+    ) == [
+        ("web-blue-1", "service web (blue) runs 1 replica(s), fewer than 2"),
+        ("web-green-1", "service web (green) runs 1 replica(s), fewer than 2"),
+    ]
+
+
+def test_two_replicas_of_each_colour_pass():
+    stack = StackFacts(
+        containers=tuple(
+            replica(f"web-{colour}-{n}", colour=colour)
+            for colour in ("blue", "green")
+            for n in (1, 2)
+        )
+    )
+    assert findings(stack, "stateless-replicas") == []
 
 
 # host-port-conflict

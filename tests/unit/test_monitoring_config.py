@@ -213,7 +213,8 @@ def test_every_replica_is_probed(stack):
     probed = [labels["service"] for _, labels in _targets(_scrape(resolved)[PROBE_JOB])]
     for name, spec in resolved.services.items():
         if spec.probe is not None:
-            expected = spec.replicas * len(resolved.placements[name])
+            # Both colours of a blue-green service: the idle one is the instant rollback.
+            expected = spec.containers_per_host * len(resolved.placements[name])
             assert probed.count(name) == expected, f"{stack}: {name} probed {probed.count(name)}x"
 
 

@@ -34,6 +34,19 @@ def test_a_stack_override_of_a_tag_shows_up():
     assert CATALOG["redis"].image_ref not in refs
 
 
+def test_each_colour_of_a_blue_green_service_is_listed():
+    values, secret_keys = read_stack_file("staging")
+    services = dict(values.get("services", {}))
+    services["napdms-backend"] = {
+        **services.get("napdms-backend", {}),
+        "colours": {"live": "blue", "green": {"tag": "1.0.1"}},
+    }
+    refs = stack_images("staging", {**values, "services": services}, secret_keys)
+    backend = CATALOG["napdms-backend"]
+    assert f"{backend.image}:1.0.1" in refs, "the green colour's image"
+    assert backend.image_ref in refs, "the blue colour's image (the catalog's)"
+
+
 def test_the_command_prints_one_reference_per_line():
     result = subprocess.run(
         [sys.executable, "-m", "napdms_ops", "images", "--stack", "prod"],

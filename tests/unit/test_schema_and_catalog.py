@@ -65,10 +65,11 @@ def _context(stack: str):
     return load_stack(stack, stack_config(stack), set()).context
 
 
-def test_caddyfile_balances_every_public_service_over_all_its_replicas():
+def test_caddyfile_balances_every_public_service_over_its_live_replicas():
     caddyfile = generated_files("proxy", _context("prod"))["Caddyfile"]
-    assert "reverse_proxy napdms-backend-1:8000 napdms-backend-2:8000 {" in caddyfile
-    assert "reverse_proxy rocketchat-1:3000 rocketchat-2:3000 {" in caddyfile
+    assert "reverse_proxy napdms-backend-blue-1:8000 napdms-backend-blue-2:8000 {" in caddyfile
+    assert "reverse_proxy rocketchat-blue-1:3000 rocketchat-blue-2:3000 {" in caddyfile
+    assert "reverse_proxy gitea-1:3000 {" in caddyfile
     for spec in CATALOG.values():
         if spec.public:
             assert f"{spec.public.subdomain}.nap-dms.example.org {{" in caddyfile, (

@@ -64,7 +64,8 @@ CASES = [
     (
         "prod",
         _set("hosts.qnap.memory", "8g"),
-        "prod: hosts.qnap.memory: the services' limits add up to 33152m but the host offers 8g; "
+        "prod: hosts.qnap.memory: the services' limits add up to 41856m but the host offers 8g "
+        "(a blue-green service counts twice: both colours run); "
         "raise hosts.qnap.memory or lower services.<name>.memory",
     ),
     (
