@@ -442,7 +442,27 @@ def _deployer(command: str, stack: str):
         journal,
         lock=lock,
         snapshot=_agent_snapshot,
+        silence=_silences(stack, operator),
         say=lambda line: typer.echo(f"{stack}: {line}"),
+    )
+
+
+def _silences(stack: str, operator: str):
+    """Silences in the stack's Alertmanager, None when the stack runs none."""
+    from components.settings import read_stack
+    from napdms_ops.release.runtime import DockerRuntime
+    from napdms_ops.release.silence import AlertmanagerSilences
+
+    try:
+        resolved = read_stack(stack)
+    except SettingsError as error:
+        _refuse_settings(error)
+    if "alertmanager" not in resolved.services:
+        return None
+    return AlertmanagerSilences(
+        DockerRuntime(resolved.endpoint_of("alertmanager")),
+        f"{resolved.name_prefix}-alertmanager-1",
+        operator,
     )
 
 

@@ -211,6 +211,12 @@ def probe_url(spec: ServiceSpec, replica: str) -> str | None:
     return None
 
 
+Silence = Callable[[str, str, "Colour | None", float], str]
+"""Silences the alerts of (stack, service, one colour of it or None for all, seconds): what a
+deploy takes down on purpose (`napdms_ops.release.silence`); returns the silence's id."""
+SILENCE_MARGIN_S = 60.0
+"""A silence outlasts the health gate by this much: `up` itself takes time before the gate."""
+
 Snapshot = Callable[[str, str], str | None]
 """Takes a backup snapshot of (stack, service) before it is replaced; returns its id, raises
 `ReleaseError` when it fails."""
@@ -221,7 +227,8 @@ class Deployer:
 
     `runtimes` gives the `Runtime` of a Docker endpoint (`Stack.endpoint_of`; None: DOCKER_HOST
     or the local socket); `proxy` wraps the proxy container (default `ProxyControl`); `snapshot`
-    backs a service up first (the snapshot strategy); `clock`/`sleep` are injectable so tests
+    backs a service up first (the snapshot strategy); `silence` keeps the alerts of what a deploy
+    replaces on purpose quiet; `clock`/`sleep` are injectable so tests
     take no time; `say` receives one line per step.
     """
 
@@ -234,6 +241,7 @@ class Deployer:
         proxy_container: str | None = None,
         proxy: Callable[[Runtime, str], Proxy] = ProxyControl,
         snapshot: Snapshot | None = None,
+        silence: Silence | None = None,
         windows: Windows = Windows(),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -248,6 +256,7 @@ class Deployer:
         self._proxy_container = proxy_container
         self._proxy_factory = proxy
         self._snapshot = snapshot
+        self._silence_alerts = silence
         self._clock = clock
         self._sleep = sleep
         self._say = say
@@ -308,6 +317,19 @@ class Deployer:
             return self._replace(stack, service, "rollback", target, current, 0.0)
 
     # Shared pieces -----------------------------------------------------------------------------
+
+    def _silence(self, stack: Stack, service: str, colour: Colour | None) -> None:
+        """Silence what is about to go down on purpose; a failure only says so (the deploy is
+        worth more than a quiet pager)."""
+        if self._silence_alerts is None:
+            return
+        seconds = 2 * health_timeout_s(stack.services[service]) + SILENCE_MARGIN_S
+        try:
+            silenced = self._silence_alerts(stack.name, service, colour, seconds)
+        except Exception as error:  # noqa: BLE001 - any failure of the silence is only reported
+            self._say(f"{service}: alerts not silenced ({error}); expect pages for it")
+            return
+        self._say(f"{service}: alerts silenced for {seconds:.0f} s ({silenced})")
 
     def _stack(self) -> Stack:
         try:
@@ -452,6 +474,7 @@ class Deployer:
                 f"{base}.{idle}.tag": target.tag,
                 **({f"{base}.{idle}.digest": target.digest} if target.digest else {}),
             }
+            self._silence(stack, service, idle)
             self._say(f"{service}: starting {idle} with {target} (live: {live} {live_version})")
             try:
                 outcome["timings"]["start"] = self._apply(
@@ -704,6 +727,7 @@ class Deployer:
             changes = {} if preset else {f"{key}.tag": target.tag}
             if target.digest and not preset:
                 changes[f"{key}.digest"] = target.digest
+            self._silence(stack, service, None)
             self._say(f"{service}: replacing with {target}")
             try:
                 outcome["timings"]["gap"] = self._apply_measuring_gap(

@@ -119,6 +119,7 @@ class World:
         """Version -> the health check output of containers that run it (they never get well)."""
         self.snapshots: list[str] = []
         self.snapshot_fails: str | None = None
+        self.silence_fails: str | None = None
         self.engine = FakeEngine(self, stack)
         self.runtime = FakeRuntime(self)
         self.proxy = FakeProxy(self)
@@ -170,6 +171,12 @@ class World:
         self.snapshots.append(service)
         return f"run-{len(self.snapshots)}"
 
+    def silence(self, stack: str, service: str, colour: str | None, seconds: float) -> str:
+        self.events.append(("silence", (service, colour, seconds)))
+        if self.silence_fails:
+            raise RuntimeError(self.silence_fails)
+        return "silence-1"
+
     def deployer(self, **windows: float) -> Deployer:
         return Deployer(
             self.engine,
@@ -177,6 +184,7 @@ class World:
             self.journal,
             proxy=lambda runtime, container: self.proxy,
             snapshot=self.snapshot,
+            silence=self.silence,
             windows=Windows(**{"watch_s": 5.0, **windows}),
             clock=self.clock.now,
             sleep=self.clock.sleep,
