@@ -10,7 +10,7 @@ import json
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
 # The OCI distribution spec's grammar (github.com/distribution/reference).
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
@@ -66,8 +66,17 @@ def _quoted(value: str) -> str:
     return json.dumps(value if len(value) <= 80 else value[:72] + "...(cut)")
 
 
+def _digits_as_text(value: object) -> object:
+    """A whole-number tag (`17`) as its text: `pulumi config set --path` (and so a deploy
+    through the Automation API) stores a value of digits only as a YAML number."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    return value
+
+
 Tag = Annotated[
     str,
+    BeforeValidator(_digits_as_text),
     AfterValidator(check_fixed_tag),
     WithJsonSchema({"type": "string", "pattern": f"^{_TAG}$"}),
 ]

@@ -3,6 +3,7 @@
 import pytest
 from pulumi.automation import CommandError
 
+from components.settings import load_stack, read_stack_file
 from napdms_ops.deploy import deploy_environment
 from napdms_ops.release.engine import ApplyError, AutomationEngine, with_changes
 from tests.program import ROOT
@@ -78,3 +79,10 @@ def test_a_stack_that_cannot_be_selected_is_an_apply_error_with_the_fix():
     engine = AutomationEngine("dev", deploy_environment("dev", {}), select=select)
     with pytest.raises(ApplyError, match=r"^dev: .*'pulumi'.*napdms-ops up --stack dev"):
         engine.select()
+
+
+def test_a_whole_number_tag_stored_as_a_number_by_config_set_path_reads_as_its_text():
+    values = with_changes(read_stack_file("dev")[0], {"services.redis.tag": "7"})
+    values["services"]["redis"]["tag"] = 7  # what `pulumi config set --path` writes
+    stack = load_stack("dev", values, set())
+    assert stack.services["redis"].image_ref.endswith("redis:7")
