@@ -402,7 +402,7 @@ def _release_error(command: str, error: Exception) -> NoReturn:
 def _agent_snapshot(stack: str, service: str) -> str | None:
     """A backup run by the stack's agent before `service` is replaced (it backs up every
     service, so the snapshot is consistent with the rest); its run id."""
-    from napdms_ops.release.deploy import ReleaseError
+    from napdms_ops.release.versions import ReleaseError
 
     try:
         code, result, error = backups.run_in_agent(backups.find_agent(stack), "run")
@@ -484,8 +484,8 @@ def _report(command: str, outcome) -> None:
 
 def _release(command: str, run) -> None:
     """Run a release command; errors exit 2, a refusal or rollback 1."""
-    from napdms_ops.release.deploy import ReleaseError
     from napdms_ops.release.lock import LockHeld
+    from napdms_ops.release.versions import ReleaseError
 
     try:
         outcomes = run()

@@ -19,7 +19,6 @@ The flows reach Pulumi only through `StackEngine` and Docker only through `Runti
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import Counter
@@ -27,74 +26,29 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
-from typing import Protocol
 
 from components.catalog import proxy as proxy_catalog
-from components.model.image import check_digest, check_fixed_tag
 from components.model.release import Colour
 from components.model.spec import ServiceSpec
-from components.model.units import duration_seconds
 from components.settings import SettingsError, Stack, load_stack
 from napdms_ops.release.engine import ApplyError, StackEngine, with_changes
+from napdms_ops.release.gates import (
+    Pace,
+    Proxy,
+    Windows,
+    describe,
+    health_timeout_s,
+    probe_url,
+    wait_ready,
+)
+from napdms_ops.release.gates import watch as watch_window
 from napdms_ops.release.journal import Journal, Result, Strategy
 from napdms_ops.release.proxy import ProxyControl, ProxyError
 from napdms_ops.release.runtime import ContainerState, DaemonError, Runtime
+from napdms_ops.release.versions import ReleaseError, Version, parse_image, version_of
 
-PINNED_ENVIRONMENTS = ("staging", "prod")
-"""Where every image is pinned by digest, so a deploy names one."""
 PROXY_SERVICE = "proxy"
-
-
-class ReleaseError(Exception):
-    """The command cannot run as asked; the message names stack, service and the fix."""
-
-
-class Proxy(Protocol):
-    """What the flows ask of the running proxy (`ProxyControl`)."""
-
-    def load(self, caddyfile: str) -> None: ...
-
-    def ready(self, url: str) -> bool: ...
-
-    def upstreams(self) -> dict[str, int]: ...
-
-    def responses(self) -> Counter[str]: ...
-
-
-@dataclass(frozen=True)
-class Version:
-    """An image version as `--image` and the stack config name it: a tag and maybe a digest."""
-
-    tag: str
-    digest: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.tag}@{self.digest}" if self.digest else self.tag
-
-    @classmethod
-    def of_ref(cls, ref: str, repository: str) -> Version:
-        """The version in `repository:tag[@digest]` (`ServiceSpec.image_ref`)."""
-        tag, _, digest = ref.removeprefix(f"{repository}:").partition("@")
-        return cls(tag, digest or None)
-
-
-@dataclass(frozen=True)
-class Windows:
-    """How long each phase may take, and the error budget of the watch window."""
-
-    drain_s: float = 10.0
-    """In-flight requests of the old colour get this long to finish after the switch."""
-    watch_s: float = 30.0
-    """After the switch (or the restart), trouble in this window rolls back on its own."""
-    check_s: float = 1.0
-    """How often the watch window looks."""
-    poll_s: float = 0.25
-    """How often health, readiness and the drain are polled while waiting."""
-    max_5xx_ratio: float = 0.05
-    min_responses: int = 20
-    """The 5xx ratio counts once the proxy has given this many responses since the switch."""
-    failed_probes: int = 3
-    """Consecutive failed readiness probes of one replica that roll back."""
+DEFAULT_WINDOWS = Windows()
 
 
 @dataclass(frozen=True)
@@ -137,43 +91,6 @@ def strategy_of(spec: ServiceSpec) -> Strategy:
     return "held" if spec.public is not None else "snapshot"
 
 
-def parse_image(stack: Stack, service: str, text: str, current: Version) -> Version:
-    """`--image` as a version (`TAG`, `sha256:<hex>` keeping the current tag, or
-    `TAG@sha256:<hex>`); raises `ReleaseError` naming stack, service and the fix."""
-    tag, _, digest = text.partition("@") if "@" in text else (text, "", "")
-    if text.startswith("sha256:"):
-        tag, digest = current.tag, text
-    where = f"{stack.name}: {service}: --image {text!r}"
-    try:
-        check_fixed_tag(tag)
-        if digest:
-            check_digest(digest)
-    except ValueError as error:
-        raise ReleaseError(
-            f"{where}: {error}; give TAG, sha256:<64 hex> or TAG@sha256:<64 hex>"
-        ) from None
-    spec = stack.services[service]
-    if spec.backup_hook is not None and spec.backup_hook.kind == "postgresql":
-        old, new = _major(current.tag), _major(tag)
-        if old != new:
-            raise ReleaseError(
-                f"{where}: PostgreSQL {old} -> {new} is a major upgrade, and a server does not "
-                "start on another major version's data directory; follow the README's "
-                '"Major PostgreSQL upgrade" (dump, new volume, restore), not a plain deploy'
-            )
-    if not digest and stack.settings.environment in PINNED_ENVIRONMENTS:
-        raise ReleaseError(
-            f"{where}: {stack.name} pins images by digest; give {tag}@sha256:<digest>, e.g. from "
-            f"`docker buildx imagetools inspect {stack.services[service].image}:{tag}`"
-        )
-    return Version(tag, digest or None)
-
-
-def _major(tag: str) -> str:
-    """The major version a PostgreSQL image tag names (`17.6-bookworm` -> `17`)."""
-    return re.split(r"[.-]", tag, maxsplit=1)[0]
-
-
 def start_order(specs: Mapping[str, ServiceSpec]) -> list[str]:
     """Dependencies first, readers of other services' volumes last, otherwise catalog order: the
     order the program declares services in (`components.platform`)."""
@@ -190,25 +107,6 @@ def start_order(specs: Mapping[str, ServiceSpec]) -> list[str]:
         order += ready
         sorter.done(*ready)
     return order
-
-
-def health_timeout_s(spec: ServiceSpec) -> float:
-    """The longest Docker may take to call a new container healthy or unhealthy: its start
-    period, then `retries` checks each up to an interval plus its timeout apart."""
-    health = spec.health
-    return duration_seconds(health.start_period) + health.retries * (
-        duration_seconds(health.interval) + duration_seconds(health.timeout)
-    )
-
-
-def probe_url(spec: ServiceSpec, replica: str) -> str | None:
-    """Where the proxy checks that `replica` (its DNS name) answers: the service's http probe,
-    else the root of its public port; None when it has neither."""
-    if spec.probe is not None and spec.probe.kind == "http":
-        return f"http://{replica}:{spec.probe.port}{spec.probe.path}"
-    if spec.public is not None:
-        return f"http://{replica}:{spec.public.port}/"
-    return None
 
 
 Silence = Callable[[str, str, "Colour | None", float], str]
@@ -242,7 +140,7 @@ class Deployer:
         proxy: Callable[[Runtime, str], Proxy] = ProxyControl,
         snapshot: Snapshot | None = None,
         silence: Silence | None = None,
-        windows: Windows = Windows(),
+        windows: Windows = DEFAULT_WINDOWS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         say: Callable[[str], None] = lambda line: None,
@@ -259,6 +157,7 @@ class Deployer:
         self._silence_alerts = silence
         self._clock = clock
         self._sleep = sleep
+        self._pace = Pace(windows, clock, sleep)
         self._say = say
 
     # Public commands ---------------------------------------------------------------------------
@@ -308,7 +207,7 @@ class Deployer:
                     f"you want: napdms-ops deploy {service} --image TAG@sha256:... "
                     f"--stack {stack.name}"
                 )
-            target, current = _version(last.from_digest), Version(spec.tag, spec.digest)
+            target, current = version_of(last.from_digest), Version(spec.tag, spec.digest)
             if target == current:
                 raise ReleaseError(
                     f"{stack.name}: {service}: already runs {current}, the image its last "
@@ -487,17 +386,16 @@ class Deployer:
             proxy = self._proxy(stack) if public else None
             urls = [probe_url(spec, name) for name in idle_names]
             started = self._clock()
-            problem = self._wait_ready(
-                stack, runtime, proxy, idle_names, urls, health_timeout_s(spec)
+            containers = [self._docker(stack, name) for name in idle_names]
+            problem = wait_ready(
+                self._pace, runtime, proxy, containers, urls, health_timeout_s(spec)
             )
             outcome["timings"]["ready"] = self._clock() - started
             if problem:
                 self._undo(service, revert, f"revert {idle}")
                 raise _Stop("refused", f"{problem}; nothing switched, {live} keeps serving")
             self._say(f"{service}: {idle} healthy and ready")
-            restarts = {
-                name: runtime.state(self._docker(stack, name)).restart_count for name in idle_names
-            }
+            restarts = {c: runtime.state(c).restart_count for c in containers}
             baseline = Counter[str]()
             if proxy is not None:
                 baseline = proxy.responses()
@@ -511,8 +409,8 @@ class Deployer:
             )
             watch = self.windows.watch_s if watch_s is None else watch_s
             started = self._clock()
-            problem = self._watch(
-                stack, runtime, proxy, idle_names, urls, restarts, baseline, watch
+            problem = watch_window(
+                self._pace, runtime, proxy, containers, urls, restarts, baseline, watch
             )
             outcome["timings"]["watch"] = self._clock() - started
             if problem:
@@ -555,7 +453,7 @@ class Deployer:
                 if not (state.running and state.health in ("healthy", None)):
                     raise _Stop(
                         "refused",
-                        f"{self._docker(stack, name)} is {_describe(state)}; nothing switched, "
+                        f"{self._docker(stack, name)} is {describe(state)}; nothing switched, "
                         f"{live} keeps serving (deploy a version instead)",
                     )
                 if proxy is not None and url and not proxy.ready(url):
@@ -655,7 +553,7 @@ class Deployer:
                         f"--stack {stack.name}"
                     )
                     return None
-                running = _version(last.to_digest)
+                running = version_of(last.to_digest)
             if running == named:
                 return None
             return self._blue_green(stack, service, named, watch_s, running)
@@ -674,7 +572,7 @@ class Deployer:
         if last.to_digest == str(named):
             return None
         return self._replace(
-            stack, service, "deploy", named, _version(last.to_digest), watch_s, preset=True
+            stack, service, "deploy", named, version_of(last.to_digest), watch_s, preset=True
         )
 
     def _replace(
@@ -745,11 +643,14 @@ class Deployer:
             watch = 0.0 if action == "rollback" else watch_s
             proxy = self._proxy(stack) if strategy == "held" else None
             urls = [probe_url(spec, name) for name in names] if proxy else []
-            restarts = {n: runtime.state(self._docker(stack, n)).restart_count for n in names}
+            containers = [self._docker(stack, name) for name in names]
+            restarts = {c: runtime.state(c).restart_count for c in containers}
             baseline = proxy.responses() if proxy else Counter[str]()
             watch = self.windows.watch_s if watch is None else watch
             started = self._clock()
-            problem = self._watch(stack, runtime, proxy, names, urls, restarts, baseline, watch)
+            problem = watch_window(
+                self._pace, runtime, proxy, containers, urls, restarts, baseline, watch
+            )
             outcome["timings"]["watch"] = self._clock() - started
             if problem:
                 raise self._back(service, revert, problem)
@@ -812,7 +713,7 @@ class Deployer:
                 return self._clock() - (stopped if stopped is not None else returned)
             if state.health == "unhealthy" or self._clock() >= deadline:
                 waited = self._clock() - returned
-                raise ApplyError(f"{container} {_describe(state)} {waited:.0f} s after up")
+                raise ApplyError(f"{container} {describe(state)} {waited:.0f} s after up")
             self._sleep(self.windows.poll_s)
 
     # Checks -----------------------------------------------------------------------------------
@@ -861,78 +762,6 @@ class Deployer:
         except ApplyError as error:
             raise ApplyError(f"putting the previous image back failed: {error.reason}") from None
 
-    def _wait_ready(
-        self,
-        stack: Stack,
-        runtime: Runtime,
-        proxy: Proxy | None,
-        names: list[str],
-        urls: list[str | None],
-        timeout_s: float,
-    ) -> str | None:
-        """None once every replica is Docker-healthy and answers its probe from the proxy; else
-        why not, at once when Docker calls one unhealthy, or when `timeout_s` is over."""
-        started = self._clock()
-        while True:
-            waited = self._clock() - started
-            problem = None
-            for name, url in zip(names, urls, strict=True):
-                container = self._docker(stack, name)
-                state = runtime.state(container)
-                if state.health == "unhealthy":
-                    return f"{container} unhealthy after {waited:.0f} s: {state.health_output}"
-                if not (state.running and state.health in ("healthy", None)):
-                    problem = f"{container} {_describe(state)} after {waited:.0f} s"
-                    break
-                if proxy is not None and url and not proxy.ready(url):
-                    problem = f"{url} not ready from the proxy after {waited:.0f} s"
-                    break
-            if problem is None:
-                return None
-            if waited >= timeout_s:
-                return problem
-            self._sleep(self.windows.poll_s)
-
-    def _watch(
-        self,
-        stack: Stack,
-        runtime: Runtime,
-        proxy: Proxy | None,
-        names: list[str],
-        urls: list[str | None],
-        restarts: Mapping[str, int],
-        baseline: Counter[str],
-        window_s: float,
-    ) -> str | None:
-        """Why the new version must go, if it shows trouble within `window_s`: a replica not
-        running, unhealthy or restarted, a replica failing its probe `failed_probes` times in a
-        row, or the proxy's 5xx ratio since `baseline` over the budget."""
-        windows = self.windows
-        failures = dict.fromkeys(names, 0)
-        started = self._clock()
-        while self._clock() - started < window_s:
-            for name, url in zip(names, urls or [None] * len(names), strict=True):
-                container = self._docker(stack, name)
-                state = runtime.state(container)
-                if not state.running or state.health == "unhealthy":
-                    return f"{container} {_describe(state)}"
-                if state.restart_count > restarts[name]:
-                    return f"{container} restarted ({state.restart_count - restarts[name]}x)"
-                if proxy is not None and url:
-                    failures[name] = 0 if proxy.ready(url) else failures[name] + 1
-                    if failures[name] >= windows.failed_probes:
-                        return f"{url} failed {failures[name]} readiness probes in a row"
-            if proxy is not None:
-                since = proxy.responses() - baseline
-                total, errors = sum(since.values()), since["5xx"]
-                if total >= windows.min_responses and errors > windows.max_5xx_ratio * total:
-                    return (
-                        f"5xx on {errors} of {total} responses since the switch "
-                        f"({100 * errors / total:.1f} %, budget {100 * windows.max_5xx_ratio:g} %)"
-                    )
-            self._sleep(windows.check_s)
-        return None
-
 
 def _service_pin(service: str, version: Version, spec: ServiceSpec) -> dict[str, str]:
     """Config that makes a coloured service's own tag (and digest) the live colour's version, so
@@ -947,22 +776,6 @@ def _service_pin(service: str, version: Version, spec: ServiceSpec) -> dict[str,
     return pin
 
 
-def _version(text: str) -> Version:
-    """A version as the audit trail records it (`TAG` or `TAG@sha256:...`)."""
-    tag, _, digest = text.partition("@")
-    return Version(tag, digest or None)
-
-
 def _replaced(old: ContainerState, new: ContainerState) -> bool:
     """Whether the container `old` described has stopped or given way to another."""
     return not new.exists or not new.running or new.started_at != old.started_at
-
-
-def _describe(state: ContainerState) -> str:
-    if not state.exists:
-        return "missing"
-    if not state.running:
-        return f"not running (restarts: {state.restart_count})"
-    if state.health == "unhealthy":
-        return f"unhealthy: {state.health_output}"
-    return state.health or "running"

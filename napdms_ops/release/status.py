@@ -9,9 +9,10 @@ from typing import Any
 
 from components.model.release import COLOURS
 from components.settings import Stack
-from napdms_ops.release.deploy import Version, strategy_of
+from napdms_ops.release.deploy import strategy_of
 from napdms_ops.release.journal import Journal
 from napdms_ops.release.runtime import Runtime
+from napdms_ops.release.versions import Version
 
 
 def _replica(runtime: Runtime, stack: Stack, name: str) -> dict[str, Any]:

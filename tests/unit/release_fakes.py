@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from components.settings import load_stack, read_stack_file
-from napdms_ops.release.deploy import Deployer, Version, Windows
+from napdms_ops.release.deploy import Deployer
 from napdms_ops.release.engine import ApplyError, with_changes
+from napdms_ops.release.gates import Windows
 from napdms_ops.release.journal import Journal
 from napdms_ops.release.runtime import MISSING, ContainerState
+from napdms_ops.release.versions import Version
 
 EPOCH = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -163,7 +165,7 @@ class World:
         )
 
     def snapshot(self, stack: str, service: str) -> str:
-        from napdms_ops.release.deploy import ReleaseError
+        from napdms_ops.release.versions import ReleaseError
 
         self.events.append(("snapshot", service))
         if self.snapshot_fails:

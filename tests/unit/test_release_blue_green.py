@@ -181,7 +181,7 @@ def test_a_restart_of_the_new_colour_in_the_watch_window_rolls_back(world):
 
 
 def test_a_prod_tag_without_digest_is_refused_with_the_fix(tmp_path):
-    from napdms_ops.release.deploy import ReleaseError
+    from napdms_ops.release.versions import ReleaseError
 
     world = World(tmp_path, "prod")
     with pytest.raises(ReleaseError, match=r"^prod: napdms-backend: .*pins images by digest.*"):

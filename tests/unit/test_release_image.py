@@ -3,7 +3,7 @@
 import pytest
 
 from components.settings import read_stack
-from napdms_ops.release.deploy import ReleaseError, Version, parse_image
+from napdms_ops.release.versions import ReleaseError, Version, parse_image
 
 DIGEST = "sha256:" + "ab" * 32
 CURRENT = Version("1.0.0")

@@ -3,7 +3,7 @@
 
 import pytest
 
-from napdms_ops.release.deploy import ReleaseError
+from napdms_ops.release.versions import ReleaseError
 from tests.unit.release_fakes import World
 
 
