@@ -403,10 +403,9 @@ class Deployer:
                     proxy, service, (live, idle), (live_version, target)
                 )
                 outcome["timings"]["drain"] = self._drain(proxy, service, live)
-            outcome["timings"]["apply"] = self._apply(
-                f"napdms-ops deploy {service} {target}: {idle} live",
-                {f"{base}.live": idle, **_service_pin(service, target, spec)},
-            )
+            # Watched from the switch on; the stack file learns the new live colour only after
+            # the window (an `up` takes long, and a bad version must not serve meanwhile). Until
+            # then a proxy restart would bring back the old colour, which still runs.
             watch = self.windows.watch_s if watch_s is None else watch_s
             started = self._clock()
             problem = watch_window(
@@ -421,9 +420,13 @@ class Deployer:
                 outcome["timings"]["rollback"] = self._clock() - started
                 self._apply(
                     f"napdms-ops deploy {service} {target}: rolled back to {live}",
-                    {f"{base}.live": live, **revert, **_service_pin(service, live_version, spec)},
+                    {**revert, **_service_pin(service, live_version, spec)},
                 )
                 raise _Stop("rolled-back", f"{problem}; switched back to {live}")
+            outcome["timings"]["apply"] = self._apply(
+                f"napdms-ops deploy {service} {target}: {idle} live",
+                {f"{base}.live": idle, **_service_pin(service, target, spec)},
+            )
         return self._record(Outcome(**outcome))
 
     def _flip_back(self, stack: Stack, service: str) -> Outcome:
@@ -634,6 +637,7 @@ class Deployer:
                     health_timeout_s(spec),
                     f"napdms-ops {action} {service} {target}",
                     changes,
+                    self._answers(stack, spec, names[0]) if strategy == "held" else None,
                 )
             except ApplyError as error:
                 raise self._back(service, revert, error.reason) from None
@@ -674,13 +678,22 @@ class Deployer:
         timeout_s: float,
         message: str,
         changes: Mapping[str, str],
+        answers: Callable[[], bool] | None = None,
     ) -> float:
         """`up` with `changes` while watching `container`: seconds from the old container's stop
-        to the new one's health (Docker's own verdict, awaited up to `timeout_s`). Raises
-        `ApplyError` when `up` fails or the new container does not turn healthy."""
+        until the new one `answers` (its probe through the proxy: what users wait for), else
+        until it is healthy (Docker's own verdict, whose first check may come a whole interval
+        later). Raises `ApplyError` when `up` fails or the new container does not turn healthy
+        within `timeout_s` after it."""
         old = runtime.state(container)
         failure: list[BaseException] = []
         done = threading.Event()
+        answered: float | None = None
+
+        def answering(stopped: float | None) -> float | None:
+            if answered is None and stopped is not None and answers is not None and answers():
+                return self._clock()
+            return answered
 
         def apply() -> None:
             try:
@@ -701,6 +714,7 @@ class Deployer:
             state = runtime.state(container)
             if stopped is None and _replaced(old, state):
                 stopped = self._clock()
+            answered = answering(stopped)
             self._sleep(self.windows.poll_s)
         worker.join()
         if failure:
@@ -709,12 +723,20 @@ class Deployer:
         deadline = returned + timeout_s
         while True:
             state = runtime.state(container)
+            answered = answering(stopped if stopped is not None else returned)
             if state.running and state.health in ("healthy", None):
-                return self._clock() - (stopped if stopped is not None else returned)
+                back = answered if answered is not None else self._clock()
+                return back - (stopped if stopped is not None else returned)
             if state.health == "unhealthy" or self._clock() >= deadline:
                 waited = self._clock() - returned
                 raise ApplyError(f"{container} {describe(state)} {waited:.0f} s after up")
             self._sleep(self.windows.poll_s)
+
+    def _answers(self, stack: Stack, spec: ServiceSpec, replica: str) -> Callable[[], bool]:
+        """Whether `replica` answers its probe through the proxy now."""
+        url = probe_url(spec, replica)
+        proxy = self._proxy(stack)
+        return lambda: url is not None and proxy.ready(url)
 
     # Checks -----------------------------------------------------------------------------------
 

@@ -73,6 +73,26 @@ def replay(
         for c in program.containers()
         if labels_of(c)["napdms.host"] == host and labels_of(c)["napdms.service"] in wanted
     ]
+    result = prepare(program, chosen, client)
+    # Init containers first (the services depend on them), then services in dependency order;
+    # after each, every command that now has all it depends on.
+    commands = program.of_type(COMMAND)
+    done: set[str] = set()
+    for declared in sorted(chosen, key=lambda c: labels_of(c).get("napdms.role") != "init"):
+        waiting = [c.name for c in commands if c.urn in declared.dependencies and c.urn not in done]
+        if waiting:
+            raise RuntimeError(f"{declared.name} depends on commands that have not run: {waiting}")
+        result.containers[declared.name] = run_container(
+            client, declared, _image_of(program, declared)
+        )
+        done.add(declared.urn)
+        _run_ready_commands(commands, done, result)
+    return result
+
+
+def prepare(program: Program, chosen: list[Declared], client: docker.DockerClient) -> Replay:
+    """Create the volumes and networks the `chosen` containers use, as declared (a stale one of
+    the same name is removed first); the `Replay` that records them."""
     result = Replay(client)
     needed_volumes = {
         m["volumeName"] for c in chosen for m in c.plain("volumes", []) if "volumeName" in m
@@ -99,17 +119,6 @@ def replay(
                 labels={i["label"]: i["value"] for i in network.plain("labels", [])},
             )
             result.networks.append(network.plain("name"))
-    # Init containers first (the services depend on them), then services in dependency order;
-    # after each, every command that now has all it depends on.
-    commands = program.of_type(COMMAND)
-    done: set[str] = set()
-    for declared in sorted(chosen, key=lambda c: labels_of(c).get("napdms.role") != "init"):
-        waiting = [c.name for c in commands if c.urn in declared.dependencies and c.urn not in done]
-        if waiting:
-            raise RuntimeError(f"{declared.name} depends on commands that have not run: {waiting}")
-        result.containers[declared.name] = _run(client, declared, _image_of(program, declared))
-        done.add(declared.urn)
-        _run_ready_commands(commands, done, result)
     return result
 
 
@@ -123,12 +132,12 @@ def _run_ready_commands(commands: list[Declared], done: set[str], result: Replay
             if command.urn in done or not command.dependencies:
                 continue
             if all(urn in done for urn in command.dependencies):
-                result.commands[command.name] = _run_command(command)
+                result.commands[command.name] = run_command(command)
                 done.add(command.urn)
                 progress = True
 
 
-def _run_command(command: Declared) -> str:
+def run_command(command: Declared) -> str:
     """Run a declared local command as pulumi-command does (its interpreter, default `/bin/sh
     -c`, the inherited environment plus its own), pointed at the test engine."""
     create = command.plain("create")
@@ -165,14 +174,21 @@ def _image_of(program: Program, declared: Declared) -> str:
     return built[0].plain("imageName") if built else image
 
 
-def _run(
-    client: docker.DockerClient, declared: Declared, image_ref: str | None = None
+def run_container(
+    client: docker.DockerClient,
+    declared: Declared,
+    image_ref: str | None = None,
+    image: str | None = None,
 ) -> docker.models.containers.Container:
+    """Create (uploads included) and start one declared container as the provider does, and wait
+    as it would: for a one-shot container to exit 0, for a service to be healthy. It runs the
+    local `image` if given, else the stand-in of `image_ref`'s (or its declared image's)
+    repository. Raises RuntimeError with the log tail when it fails."""
     api = client.api
     name = declared.plain("name")
     with _missing_ok:
         client.containers.get(name).remove(force=True)
-    image = standin_image(upstream_repo_of(image_ref or declared.plain("image")), client)
+    image = image or standin_image(upstream_repo_of(image_ref or declared.plain("image")), client)
     networks = declared.plain("networksAdvanced", [])
     first = networks[0] if networks else None
     ports = declared.plain("ports", [])

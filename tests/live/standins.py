@@ -178,6 +178,14 @@ def standin_image(upstream_repo: str, client: docker.DockerClient) -> str:
         return _ensure_standin(standin, base_tag, client)
 
 
+def base_image(client: docker.DockerClient) -> str:
+    """Return the tag of the shared Debian base (python3, busybox, ...), building it if needed,
+    for test images built FROM it (tests/live/deploy_app)."""
+    with open(BUILD_LOCK_PATH, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_base(client)
+
+
 def _digest(*chunks: bytes) -> str:
     sha = hashlib.sha256()
     for chunk in chunks:

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -70,7 +71,11 @@ class FakeRuntime:
         self.world = world
 
     def state(self, container: str) -> ContainerState:
-        return self.world.containers.get(container, MISSING)
+        state = self.world.containers.get(container, MISSING)
+        since = (EPOCH + timedelta(seconds=self.world.clock.seconds)) - (state.started_at or EPOCH)
+        if state.health == "healthy" and since.total_seconds() < self.world.health_delay_s:
+            return replace(state, health="starting")
+        return state
 
     def exec(self, container, argv, stdin=None, timeout_s=30.0):
         raise AssertionError("the flows reach containers through the proxy fake only")
@@ -104,6 +109,7 @@ class FakeProxy:
         return self.in_flight[0] if self.in_flight else {}
 
     def responses(self) -> Counter[str]:
+        self.world.events.append(("responses",))
         if self.loaded:
             self.counts += self.after_switch
         return Counter(self.counts)
@@ -122,6 +128,8 @@ class World:
         self.snapshots: list[str] = []
         self.snapshot_fails: str | None = None
         self.silence_fails: str | None = None
+        self.health_delay_s = 0.0
+        """Seconds a new container reports `starting` before `healthy` (Docker's first check)."""
         self.engine = FakeEngine(self, stack)
         self.runtime = FakeRuntime(self)
         self.proxy = FakeProxy(self)

@@ -150,6 +150,19 @@ def test_a_rollback_after_5xx_switches_back_and_records_the_old_colour_live(worl
     assert world.stack().services[SERVICE].colours.live == "blue"
 
 
+def test_a_rolled_back_deploy_never_records_the_bad_colour_live(world):
+    world.proxy.after_switch = Counter({"2xx": 10, "5xx": 5})
+    world.deployer().deploy(SERVICE, "1.0.1")
+    assert not any(e[0] == "set" and e[1].get(LIVE) == "green" for e in world.events)
+
+
+def test_the_new_colour_is_recorded_live_only_after_its_watch_window(world):
+    world.deployer(watch_s=5.0, check_s=1.0).deploy(SERVICE, "1.0.1")
+    recorded = next(i for i, e in enumerate(world.events) if e[0] == "set" and LIVE in e[1])
+    watched = [i for i, e in enumerate(world.events) if e[0] == "responses"]
+    assert watched and max(watched) < recorded, "the last look of the watch precedes the record"
+
+
 def test_a_few_5xx_within_the_budget_do_not_roll_back(world):
     world.proxy.after_switch = Counter({"2xx": 100, "5xx": 1})
     assert world.deployer().deploy(SERVICE, "1.0.1").result == "ok"

@@ -126,3 +126,16 @@ def test_a_service_without_backed_up_data_is_replaced_without_a_snapshot(world):
     outcome = world.deployer().deploy("blackbox", "v0.27.1")
     assert (outcome.strategy, outcome.result) == ("snapshot", "ok")
     assert "snapshot" not in world.kinds()
+
+
+def test_a_held_gap_ends_when_the_new_container_answers_through_the_proxy(world):
+    world.health_delay_s = 10.0
+    outcome = world.deployer().deploy("gitea", "1.24.7")
+    assert outcome.result == "ok"
+    assert outcome.timings["gap"] < 1.0, "users wait until it answers, not for Docker's check"
+
+
+def test_a_snapshot_downtime_lasts_until_docker_calls_the_new_container_healthy(world):
+    world.health_delay_s = 10.0
+    outcome = world.deployer().deploy("redis", "7.4.2-bookworm")
+    assert outcome.timings["downtime"] >= 10.0
