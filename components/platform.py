@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from graphlib import TopologicalSorter
 
 import pulumi
 
@@ -60,7 +59,7 @@ class Platform(pulumi.ComponentResource):
             for secret in stack.secret_names
         }
         self.services = {}
-        for service in _start_order(stack.services):
+        for service in stack.start_order():
             self.services[service] = {
                 host: self._service(service, host) for host in stack.placements[service]
             }
@@ -136,23 +135,6 @@ def _segments_on(host: str, stack: Stack) -> list[str]:
         for segment in spec.networks
     }
     return [segment for segment in SEGMENTS if segment in used]
-
-
-def _start_order(specs: Mapping[str, ServiceSpec]) -> list[str]:
-    """Dependencies first; readers of other services' volumes last; otherwise catalog order."""
-    graph = {name: [d for d in spec.depends_on if d in specs] for name, spec in specs.items()}
-    readers = [name for name, spec in specs.items() if spec.reads_backed_up_volumes]
-    for reader in readers:
-        graph[reader] += [name for name in specs if name not in readers]
-    sorter = TopologicalSorter(graph)
-    sorter.prepare()
-    order: list[str] = []
-    catalog_rank = {name: rank for rank, name in enumerate(specs)}
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=catalog_rank.__getitem__)
-        order += ready
-        sorter.done(*ready)
-    return order
 
 
 def _substitute(value: str, placeholders: dict[str, str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,24 @@ class Stack:
             if self.has_init(service):
                 table[f"{self.name_prefix}-{service}-init"] = dict(INIT_WAIVERS)
         return table
+
+    def start_order(self) -> list[str]:
+        """The enabled services in the order they are declared and deployed: dependencies
+        first; readers of other services' volumes last; otherwise catalog order."""
+        specs = self.services
+        graph = {name: [d for d in spec.depends_on if d in specs] for name, spec in specs.items()}
+        readers = [name for name, spec in specs.items() if spec.reads_backed_up_volumes]
+        for reader in readers:
+            graph[reader] += [name for name in specs if name not in readers]
+        sorter = TopologicalSorter(graph)
+        sorter.prepare()
+        rank = {name: index for index, name in enumerate(specs)}
+        order: list[str] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=rank.__getitem__)
+            order += ready
+            sorter.done(*ready)
+        return order
 
     def endpoint_of(self, service: str) -> str | None:
         """The Docker endpoint of the host running `service`; None means DOCKER_HOST or the

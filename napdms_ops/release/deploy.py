@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from graphlib import TopologicalSorter
 
 from components.catalog import proxy as proxy_catalog
 from components.model.release import Colour
@@ -89,24 +88,6 @@ def strategy_of(spec: ServiceSpec) -> Strategy:
     if spec.colours is not None:
         return "blue-green"
     return "held" if spec.public is not None else "snapshot"
-
-
-def start_order(specs: Mapping[str, ServiceSpec]) -> list[str]:
-    """Dependencies first, readers of other services' volumes last, otherwise catalog order: the
-    order the program declares services in (`components.platform`)."""
-    graph = {name: [d for d in spec.depends_on if d in specs] for name, spec in specs.items()}
-    readers = [name for name, spec in specs.items() if spec.reads_backed_up_volumes]
-    for reader in readers:
-        graph[reader] += [name for name in specs if name not in readers]
-    sorter = TopologicalSorter(graph)
-    sorter.prepare()
-    rank = {name: index for index, name in enumerate(specs)}
-    order: list[str] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=rank.__getitem__)
-        order += ready
-        sorter.done(*ready)
-    return order
 
 
 Silence = Callable[[str, str, "Colour | None", float], str]
@@ -181,7 +162,7 @@ class Deployer:
         outcomes: list[Outcome] = []
         with self._lock:
             stack = self._stack()
-            for service in start_order(stack.services):
+            for service in stack.start_order():
                 outcome = self._deploy_named(stack, service, watch_s)
                 if outcome is None:
                     continue
