@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from policies.rules import StackFacts, StackLevels, Verdict, from_docker, judge, levels
 from policies.rules.facts import ContainerFacts, NetworkFacts, VolumeFacts
@@ -183,8 +182,6 @@ def _unreachable(host: str, what: str, error: BaseException) -> AuditError:
 
 # ------------------------------------------------------------------------------ rendering
 
-PIPE_WIDTH = 80
-"""Columns of the report on a pipe or in CI when COLUMNS is not set (rich's own default)."""
 LEVEL_STYLES = {"mandatory": "bold red", "advisory": "yellow", "exempt": "dim"}
 """Colours of the level column; rich drops them when the output is not a terminal."""
 
@@ -228,20 +225,6 @@ def document(report: AuditReport) -> dict[str, Any]:
             for v in report.verdicts
         ],
     }
-
-
-def console(file: TextIO | None = None, environ: Mapping[str, str] = os.environ) -> Console:
-    """A rich Console for the report on `file` (stdout by default): on a terminal, rich sizes it
-    (COLUMNS first, else the terminal); on a pipe or in CI, COLUMNS, else 80 columns."""
-    from rich.console import Console
-
-    width = None
-    # rich would take the width of stdin or stderr when either is a terminal, so
-    # `napdms-ops audit | less` would be as wide as the terminal rather than what a pipe gets.
-    if not (file or sys.stdout).isatty():
-        columns = environ.get("COLUMNS", "")
-        width = int(columns) if columns.isdigit() else PIPE_WIDTH
-    return Console(file=file, width=width)
 
 
 def print_report(report: AuditReport, out: Console) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -15,11 +16,25 @@ from napdms_ops import backups
 from napdms_ops import policy_config as policy_configs
 from napdms_ops.deploy import DeployError, deploy_environment
 from napdms_ops.deploy import up as deploy_up
+from napdms_ops.drift.commands import drift_app
 from napdms_ops.images import STACKS
 from napdms_ops.images import images as stack_images
+from napdms_ops.secrets.commands import secrets_app
+from napdms_ops.status.commands import lifecycle_app
+from napdms_ops.status.commands import status as status_command
+from napdms_ops.trail import TrailError
+from napdms_ops.trail import record as trail_record
+from napdms_ops.trail.commands import audit_log_app
+from napdms_ops.workstation import state as workstation
+from napdms_ops.workstation.terminal import console
 from policies.rules import LevelsError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.add_typer(audit_log_app, name="audit-log")
+app.add_typer(drift_app, name="drift")
+app.add_typer(lifecycle_app, name="lifecycle")
+app.add_typer(secrets_app, name="secrets")
+app.command(name="status")(status_command)
 
 
 @app.callback()
@@ -70,7 +85,7 @@ def up(
     """Deploy a stack with `pulumi up` (local file backend unless PULUMI_BACKEND_URL is set)."""
     try:
         status = deploy_up(stack, yes)
-    except DeployError as error:
+    except (DeployError, TrailError) as error:
         typer.echo(f"napdms-ops up: {error}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(status)
@@ -131,7 +146,7 @@ def audit(
     if as_json:
         typer.echo(json.dumps(auditing.document(report), indent=2))
     else:
-        auditing.print_report(report, auditing.console())
+        auditing.print_report(report, console())
     raise typer.Exit(report.exit_code)
 
 
@@ -196,6 +211,28 @@ def _agent(stack: str):
     except backups.BackupCommandError as error:
         typer.echo(f"napdms-ops: {error}", err=True)
         raise typer.Exit(2) from None
+
+
+def _audit(stack: str, command: str, code: int, error: str, changes: dict) -> None:
+    """Append `command`'s outcome to the stack's audit trail (ok when `code` is 0); a trail that
+    cannot be written is said on stderr, the command's own exit status stays."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    try:
+        trail_record(
+            stack,
+            command,
+            "ok" if code == 0 else "failed",
+            changes=changes,
+            reason=None if code == 0 else lines[-1] if lines else f"exit status {code}",
+        )
+    except TrailError as failure:
+        typer.echo(f"napdms-ops {command}: {failure}", err=True)
+
+
+def _outcome(job: backups.JobResult) -> dict:
+    """The volumes a job wrote and the plain values of its result (ids, sizes, times)."""
+    plain = {k: v for k, v in job.result.items() if isinstance(v, str | int | float | bool)}
+    return {"volumes": list(job.volumes), "result": plain}
 
 
 def _finish(what: str, code: int, result: dict, error: str) -> None:
@@ -315,11 +352,24 @@ def restore(
         raise typer.Exit(2) from None
     source = _agent(stack)
     runner = source if target in ("scratch", stack) else _agent(target)
+    asked = dict(
+        source=stack, snapshot=snapshot, services=service, target=target, force=force, label=label
+    )
+    from napdms_ops.status.lifecycle import LifecycleError, recovering
+
+    # Live volumes replaced: the stack shows as recovering until the restore ends.
+    marker = recovering(runner.stack, f"restore --force {snapshot} from {stack}") if force else None
     try:
-        job = backups.restore(source, snapshot, service, runner, label, force)
-    except backups.BackupCommandError as error:
+        with marker or contextlib.nullcontext():
+            job = backups.restore(source, snapshot, service, runner, label, force)
+    except (LifecycleError, TrailError) as error:
         typer.echo(f"napdms-ops restore: {error}", err=True)
         raise typer.Exit(2) from None
+    except backups.BackupCommandError as error:
+        _audit(runner.stack, "restore", 2, str(error), asked)
+        typer.echo(f"napdms-ops restore: {error}", err=True)
+        raise typer.Exit(2) from None
+    _audit(runner.stack, "restore", job.exit_code, job.error, {**asked, **_outcome(job)})
     _finish("restore", job.exit_code, {**job.result, "volumes": list(job.volumes)}, job.error)
 
 
@@ -353,11 +403,14 @@ def _restore_to(
         raise typer.Exit(2) from None
     source = _agent(stack)
     runner = source if target in ("scratch", stack) else _agent(target)
+    asked = dict(source=stack, to=to, services=service, target=target, label=label)
     try:
         job = backups.restore_to(source, to, service[0], runner, label)
     except backups.BackupCommandError as error:
+        _audit(runner.stack, "restore", 2, str(error), asked)
         typer.echo(f"napdms-ops restore --to: {error}", err=True)
         raise typer.Exit(2) from None
+    _audit(runner.stack, "restore", job.exit_code, job.error, {**asked, **_outcome(job)})
     _finish("restore", job.exit_code, {**job.result, "volumes": list(job.volumes)}, job.error)
 
 
@@ -383,11 +436,14 @@ def drill(
         )
         raise typer.Exit(2)
     agent = _agent(stack)
+    asked = {"snapshot": snapshot, "data_bytes": data_bytes}
     try:
         job = backups.drill(agent, snapshot, data_bytes)
     except backups.BackupCommandError as error:
+        _audit(stack, "drill", 2, str(error), asked)
         typer.echo(f"napdms-ops drill: {error}", err=True)
         raise typer.Exit(2) from None
+    _audit(stack, "drill", job.exit_code, job.error, {**asked, **_outcome(job)})
     _finish("drill", job.exit_code, job.result, job.error)
 
 
@@ -432,9 +488,9 @@ def _deployer(command: str, stack: str):
         engine.select()
     except (DeployError, ApplyError) as error:
         _release_error(command, error)
-    state = journals.state_dir()
-    operator = journals.operator()
-    journal = journals.Journal(state, stack, operator, journals.commit())
+    state = workstation.state_dir()
+    operator = workstation.operator()
+    journal = journals.Journal(state, stack, operator, workstation.commit())
     lock = StackLock(state, stack, operator, " ".join(["napdms-ops", *sys.argv[1:]]))
     return Deployer(
         engine,
@@ -542,43 +598,12 @@ def rollback(
 
 
 @app.command()
-def status(
-    stack: str = typer.Option(..., "--stack", "-s", help="dev, staging or prod."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON document instead of the table."),
-) -> None:
-    """Per service: strategy, live colour, each colour's image and running digest, each
-    replica's health, and the last audit record."""
-    from components.settings import read_stack
-    from napdms_ops.release import journal as journals
-    from napdms_ops.release import status as statuses
-    from napdms_ops.release.runtime import DaemonError, DockerRuntime
-
-    if stack not in STACKS:
-        _release_error(
-            "status", ValueError(f"unknown stack {stack!r}; use one of: {', '.join(STACKS)}")
-        )
-    try:
-        resolved = read_stack(stack)
-        journal = journals.Journal(journals.state_dir(), stack, "", None)
-        report = statuses.status(resolved, DockerRuntime, journal)
-    except SettingsError as error:
-        _release_error("status", error)
-    except DaemonError as error:
-        _release_error("status", ValueError(f"{stack}: {error}"))
-    if as_json:
-        typer.echo(statuses.document(report))
-    else:
-        statuses.print_status(report, auditing.console())
-
-
-@app.command()
 def unlock(stack: str = typer.Option(..., "--stack", "-s", help="dev, staging or prod.")) -> None:
     """Remove the stack's deploy lock, when the command holding it is gone (a crash, a closed
     terminal on another machine)."""
-    from napdms_ops.release import journal as journals
     from napdms_ops.release.lock import unlock as remove_lock
 
-    record = remove_lock(journals.state_dir(), stack)
+    record = remove_lock(workstation.state_dir(), stack)
     if record is None:
         typer.echo(f"{stack}: not locked")
     else:

@@ -12,18 +12,20 @@ import shutil
 import subprocess
 import threading
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from pulumi.automation import PulumiCommand
 from semver import Version
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-LOCAL_BACKEND = "file://~"
+from components.settings.loader import PROJECT_DIR
+from napdms_ops.workstation.pulumi_cli import (
+    PULUMI_CLI_VERSION,
+    DeployError,
+    deploy_environment,
+    pinned_cli_root,
+)
 
-# The CLI released together with the SDK pinned in requirements.txt: the Automation API expects
-# its own release, and one pin keeps every machine on the same CLI.
-PULUMI_CLI_VERSION = "3.272.0"
 PULUMI_DOWNLOAD_HOST = "get.pulumi.com"
 # The first thing PulumiCommand.install fetches; it then runs this script, which downloads the CLI.
 PULUMI_INSTALL_SCRIPT_URL = f"https://{PULUMI_DOWNLOAD_HOST}/install.sh"
@@ -35,25 +37,6 @@ PROBE_TIMEOUT_S = 5.0
 
 # Installs the Pulumi CLI `version` so that `root`/bin/pulumi runs it; raises DeployError if not.
 Installer = Callable[[Path, str], None]
-
-
-class DeployError(Exception):
-    """A precondition is missing; the message says what to do."""
-
-
-def deploy_environment(stack: str, environ: Mapping[str, str]) -> dict[str, str]:
-    """Environment for the Pulumi CLI: the local file backend unless one is configured, and an
-    empty passphrase for dev only (its secrets are generated and worthless outside the laptop)."""
-    env = dict(environ)
-    env.setdefault("PULUMI_BACKEND_URL", LOCAL_BACKEND)
-    if "PULUMI_CONFIG_PASSPHRASE" not in env and "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
-        if stack != "dev":
-            raise DeployError(
-                f"{stack}: PULUMI_CONFIG_PASSPHRASE is not set; export it (or "
-                "PULUMI_CONFIG_PASSPHRASE_FILE) so the stack's secrets can be decrypted"
-            )
-        env["PULUMI_CONFIG_PASSPHRASE"] = ""
-    return env
 
 
 def up_commands(stack: str, yes: bool) -> list[list[str]]:
@@ -80,11 +63,6 @@ def check_docker(stack: str) -> None:
                 "dev: no Docker daemon answers (DOCKER_HOST or /var/run/docker.sock); start "
                 "Docker, or set DOCKER_HOST"
             )
-
-
-def pinned_cli_root() -> Path:
-    """Where the pinned CLI lives: the Automation API's default root for that version."""
-    return Path.home() / ".pulumi" / "versions" / PULUMI_CLI_VERSION
 
 
 def _cannot_download(reason: str) -> str:
@@ -147,7 +125,23 @@ def pulumi_bin_dir(install: Installer = install_pulumi_cli) -> Path | None:
 
 def up(stack: str, yes: bool, install: Installer = install_pulumi_cli) -> int:
     """Select (or create) the stack and run `pulumi up` in the project directory, with the pinned
-    CLI (installed by `install` if need be) when no `pulumi` is on PATH."""
+    CLI (installed by `install` if need be) when no `pulumi` is on PATH. Each run that reaches
+    the Pulumi CLI ends with an `up` record on the stack's audit trail: ok, or failed with the
+    exit status (a declined confirmation included: Pulumi says no more than that)."""
+    from napdms_ops import trail
+
+    status = _run_up(stack, yes, install)
+    trail.record(
+        stack,
+        "up",
+        "ok" if status == 0 else "failed",
+        changes={"yes": yes, "exit_status": status},
+        reason=None if status == 0 else f"the Pulumi CLI exited with {status}",
+    )
+    return status
+
+
+def _run_up(stack: str, yes: bool, install: Installer) -> int:
     env = deploy_environment(stack, os.environ)
     check_docker(stack)
     # Last: the checks above are cheap, an install downloads a hundred megabytes.

@@ -19,9 +19,7 @@ from typing import Any
 from components.hosts import INIT_IMAGE
 from components.model.release import COLOURS
 from components.model.spec import ServiceSpec
-from components.settings import load_stack, read_stack_file
-
-STACKS = ("dev", "staging", "prod")
+from components.settings import STACKS, load_stack, read_stack_file
 
 
 def stack_images(

@@ -261,10 +261,24 @@ RotationCounter = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
 """How often a secret has been rotated: a whole number that only goes up."""
 
 
+MaxAgeDays = Annotated[StrictInt, Field(ge=1, le=3650)]
+"""Days a secret may go unrotated before it is due: 1 to 3650 (ten years)."""
+
+DEFAULT_MAX_AGE_DAYS = 90
+"""A secret's maximum age when the stack names none for it."""
+
+
 class SecretsSettings(StrictModel):
-    """Rotation counters: raising a secret's number generates a new value on the next `up`."""
+    """Rotation counters (raising a secret's number generates a new value on the next `up`) and
+    how old each secret may grow before `napdms-ops secrets list` shows it due."""
 
     rotation: dict[str, RotationCounter] = {}
+    max_age_days: dict[str, MaxAgeDays] = {}
+    """Days each named secret (generated or operator-set) may go unrotated; the others 90."""
+
+    def max_age(self, name: str) -> int:
+        """Days secret `name` may go unrotated."""
+        return self.max_age_days.get(name, DEFAULT_MAX_AGE_DAYS)
 
 
 class PlatformSettings(StrictModel):
@@ -474,11 +488,8 @@ class PlatformSettings(StrictModel):
         ]
 
     def _secret_problems(self) -> list[str]:
-        known = self.secret_names()
-        # `<name>-previous` is `<name>`'s value before its rotation, not a secret of its own.
-        generated = [
-            name for name in known if name not in BY_SECRET and not is_previous(name, known)
-        ]
+        rotatable = self.rotatable_secrets()
+        generated = [name for name in rotatable if name not in BY_SECRET]
         return [
             f"secrets.rotation.{name}: the operator sets this key, it is not generated; "
             f"rotate it with `pulumi config set --secret {BY_SECRET[name].config_key}` "
@@ -488,7 +499,18 @@ class PlatformSettings(StrictModel):
             f"use one of: {', '.join(generated)}"
             for name in self.secrets.rotation
             if name not in generated
+        ] + [
+            f"secrets.max_age_days.{name}: no service reads a secret of that name; "
+            f"use one of: {', '.join(rotatable)}"
+            for name in self.secrets.max_age_days
+            if name not in rotatable
         ]
+
+    def rotatable_secrets(self) -> list[str]:
+        """The secrets the enabled services read that age and rotate, generated and operator-set,
+        in catalog order (a `<name>-previous` is `<name>`'s old value, not one of them)."""
+        known = self.secret_names()
+        return [name for name in known if not is_previous(name, known)]
 
     def _backup_target_problems(self) -> list[str]:
         """An offsite copy over plain HTTP outside dev; a local repository on a path the agent

@@ -19,6 +19,9 @@ from typing import Any
 import yaml
 from yaml import events
 
+STACKS = ("dev", "staging", "prod")
+"""The stacks this project has a `Pulumi.<stack>.yaml` for."""
+
 MAX_BYTES = 256 * 1024
 """Largest stack file read (the real ones are a few KiB)."""
 MAX_DEPTH = 32

@@ -1,33 +1,26 @@
-"""The release audit trail: one JSON object per line in `<state dir>/audit/<stack>.jsonl`, for
-every deploy, switch and rollback, refused and failed ones included."""
+"""The release records: every deploy, switch and rollback, refused and failed ones included, as
+`AuditRecord`s on the stack's hash-chained audit trail (`<state dir>/audit/<stack>.jsonl`)."""
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
-import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
+
+from pydantic import ValidationError
 
 from components.model.strict import StrictModel
-from components.settings.loader import PROJECT_DIR
+from napdms_ops.trail.mirror import Mirror, mirror_for
+from napdms_ops.trail.store import Trail, trail_path
 
 Action = Literal["deploy", "switch", "rollback"]
 Strategy = Literal["blue-green", "held", "snapshot"]
 Result = Literal["ok", "refused", "rolled-back", "failed"]
 
 
-def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """Where the ops CLI keeps its locks and audit trail: `$NAPDMS_STATE_DIR`, else ~/.napdms."""
-    configured = environ.get("NAPDMS_STATE_DIR")
-    return Path(configured) if configured else Path.home() / ".napdms"
-
-
 class AuditRecord(StrictModel):
-    """One line of the audit trail."""
+    """One deploy, switch or rollback (read from, and written as, one trail record)."""
 
     time: str
     """UTC, ISO 8601."""
@@ -51,36 +44,15 @@ class AuditRecord(StrictModel):
     """Why it was refused, rolled back or failed; None when ok."""
 
 
-def _git(project_dir: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=project_dir, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def operator(environ: Mapping[str, str] = os.environ, project_dir: Path = PROJECT_DIR) -> str:
-    """Who runs the command: `$NAPDMS_OPERATOR`, else git's user.email, else user@host."""
-    return (
-        environ.get("NAPDMS_OPERATOR")
-        or _git(project_dir, "config", "user.email")
-        or f"{getpass.getuser()}@{socket.gethostname()}"
-    )
-
-
-def commit(project_dir: Path = PROJECT_DIR) -> str | None:
-    """The project's HEAD, with `-dirty` when the working tree differs; None outside git."""
-    head = _git(project_dir, "rev-parse", "HEAD")
-    if head is None:
-        return None
-    changed = _git(project_dir, "status", "--porcelain")
-    return f"{head}-dirty" if changed else head
+RELEASE_FIELDS = ("strategy", "from_digest", "to_digest", "from_colour", "to_colour", "duration_s")
+"""The fields of `AuditRecord` a trail record keeps under `changes`."""
 
 
 class Journal:
-    """The audit trail of one stack."""
+    """The release records of one stack, kept on its audit trail (`napdms_ops.trail`): each
+    `AuditRecord` is one chained trail record (command = action, the release fields in
+    `changes`), so deploys, switches and rollbacks are hash-chained and mirrored like every other
+    state-changing command."""
 
     def __init__(
         self,
@@ -89,12 +61,15 @@ class Journal:
         operator: str,
         commit: str | None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        mirror: Mirror | None = None,
     ):
-        self.path = state / "audit" / f"{stack}.jsonl"
+        """`mirror`: where the records are copied; by default the stack's (`mirror_for`)."""
+        self.path = trail_path(state, stack)
         self.stack = stack
         self.operator = operator
         self.commit = commit
         self._now = now
+        self._trail = Trail(self.path, mirror or mirror_for(stack, state))
 
     def append(self, **fields: object) -> AuditRecord:
         """Record one action (the fields of `AuditRecord` but time, operator, commit, stack)."""
@@ -105,26 +80,43 @@ class Journal:
             stack=self.stack,
             **fields,
         )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One write of one line in append mode: concurrent writers never interleave a record.
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(descriptor, (record.model_dump_json() + "\n").encode())
-        finally:
-            os.close(descriptor)
+        self._trail.append(
+            {
+                "time": record.time,
+                "operator": record.operator,
+                "commit": record.commit.removesuffix("-dirty") if record.commit else None,
+                "dirty": bool(record.commit and record.commit.endswith("-dirty")),
+                "stack": record.stack,
+                "command": record.action,
+                "service": record.service,
+                "changes": record.model_dump(include=set(RELEASE_FIELDS)),
+                "result": record.result,
+                "reason": record.reason,
+            }
+        )
         return record
 
     def records(self) -> list[AuditRecord]:
-        """Every record, oldest first (lines that do not parse are skipped)."""
-        try:
-            lines = self.path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
+        """Every release record, oldest first (the trail's other commands left out)."""
         found = []
-        for line in lines:
+        for entry in self._trail.records():
+            if entry.command not in get_args(Action):
+                continue
             try:
-                found.append(AuditRecord.model_validate_json(line))
-            except ValueError:
+                found.append(
+                    AuditRecord(
+                        time=entry.time,
+                        operator=entry.operator,
+                        commit=f"{entry.commit}-dirty" if entry.dirty else entry.commit,
+                        stack=entry.stack,
+                        action=entry.command,
+                        service=entry.service,
+                        result=entry.result,
+                        reason=entry.reason,
+                        **entry.changes,
+                    )
+                )
+            except ValidationError:
                 continue
         return found
 

@@ -24,6 +24,7 @@ def _replica(runtime: Runtime, stack: Stack, name: str) -> dict[str, Any]:
         "digest": state.repo_digest,
         "image_id": state.image_id,
         "restarts": state.restart_count,
+        "started": state.started_at.isoformat() if state.started_at else None,
     }
 
 

@@ -43,10 +43,12 @@ from docker.errors import NotFound
 from components.catalog import CATALOG
 from napdms_ops.release.deploy import Deployer, Windows
 from napdms_ops.release.engine import ApplyError, with_changes
-from napdms_ops.release.journal import Journal, commit
+from napdms_ops.release.journal import Journal
 from napdms_ops.release.lock import StackLock
 from napdms_ops.release.proxy import ProxyControl
 from napdms_ops.release.runtime import DockerRuntime
+from napdms_ops.trail.mirror import LocalMirror
+from napdms_ops.workstation.state import commit
 from policies.rules.from_pulumi import COMMAND
 from tests.live.deploy_app import app_image
 from tests.live.engine import engine_url, ensure_engine
@@ -415,7 +417,13 @@ class Rig:
         return DockerRuntime(engine_url(), client=self.engine.client)
 
     def journal(self) -> Journal:
-        return Journal(self.state_dir, self.stack, OPERATOR, commit())
+        return Journal(
+            self.state_dir,
+            self.stack,
+            OPERATOR,
+            commit(),
+            mirror=LocalMirror(self.state_dir / "audit-mirror", self.stack),
+        )
 
     def lock(self, operator: str = OPERATOR, command: str = "napdms-ops deploy") -> StackLock:
         return StackLock(self.state_dir, self.stack, operator, command)

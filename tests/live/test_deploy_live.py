@@ -21,8 +21,10 @@ import pytest
 from components.catalog.proxy import CADDYFILE, RELOAD
 from components.hardened_service import reload_command
 from napdms_ops.release.deploy import Windows
-from napdms_ops.release.journal import AuditRecord, commit
+from napdms_ops.release.journal import AuditRecord
 from napdms_ops.release.lock import LockHeld
+from napdms_ops.trail.verify import walk as chain_breaks
+from napdms_ops.workstation.state import commit
 from tests.live.load import Summary
 from tests.live.release_engine import OPERATOR, Rig, rig
 
@@ -332,8 +334,15 @@ def test_every_action_has_its_audit_record(held, stack):
 
 def test_each_audit_line_holds_exactly_the_contracts_fields(held, stack):
     rig_, _ = stack
-    lines = rig_.journal().path.read_text().splitlines()
-    assert lines and all(set(json.loads(line)) == AUDIT_FIELDS for line in lines)
+    journal = rig_.journal()
+    records = journal.records()
+    assert records and all(set(r.model_dump()) == AUDIT_FIELDS for r in records)
+
+
+def test_the_audit_lines_form_one_unbroken_chain(held, stack):
+    rig_, _ = stack
+    lines = rig_.journal().path.read_bytes().splitlines()
+    assert lines and chain_breaks(lines) == []
 
 
 def test_the_proxy_was_never_replaced(held, stack):

@@ -218,6 +218,58 @@ CASES = {
             [fired("HostDiskFullIn24h", "critical", DISK)],
         ),
     ),
+    # -- drift (the textfile collector of the primary host's node-exporter) ------------------
+    "a major drift no one accepted pages": (
+        "dev",
+        Case(
+            "DriftMajor",
+            {_sel("napdms_drift_major", **NODE): "1x20"},
+            "1m",
+            [fired("DriftMajor", "critical", NODE)],
+        ),
+    ),
+    "a check with no major drift (or only accepted ones) pages no one": (
+        "dev",
+        Case("DriftMajor", {_sel("napdms_drift_major", **NODE): "0x20"}, "1m"),
+    ),
+    "no drift check for 26 hours warns": (
+        "dev",
+        Case(
+            "DriftCheckMissing",
+            {_sel("napdms_drift_last_check_timestamp_seconds", **NODE): "0x1700"},
+            "27h",
+            [fired("DriftCheckMissing", "warning", NODE)],
+            DAY_STEP,
+        ),
+    ),
+    "a drift check 25 hours old is not missing": (
+        "dev",
+        Case(
+            "DriftCheckMissing",
+            {_sel("napdms_drift_last_check_timestamp_seconds", **NODE): "0x1700"},
+            "25h",
+            interval_s=DAY_STEP,
+        ),
+    ),
+    "a stack whose drift was never checked warns after 26 hours": (
+        "dev",
+        Case(
+            "DriftNeverChecked",
+            {_sel("up", **NODE): "1x1700"},
+            "27h",
+            [fired("DriftNeverChecked", "warning", {})],
+            DAY_STEP,
+        ),
+    ),
+    "a stack checked once is not unchecked": (
+        "dev",
+        Case(
+            "DriftNeverChecked",
+            {_sel("napdms_drift_last_check_timestamp_seconds", **NODE): "0x1700"},
+            "27h",
+            interval_s=DAY_STEP,
+        ),
+    ),
     # -- containers --------------------------------------------------------------------------
     "a container above 80 % of its memory limit warns": (
         "dev",

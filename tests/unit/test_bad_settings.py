@@ -32,8 +32,8 @@ from components.model.plan import (
 )
 from components.settings import SettingsError, load_settings, loader, read_stack
 from napdms_ops import backups
+from napdms_ops import declared as program_module
 from napdms_ops.cli import app
-from tests import program as program_module
 from tests.program import ROOT, run_program, stack_config, without_secrets
 
 Lines = Callable[[Path], list[str]]

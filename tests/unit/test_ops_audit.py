@@ -15,7 +15,6 @@ from napdms_ops.audit import (
     AuditError,
     AuditReport,
     audit,
-    console,
     default_host,
     document,
     level_text,
@@ -23,6 +22,7 @@ from napdms_ops.audit import (
     table,
 )
 from napdms_ops.cli import app
+from napdms_ops.workstation.terminal import console
 from policies.rules import (
     RULES,
     ContainerFacts,

@@ -1,4 +1,5 @@
-"""The seam to Pulumi's internals (`tests/pulumi_seam.py`) still fits the installed SDK.
+"""The seam to Pulumi's internals (`napdms_ops/declared/pulumi_seam.py`) still fits the installed
+SDK.
 
 After a pulumi upgrade these are the tests to read first: each internal the seam needs is checked
 on its own and fails with what is gone and what to do, rather than as a traceback from deep inside
@@ -13,8 +14,8 @@ import importlib.util
 import pulumi
 import pytest
 
-from tests import pulumi_seam
-from tests.pulumi_seam import COROUTINE, FIELD, FUNCTION, Export, Internal
+from napdms_ops.declared import pulumi_seam
+from napdms_ops.declared.pulumi_seam import COROUTINE, FIELD, FUNCTION, Export, Internal
 
 VERSION = importlib.metadata.version("pulumi")
 WAY_OUT = "pin pulumi==3.272.0 in requirements.txt or adapt the seam"
@@ -53,7 +54,8 @@ def test_installed_pulumi_provides(internal: Internal):
 )
 def test_a_lost_internal_is_named_with_the_version_and_the_way_out(internal: Internal, lost: str):
     assert pulumi_seam.problem(internal) == (
-        f"pulumi {VERSION} {lost}, which tests/pulumi_seam.py uses to run the program; {WAY_OUT}"
+        f"pulumi {VERSION} {lost}, which napdms_ops/declared/pulumi_seam.py uses to run the "
+        f"program; {WAY_OUT}"
     )
 
 

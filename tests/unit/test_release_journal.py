@@ -1,10 +1,14 @@
-"""The release audit trail: JSON lines with exactly the contract's fields, who and which commit."""
+"""The release records: exactly the contract's fields, who and which commit, kept as records of
+the stack's hash-chained audit trail."""
 
 import json
 import subprocess
 from datetime import UTC, datetime
 
-from napdms_ops.release.journal import Journal, commit, operator, state_dir
+from napdms_ops.release.journal import RELEASE_FIELDS, AuditRecord, Journal
+from napdms_ops.trail import record
+from napdms_ops.trail.verify import walk
+from napdms_ops.workstation.state import commit, operator, state_dir
 
 FIELDS = [
     "time",
@@ -40,7 +44,7 @@ def _append(journal: Journal, **changes):
     return journal.append(**{**fields, **changes})
 
 
-def test_a_record_is_one_json_line_with_exactly_the_contract_fields(tmp_path):
+def test_a_release_record_has_exactly_the_contract_fields(tmp_path):
     journal = Journal(
         tmp_path,
         "dev",
@@ -48,10 +52,35 @@ def test_a_record_is_one_json_line_with_exactly_the_contract_fields(tmp_path):
         "abc",
         now=lambda: datetime(2026, 12, 1, 9, 30, tzinfo=UTC),
     )
+    made = _append(journal)
+    assert list(AuditRecord.model_fields) == FIELDS
+    assert list(journal.records()[0].model_dump()) == FIELDS
+    assert made.time == "2026-12-01T09:30:00.000Z"
+
+
+def test_a_release_record_is_one_line_of_the_stacks_hash_chained_trail(tmp_path):
+    journal = Journal(tmp_path, "dev", "ops", "abc-dirty")
+    _append(journal, action="switch", from_colour="blue", to_colour="green")
     _append(journal)
-    line = (tmp_path / "audit" / "dev.jsonl").read_text().splitlines()
-    assert list(json.loads(line[0])) == FIELDS
-    assert json.loads(line[0])["time"] == "2026-12-01T09:30:00.000Z"
+    lines = (tmp_path / "audit" / "dev.jsonl").read_bytes().splitlines()
+    first = json.loads(lines[0])
+    assert (first["command"], first["commit"], first["dirty"]) == ("switch", "abc", True)
+    assert set(first["changes"]) == set(RELEASE_FIELDS)
+    assert len(lines) == 2 and walk(lines) == []
+
+
+def test_release_records_read_back_equal_what_was_appended(tmp_path):
+    journal = Journal(tmp_path, "dev", "ops", "abc-dirty")
+    made = [_append(journal), _append(journal, action="rollback", result="refused", reason="x")]
+    assert journal.records() == made
+
+
+def test_other_commands_on_the_trail_are_not_release_records(tmp_path):
+    journal = Journal(tmp_path, "dev", "ops", None)
+    _append(journal, to_digest="1.24.7")
+    record("dev", "up", "ok", environ={"NAPDMS_STATE_DIR": str(tmp_path)})
+    assert [r.action for r in journal.records()] == ["deploy"]
+    assert journal.last("gitea", action="deploy").to_digest == "1.24.7"
 
 
 def test_records_are_appended_and_read_back_oldest_first(tmp_path):

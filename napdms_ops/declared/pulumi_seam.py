@@ -1,4 +1,5 @@
-"""The one place the tests lean on Pulumi SDK internals: running a whole program under mocks.
+"""The one place the project leans on Pulumi SDK internals: running a whole program under mocks
+(the tests, and the ops CLI's view of what a stack declares).
 
 Pulumi's public mocks API (`pulumi.runtime.set_mocks`, `pulumi.runtime.test`) checks resources one
 output at a time; it cannot run a program from end to end the way `pulumi up` does and hand back
@@ -34,7 +35,8 @@ class Internal(NamedTuple):
     name: str
     """Dotted path inside `module`; for a `FIELD`, `Class.attribute`."""
     purpose: str
-    """What the seam does with it, finishing "which tests/pulumi_seam.py uses to ..."."""
+    """What the seam does with it, finishing "which napdms_ops/declared/pulumi_seam.py uses to
+    ..."."""
     shape: str
     """`FUNCTION`, `COROUTINE` or `FIELD` (declared on the class, set per instance)."""
 
@@ -42,7 +44,7 @@ class Internal(NamedTuple):
 SYNC_AWAIT = Internal(
     "pulumi.runtime.sync_await",
     "_sync_await",
-    "wait, from synchronous test code, for the program's run and for its exports' values",
+    "wait, from synchronous code, for the program's run and for its exports' values",
     FUNCTION,
 )
 RUN_PULUMI_FUNC = Internal(
@@ -93,8 +95,9 @@ def problem(internal: Internal) -> str | None:
     if fits is False:
         lost = f"provides {where}, but no longer as {internal.shape}"
     return (
-        f"pulumi {importlib.metadata.version('pulumi')} {lost}, which tests/pulumi_seam.py uses"
-        f" to {internal.purpose}; pin pulumi=={KNOWN_GOOD} in requirements.txt or adapt the seam"
+        f"pulumi {importlib.metadata.version('pulumi')} {lost}, which"
+        f" napdms_ops/declared/pulumi_seam.py uses to {internal.purpose}; pin"
+        f" pulumi=={KNOWN_GOOD} in requirements.txt or adapt the seam"
     )
 
 
