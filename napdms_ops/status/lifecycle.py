@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from components.model.strict import StrictModel
+from napdms_ops.release.lock import pid_alive
 from napdms_ops.status.drift_input import Drift
 from napdms_ops.status.health import Health
 
@@ -114,16 +115,6 @@ def _trail_record(*args: Any, **kwargs: Any) -> object:
     from napdms_ops.trail import record
 
     return record(*args, **kwargs)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Lifecycles:
@@ -249,7 +240,7 @@ class Lifecycles:
             marker = Recovery.model_validate_json(path.read_text())
         except (OSError, ValueError):
             return None
-        if marker.host == socket.gethostname() and not _alive(marker.pid):
+        if marker.host == socket.gethostname() and not pid_alive(marker.pid):
             path.unlink(missing_ok=True)
             return None
         return marker

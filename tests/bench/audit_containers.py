@@ -26,11 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from docker.errors import NotFound  # noqa: E402
 from docker.types import LogConfig  # noqa: E402
 
 from napdms_ops.audit import DEFAULT_STACK, audit, connect  # noqa: E402
 from policies.rules import StackFacts, from_docker, judge, levels  # noqa: E402
+from tests.bench.copies import remove_labelled  # noqa: E402
 from tests.bench.timing import median_seconds  # noqa: E402
 from tests.live.engine import DEFAULT_HOST, ensure_engine  # noqa: E402
 from tests.live.standins import standin_image  # noqa: E402
@@ -88,20 +88,6 @@ def _create(client, count: int, image_id: str, socket: str) -> None:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(one, range(count)))
-
-
-def _remove(client) -> int:
-    mine = client.containers.list(all=True, filters={"label": f"{LABEL}={RUN}"})
-
-    def one(container) -> None:
-        try:
-            container.remove(force=True)
-        except NotFound:
-            pass
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(one, mine))
-    return len(mine)
 
 
 def _stack_levels():
@@ -222,7 +208,7 @@ def main() -> None:
             print("baseline, naive docker CLI: skipped (no `docker` command on PATH)")
         figures["speedup_vs_sdk_sequential"] = round(sequential / ours, 2)
     finally:
-        removed = _remove(client)
+        removed = remove_labelled(client, LABEL, RUN)
         print(f"removed the {removed} containers labelled {LABEL}={RUN}")
     print(json.dumps(figures, sort_keys=True))
 

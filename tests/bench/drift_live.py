@@ -38,13 +38,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from docker.errors import APIError, NotFound  # noqa: E402
+from docker.errors import APIError  # noqa: E402
 
 from napdms_ops.declared import declare  # noqa: E402
 from napdms_ops.drift.expected import expected  # noqa: E402
 from napdms_ops.drift.live import host_findings, live_view  # noqa: E402
 from napdms_ops.drift.observed import Observed  # noqa: E402
 from policies.rules.from_pulumi import COMMAND  # noqa: E402
+from tests.bench.copies import remove_labelled  # noqa: E402
 from tests.bench.timing import median_seconds  # noqa: E402
 from tests.live.engine import DEFAULT_HOST, ensure_engine  # noqa: E402
 from tests.live.replay import prepare, run_command, run_container  # noqa: E402
@@ -113,20 +114,6 @@ def _copies(client, busybox: str, count: int) -> None:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(one, range(count)))
-
-
-def _remove_copies(client) -> int:
-    mine = client.containers.list(all=True, filters={"label": f"{LABEL}={RUN}"})
-
-    def one(container) -> None:
-        try:
-            container.remove(force=True)
-        except NotFound:
-            pass
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(one, mine))
-    return len(mine)
 
 
 def _naive_cli(host: str, docker_cli: str, busybox: str) -> int:
@@ -233,7 +220,7 @@ def main() -> None:
         else:
             print("baseline, naive docker CLI: skipped (no `docker` command on PATH)")
     finally:
-        removed = _remove_copies(client)
+        removed = remove_labelled(client, LABEL, RUN)
         if done is not None:
             done.remove()
             print(
