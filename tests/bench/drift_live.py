@@ -124,22 +124,30 @@ def _naive_cli(host: str, docker_cli: str, busybox: str) -> int:
             [docker_cli, "-H", host, *args], check=True, capture_output=True, text=True
         ).stdout
 
-    def docs(*args: str) -> list:
-        return json.loads(cli(*args))
+    def docs(command: tuple[str, ...], *names: str) -> list:
+        """`docker <command> <names>`: one document per object it still finds (other tests on
+        this daemon may remove theirs between the listing and the inspect)."""
+        try:
+            return json.loads(cli(*command, *names))
+        except subprocess.CalledProcessError:
+            if len(names) == 1:
+                return []
+            return [doc for name in names for doc in docs(command, name)]
 
     program = _declared()
     hosts = expected(program)
     seen = Observed()
     for cid in cli("ps", "-aq", "--no-trunc").split():
-        doc = docs("inspect", cid)[0]
-        seen.containers[doc["Name"].lstrip("/")] = doc
-    seen.image_ids = {busybox: docs("image", "inspect", busybox)[0]["Id"]}
+        for doc in docs(("inspect",), cid):
+            seen.containers[doc["Name"].lstrip("/")] = doc
+    seen.image_ids = {busybox: docs(("image", "inspect"), busybox)[0]["Id"]}
     for image_id in {doc["Image"] for doc in seen.containers.values()}:
-        seen.images[image_id] = docs("image", "inspect", image_id)[0].get("Config") or {}
+        for doc in docs(("image", "inspect"), image_id):
+            seen.images[image_id] = doc.get("Config") or {}
     volumes = cli("volume", "ls", "-q").split()
-    seen.volumes = {v["Name"]: v for v in docs("volume", "inspect", *volumes)} if volumes else {}
+    seen.volumes = {v["Name"]: v for v in docs(("volume", "inspect"), *volumes)} if volumes else {}
     networks = cli("network", "ls", "-q").split()
-    seen.networks = {n["Name"]: n for n in docs("network", "inspect", *networks)}
+    seen.networks = {n["Name"]: n for n in docs(("network", "inspect"), *networks)}
     return len(host_findings(STACK, sorted(hosts), hosts, seen, lambda _ref: busybox))
 
 
