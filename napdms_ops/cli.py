@@ -22,6 +22,7 @@ from napdms_ops.images import images as stack_images
 from napdms_ops.secrets.commands import secrets_app
 from napdms_ops.status.commands import lifecycle_app
 from napdms_ops.status.commands import status as status_command
+from napdms_ops.status.lifecycle import LifecycleError, refuse_if_retired
 from napdms_ops.trail import TrailError
 from napdms_ops.trail import record as trail_record
 from napdms_ops.trail.commands import audit_log_app
@@ -84,8 +85,9 @@ def up(
 ) -> None:
     """Deploy a stack with `pulumi up` (local file backend unless PULUMI_BACKEND_URL is set)."""
     try:
+        refuse_if_retired(stack, "up")
         status = deploy_up(stack, yes)
-    except (DeployError, TrailError) as error:
+    except (DeployError, TrailError, LifecycleError) as error:
         typer.echo(f"napdms-ops up: {error}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(status)
@@ -355,7 +357,7 @@ def restore(
     asked = dict(
         source=stack, snapshot=snapshot, services=service, target=target, force=force, label=label
     )
-    from napdms_ops.status.lifecycle import LifecycleError, recovering
+    from napdms_ops.status.lifecycle import recovering
 
     # Live volumes replaced: the stack shows as recovering until the restore ends.
     marker = recovering(runner.stack, f"restore --force {snapshot} from {stack}") if force else None
@@ -483,6 +485,10 @@ def _deployer(command: str, stack: str):
         _release_error(
             command, ValueError(f"unknown stack {stack!r}; use one of: {', '.join(STACKS)}")
         )
+    try:
+        refuse_if_retired(stack, command)
+    except LifecycleError as error:
+        _release_error(command, error)
     try:
         engine = AutomationEngine(stack, deploy_environment(stack, os.environ))
         engine.select()

@@ -286,6 +286,17 @@ def end_recovery(stack: str, environ: Mapping[str, str] = os.environ) -> None:
     _lifecycles(environ).end_recovery(stack)
 
 
+def refuse_if_retired(stack: str, command: str, environ: Mapping[str, str] = os.environ) -> None:
+    """Raise LifecycleError when `stack` is retired: nothing changes a retired stack until an
+    operator revives it."""
+    current = _lifecycles(environ).current(stack)
+    if current is not None and current.state == "retired":
+        raise LifecycleError(
+            f"{stack}: retired since {current.since} ({current.reason}), so `{command}` changes "
+            f"nothing there; `napdms-ops lifecycle revive --stack {stack} --reason ...` first"
+        )
+
+
 @contextlib.contextmanager
 def recovering(stack: str, reason: str, environ: Mapping[str, str] = os.environ) -> Iterator[None]:
     """`begin_recovery` ... `end_recovery` around a restore, also when it fails."""

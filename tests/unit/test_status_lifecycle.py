@@ -18,6 +18,7 @@ from napdms_ops.status.lifecycle import (
     allowed,
     derive,
     recovering,
+    refuse_if_retired,
 )
 
 STATES = tuple(TRANSITIONS)
@@ -264,3 +265,30 @@ def test_a_recovery_the_trail_cannot_record_leaves_no_marker(tmp_path):
     with pytest.raises(OSError):
         _lifecycles(tmp_path, Trail(fails=True)).begin_recovery("prod", "restore")
     assert _lifecycles(tmp_path).recovery("prod") is None
+
+
+def test_a_retired_stack_refuses_every_change_in_one_line(tmp_path):
+    _lifecycles(tmp_path).retire("prod", "moved to the new NAS")
+    with pytest.raises(LifecycleError) as refused:
+        refuse_if_retired("prod", "up", {"NAPDMS_STATE_DIR": str(tmp_path)})
+    message = str(refused.value)
+    assert message.startswith("prod: retired since") and "lifecycle revive" in message
+    assert "\n" not in message
+
+
+def test_a_stack_that_is_not_retired_takes_changes(tmp_path):
+    _lifecycles(tmp_path).observe("prod", _signals())
+    assert refuse_if_retired("prod", "up", {"NAPDMS_STATE_DIR": str(tmp_path)}) is None
+
+
+def test_up_on_a_retired_stack_runs_no_pulumi(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from napdms_ops import cli
+
+    _lifecycles(tmp_path).retire("staging", "replaced by prod")
+    monkeypatch.setenv("NAPDMS_STATE_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(cli, "deploy_up", lambda *args: calls.append(args) or 0)
+    result = CliRunner().invoke(cli.app, ["up", "--stack", "staging", "--yes"])
+    assert (result.exit_code, calls) == (2, [])
