@@ -175,11 +175,17 @@ def policy_config(
         raise typer.Exit(2) from None
     path = policy_configs.path_of(stack)
     if write:
+        before = path.read_text() if path.is_file() else None
+        if before == text:
+            typer.echo(f"{stack}: {path} is up to date")
+            return
         try:
             path.write_text(text)
         except OSError as error:
             typer.echo(f"napdms-ops policy-config: {stack}: {path}: {error.strerror}", err=True)
             raise typer.Exit(2) from None
+        # Exemptions decide what the pack lets through: every change of them is on the trail.
+        _audit(stack, "exemption", 0, "", policy_configs.changes(before, text))
         typer.echo(f"{stack}: wrote {path}")
     elif not path.is_file() or path.read_text() != text:
         typer.echo(

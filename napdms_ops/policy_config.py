@@ -15,6 +15,7 @@ from pathlib import Path
 
 from components.settings import read_stack
 from policies.rules import RULES, levels
+from policies.rules.grants import GRANTS_SETTING
 
 
 class PolicyConfigError(ValueError):
@@ -43,3 +44,31 @@ def generated(stack: str) -> str:
     text = json.dumps(document, indent=2) + "\n"
     levels.parse(stack, json.loads(text), str(path))
     return text
+
+
+def _entries(text: str | None) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each policy of a config file's text: its level and the exemptions it grants."""
+    try:
+        document = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        document = {}
+    entries = {}
+    for name, value in (document if isinstance(document, dict) else {}).items():
+        entry = value if isinstance(value, dict) else {"enforcementLevel": value}
+        entries[name] = (str(entry.get("enforcementLevel")), dict(entry.get(GRANTS_SETTING) or {}))
+    return entries
+
+
+def changes(before: str | None, after: str) -> dict[str, list[str]]:
+    """What rewriting a config file from `before` to `after` changes, for the audit trail:
+    exemptions granted and revoked (`<container>: <rule>`), levels changed (`<rule>: a -> b`)."""
+    old, new = _entries(before), _entries(after)
+    granted, revoked, relevelled = [], [], []
+    for name in sorted(old.keys() | new.keys()):
+        level_before, grants_before = old.get(name, ("none", {}))
+        level_after, grants_after = new.get(name, ("none", {}))
+        if level_before != level_after:
+            relevelled.append(f"{name}: {level_before} -> {level_after}")
+        granted += [f"{c}: {name}" for c in sorted(grants_after.keys() - grants_before.keys())]
+        revoked += [f"{c}: {name}" for c in sorted(grants_before.keys() - grants_after.keys())]
+    return {"granted": granted, "revoked": revoked, "levels": relevelled}

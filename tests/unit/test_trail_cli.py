@@ -160,3 +160,42 @@ def test_a_restore_that_raises_is_recorded_as_failed(environ, monkeypatch):
     assert result.exit_code == 2
     [made] = records("dev", environ)
     assert (made.result, made.reason) == ("failed", "stack dev: volumes exist already")
+
+
+def _policy_file(tmp_path, monkeypatch, before: dict | None, after: dict):
+    from napdms_ops import policy_config
+
+    path = tmp_path / "dev.json"
+    if before is not None:
+        path.write_text(json.dumps(before, indent=2) + "\n")
+    monkeypatch.setattr(policy_config, "path_of", lambda stack: path)
+    text = json.dumps(after, indent=2) + "\n"
+    monkeypatch.setattr(policy_config, "generated", lambda stack: text)
+    return path
+
+
+def test_an_exemption_written_is_recorded_with_what_it_grants_and_revokes(
+    environ, tmp_path, monkeypatch
+):
+    before = {"run-as-root": {"enforcementLevel": "mandatory", "exempt": {"a-init": "chown"}}}
+    after = {
+        "run-as-root": {"enforcementLevel": "mandatory", "exempt": {"b-init": "chown"}},
+        "no-log-rotation": "advisory",
+    }
+    _policy_file(tmp_path, monkeypatch, before, after)
+    result = CliRunner().invoke(app, ["policy-config", "--stack", "dev", "--write"])
+    assert result.exit_code == 0, result.output
+    [written] = [r for r in records("dev", environ) if r.command == "exemption"]
+    assert written.changes == {
+        "granted": ["b-init: run-as-root"],
+        "revoked": ["a-init: run-as-root"],
+        "levels": ["no-log-rotation: none -> advisory"],
+    }
+
+
+def test_a_policy_config_already_up_to_date_leaves_no_record(environ, tmp_path, monkeypatch):
+    same = {"run-as-root": "mandatory"}
+    _policy_file(tmp_path, monkeypatch, same, same)
+    result = CliRunner().invoke(app, ["policy-config", "--stack", "dev", "--write"])
+    assert result.exit_code == 0, result.output
+    assert records("dev", environ) == []
