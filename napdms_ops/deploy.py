@@ -7,6 +7,7 @@ Automation API, into the API's default root, and runs it from there.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -130,18 +131,43 @@ def up(stack: str, yes: bool, install: Installer = install_pulumi_cli) -> int:
     exit status (a declined confirmation included: Pulumi says no more than that)."""
     from napdms_ops import trail
 
-    status = _run_up(stack, yes, install)
+    status, env = _run_up(stack, yes, install)
+    changes: dict = {"yes": yes, "exit_status": status}
+    if status == 0:
+        changes["resources"] = _resource_changes(stack, env)
     trail.record(
         stack,
         "up",
         "ok" if status == 0 else "failed",
-        changes={"yes": yes, "exit_status": status},
+        changes=changes,
         reason=None if status == 0 else f"the Pulumi CLI exited with {status}",
     )
     return status
 
 
-def _run_up(stack: str, yes: bool, install: Installer) -> int:
+def history_command(stack: str) -> list[str]:
+    """The Pulumi CLI call that reads what the latest update changed."""
+    return ["pulumi", "stack", "history", "--stack", stack, "--json", "--page-size", "1"]
+
+
+def _resource_changes(stack: str, env: dict[str, str]) -> dict[str, int] | None:
+    """What the update just made changed, by operation (`{"create": 2, "same": 210}`), from the
+    stack's history; None when the CLI cannot say (the record then says only that it ran)."""
+    try:
+        done = subprocess.run(
+            history_command(stack), cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+        )
+        latest = json.loads(done.stdout)[0] if done.returncode == 0 else {}
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        return None
+    found = latest.get("resourceChanges") if isinstance(latest, dict) else None
+    if not isinstance(found, dict):
+        return None
+    return {str(op): int(n) for op, n in found.items() if isinstance(n, int)}
+
+
+def _run_up(stack: str, yes: bool, install: Installer) -> tuple[int, dict[str, str]]:
+    """The exit status of the Pulumi CLI calls, and the environment they ran with."""
     env = deploy_environment(stack, os.environ)
     check_docker(stack)
     # Last: the checks above are cheap, an install downloads a hundred megabytes.
@@ -153,5 +179,5 @@ def _run_up(stack: str, yes: bool, install: Installer) -> int:
     for command in up_commands(stack, yes):
         status = subprocess.run(command, cwd=PROJECT_DIR, env=env).returncode
         if status != 0:
-            return status
-    return 0
+            return status, env
+    return 0, env

@@ -73,6 +73,7 @@ def test_dev_up_selects_the_stack_then_runs_pulumi_up(tmp_path):
         "docker info",
         "pulumi stack select --create dev",
         "pulumi up --stack dev --yes",
+        "pulumi stack history --stack dev --json --page-size 1",
     ]
 
 
@@ -84,6 +85,7 @@ def test_without_pulumi_on_path_up_runs_the_cli_it_installed(no_pulumi_on_path):
     assert _calls(pinned_cli_root() / "bin") == [
         "pulumi stack select --create dev",
         "pulumi up --stack dev --yes",
+        "pulumi stack history --stack dev --json --page-size 1",
     ]
 
 
@@ -92,7 +94,7 @@ def test_an_installed_pinned_cli_is_reused_without_installing_again(no_pulumi_on
     _fake_tool(pinned_cli_root() / "bin", "pulumi")
 
     assert up("dev", yes=True, install=lambda root, version: installs.append(version)) == 0
-    assert installs == [] and len(_calls(pinned_cli_root() / "bin")) == 2
+    assert installs == [] and len(_calls(pinned_cli_root() / "bin")) == 3
 
 
 def test_an_unreachable_download_host_stops_up_quickly_with_the_manual_install(tmp_path):

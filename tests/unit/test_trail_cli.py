@@ -107,11 +107,32 @@ def test_up_records_its_result_by_the_pulumi_exit_status(
     monkeypatch.setenv("PATH", f"{tmp_path / 'tools'}:/usr/bin:/bin")
     assert up("dev", yes=True) == exit_code
     [made] = records("dev", environ)
-    assert (made.command, made.result, made.changes) == (
-        "up",
-        result,
-        {"yes": True, "exit_status": exit_code},
+    assert (made.command, made.result, made.changes["exit_status"]) == ("up", result, exit_code)
+
+
+def test_up_records_what_the_update_changed_from_the_stack_history(environ, tmp_path, monkeypatch):
+    tools = tmp_path / "tools"
+    _fake_tool(tools, "docker")
+    history = json.dumps([{"kind": "update", "resourceChanges": {"create": 2, "same": 210}}])
+    (tools / "pulumi").write_text(
+        f"#!/bin/sh\nif [ \"$2\" = history ]; then echo '{history}'; fi\nexit 0\n"
     )
+    (tools / "pulumi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:/usr/bin:/bin")
+    assert up("dev", yes=True) == 0
+    [made] = records("dev", environ)
+    assert made.changes["resources"] == {"create": 2, "same": 210}
+
+
+def test_an_unreadable_history_leaves_the_changes_unknown_not_invented(
+    environ, tmp_path, monkeypatch
+):
+    _fake_tool(tmp_path / "tools", "docker")
+    _fake_tool(tmp_path / "tools", "pulumi")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'tools'}:/usr/bin:/bin")
+    assert up("dev", yes=True) == 0
+    [made] = records("dev", environ)
+    assert made.changes["resources"] is None
 
 
 def _agent(stack):
