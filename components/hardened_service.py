@@ -10,10 +10,10 @@ LAN address [5.14], image by digest (or, built from this repository, by image id
 0400 files owned by the service user.
 Anything else is an exemption from the catalog, with its reason, written to a label.
 
-A stateless service runs two colours (blue-green): each its own image and `replicas`
-containers, the data volumes and generated files shared. A service with a `reload` command
-(the proxy) keeps its containers when its generated files change: they are told to read them
-again instead of being replaced.
+A stateless service runs two colours (blue-green): each its own image, `replicas` containers,
+init container and generated files (so a rotated secret can reach one colour at a time), the data
+volumes shared. A service with a `reload` command (the proxy) keeps its containers when its
+generated files change: they are told to read them again instead of being replaced.
 """
 
 from __future__ import annotations
@@ -116,6 +116,9 @@ class HardenedServiceArgs:
     """Non-secret environment, placeholders already substituted."""
     secrets: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
     """Values of the platform secrets this service reads, by secret name."""
+    colour_secrets: Mapping[Colour, Mapping[str, pulumi.Output[str]]] = field(default_factory=dict)
+    """A coloured service's secret values by colour (a colour pinned at a secret's previous
+    value during its rotation holds that one); `secrets` for a service without colours."""
     files: Mapping[str, str] = field(default_factory=dict)
     """Generated config files (name -> content) for `spec.config_dir`."""
     aliases: Sequence[str] = ()
@@ -205,26 +208,28 @@ class HardenedService(pulumi.ComponentResource):
             else _image(f"{name}-image", spec, spec.image_ref, self._on_host)
         )
         self.volumes = self._data_volumes()
-        seeded = self._seeded_volumes()
-        depends_on = list(args.depends_on)
         replica_labels = {**self._labels, **_policy_labels(spec)}
-        self._init: _Init | None = None
-        if spec.needs_init(args.files):
-            container = self._init_container(seeded)
-            # Created, not started: it runs only once its PIDs limit is in place, and the
-            # replicas wait for that run to succeed.
-            self._init = _Init(container, self._run_init(container))
-            depends_on.append(self._init.run)
-            if spec.reload is None:
-                # New files (a rotated secret, a changed config) replace the init container,
-                # whose new id in this label then replaces the service containers too. A
-                # service that reloads keeps its containers (`_reload`).
-                replica_labels[INIT_CONTAINER_LABEL] = container.id
-        mounts = self._mounts(seeded)
+        # Each colour of a coloured service has its own init container and generated files: a
+        # rotated secret reaches one colour while the other keeps serving with its files.
+        self._inits: dict[Colour | None, _Init] = {}
+        mounts: dict[Colour | None, tuple[list, list]] = {}
+        for colour in COLOURS if colours else (None,):
+            seeded = self._seeded_volumes(colour)
+            if spec.needs_init(args.files):
+                container = self._init_container(seeded, colour)
+                # Created, not started: it runs only once its PIDs limit is in place, and the
+                # replicas wait for that run to succeed.
+                self._inits[colour] = _Init(container, self._run_init(container, colour))
+            mounts[colour] = self._mounts(seeded)
         replicas = range(1, spec.replicas + 1)
         self.colours = {
             colour: [
-                self._replica(self._names(n, colour), mounts, replica_labels, depends_on)
+                self._replica(
+                    self._names(n, colour),
+                    mounts[colour],
+                    self._replica_labels(replica_labels, colour),
+                    self._depends_on(colour),
+                )
                 for n in replicas
             ]
             for colour in (COLOURS if colours else ())
@@ -233,7 +238,13 @@ class HardenedService(pulumi.ComponentResource):
             self.containers = [c for members in self.colours.values() for c in members]
         else:
             self.containers = [
-                self._replica(self._names(n), mounts, replica_labels, depends_on) for n in replicas
+                self._replica(
+                    self._names(n),
+                    mounts[None],
+                    self._replica_labels(replica_labels, None),
+                    self._depends_on(None),
+                )
+                for n in replicas
             ]
         self.container_names = pulumi.Output.all(*[c.name for c in self.containers])
         outputs: dict[str, pulumi.Input] = {
@@ -243,6 +254,23 @@ class HardenedService(pulumi.ComponentResource):
         if self.colour_digests:
             outputs["colour_digests"] = pulumi.Output.from_input(self.colour_digests)
         self.register_outputs(outputs)
+
+    def _replica_labels(
+        self, labels: Mapping[str, str], colour: Colour | None
+    ) -> dict[str, pulumi.Input[str]]:
+        """`labels`, and the id of the init container that wrote the replicas' files: new files
+        (a rotated secret, a changed config) replace the init container, whose new id here then
+        replaces the replicas too. A service that reloads keeps its replicas (`_reload`)."""
+        init = self._inits.get(colour)
+        if init is None or self._args.spec.reload is not None:
+            return dict(labels)
+        return {**labels, INIT_CONTAINER_LABEL: init.container.id}
+
+    def _depends_on(self, colour: Colour | None) -> list[pulumi.Resource]:
+        """What the replicas (of `colour`) start after: the services they depend on, and the
+        run of the init container that wrote their files."""
+        init = self._inits.get(colour)
+        return [*self._args.depends_on, *([init.run] if init else [])]
 
     def _names(self, replica: int, colour: Colour | None = None) -> _Replica:
         """Replica `replica` of the service, or of its `colour`. A coloured replica answers to
@@ -285,23 +313,28 @@ class HardenedService(pulumi.ComponentResource):
             for v in self._args.spec.volumes
         }
 
-    def _seeded_volumes(self) -> list[_Seeded]:
-        """Volumes for the secret files and the generated config files, with what goes in them.
+    def _seeded_volumes(self, colour: Colour | None) -> list[_Seeded]:
+        """Volumes for the secret files and the generated config files, with what goes in them;
+        `colour`'s own, with the secret values that colour holds, for a coloured service.
 
         The init container writes them: the provider uploads through `/` of a container, which
         Docker refuses for a read-only root filesystem, and the service must not edit them."""
         spec, args = self._args.spec, self._args
+        values = args.colour_secrets[colour] if colour else args.secrets
+        prefix = f"{colour}-" if colour else ""
         seeded = []
         if spec.secrets:
-            uploads = [_secret_upload(use, args.secrets[use.secret], spec) for use in spec.secrets]
-            seeded.append(_Seeded(self._volume(SECRETS_VOLUME, REGENERATED), SECRETS_DIR, uploads))
+            uploads = [_secret_upload(use, values[use.secret], spec) for use in spec.secrets]
+            seeded.append(
+                _Seeded(self._volume(prefix + SECRETS_VOLUME, REGENERATED), SECRETS_DIR, uploads)
+            )
         if args.files:
             uploads = [
                 _config_upload(spec, file_name, content)
                 for file_name, content in sorted(args.files.items())
             ]
             seeded.append(
-                _Seeded(self._volume(CONFIG_VOLUME, REGENERATED), spec.config_dir, uploads)
+                _Seeded(self._volume(prefix + CONFIG_VOLUME, REGENERATED), spec.config_dir, uploads)
             )
         return seeded
 
@@ -404,8 +437,9 @@ class HardenedService(pulumi.ComponentResource):
         # Set once it is up (and healthy): the limit applies from then on, and from the first
         # process of every restart, which starts from the stored HostConfig.
         self._pids_limit(resource_name, container, docker_name, spec.pids)
-        if spec.reload and self._init is not None:
-            self._reload(resource_name, container, docker_name, self._init)
+        init = self._inits.get(names.colour)
+        if spec.reload and init is not None:
+            self._reload(resource_name, container, docker_name, init)
         return container
 
     def _reload(
@@ -433,13 +467,19 @@ class HardenedService(pulumi.ComponentResource):
             f"{resource_name}-pids", pids_limit_command(docker_name, limit), container
         )
 
-    def _run_init(self, init: docker.Container) -> command.local.Command:
+    def _init_names(self, colour: Colour | None) -> tuple[str, str]:
+        """The init container's resource and Docker names: `<service>-init`, or a coloured
+        service's `<service>-<colour>-init`."""
+        part = f"-{colour}" if colour else ""
+        return f"{self._name}{part}-init", f"{self._docker_name}{part}-init"
+
+    def _run_init(self, init: docker.Container, colour: Colour | None) -> command.local.Command:
         """Start the created init container once its PIDs limit is set, and wait for it: fails
         `up` when the init script fails (`docker start --attach` exits with its status)."""
-        docker_name = f"{self._docker_name}-init"
-        limited = self._pids_limit(f"{self._name}-init", init, docker_name, INIT_PIDS_LIMIT)
+        resource_name, docker_name = self._init_names(colour)
+        limited = self._pids_limit(resource_name, init, docker_name, INIT_PIDS_LIMIT)
         return self._docker_cli(
-            f"{self._name}-init-run",
+            f"{resource_name}-run",
             shlex.join(["docker", "start", "--attach", docker_name]),
             init,
             after=[limited],
@@ -466,10 +506,11 @@ class HardenedService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(after) or [container]),
         )
 
-    def _init_container(self, seeded: Sequence[_Seeded]) -> docker.Container:
-        """One-shot root container, CHOWN and FOWNER only, no network: writes the secret and
-        config files into their volumes and hands `chown` volumes to the service user, then
-        exits."""
+    def _init_container(self, seeded: Sequence[_Seeded], colour: Colour | None) -> docker.Container:
+        """One-shot root container (of `colour`), CHOWN and FOWNER only, no network: writes the
+        secret and config files into their volumes and hands `chown` volumes to the service
+        user, then exits."""
+        resource_name, docker_name = self._init_names(colour)
         spec = self._args.spec
         chown_volumes = [v for v in spec.volumes if v.chown]
         labels = {
@@ -479,8 +520,8 @@ class HardenedService(pulumi.ComponentResource):
             **_INIT_EXCEPTIONS,
         }
         return docker.Container(
-            f"{self._name}-init",
-            name=f"{self._docker_name}-init",
+            resource_name,
+            name=docker_name,
             image=self._args.init_image,
             user="0:0",
             command=[

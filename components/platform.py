@@ -9,7 +9,8 @@ import pulumi
 from components.catalog import generated_files
 from components.hardened_service import HardenedService, HardenedServiceArgs, SourceVolume
 from components.hosts import DockerHost
-from components.model.spec import ServiceSpec, source_path
+from components.model.release import COLOURS, Colour
+from components.model.spec import ServiceSpec, previous_of, source_path
 from components.monitoring.targets import public_names
 from components.secrets import generated_secrets, operator_secrets
 from components.settings.stack import Stack
@@ -25,6 +26,8 @@ class Platform(pulumi.ComponentResource):
     """service name -> host name -> the service's resources on that host."""
     secrets: dict[str, pulumi.Output[str]]
     """Every platform secret the services read, by name: generated, or from encrypted config."""
+    _previous: dict[str, pulumi.Output[str]]
+    """The previous value of each generated secret a blue-green service reads, by name."""
     urls: pulumi.Output[dict[str, str]]
     """Public URL of each service the proxy serves."""
     admin_password: pulumi.Output[str]
@@ -49,14 +52,25 @@ class Platform(pulumi.ComponentResource):
             )
             for host in settings.hosts
         }
+        # A blue-green service's colour may be pinned at a secret's previous value during its
+        # rotation, so the program keeps the previous value of every secret such a service reads.
+        coloured = {
+            use.secret for spec in stack.services.values() if spec.colours for use in spec.secrets
+        }
         generated = generated_secrets(
             [secret for secret in stack.secret_names if secret not in supplied],
             settings.secrets.rotation,
             self._child,
+            keep_previous=coloured - supplied.keys(),
         )
         self.secrets = {
             secret: supplied[secret] if secret in supplied else generated[secret]
             for secret in stack.secret_names
+        }
+        self._previous = {
+            secret: generated[previous_of(secret)]
+            for secret in coloured
+            if previous_of(secret) in generated
         }
         self.services = {}
         for service in stack.start_order():
@@ -93,6 +107,7 @@ class Platform(pulumi.ComponentResource):
                 init_image=docker_host.init_image,
                 env={key: _substitute(value, placeholders) for key, value in spec.env.items()},
                 secrets={use.secret: self.secrets[use.secret] for use in spec.secrets},
+                colour_secrets=self._colour_secrets(spec),
                 files=generated_files(service, stack.context),
                 # The prober resolves each public site to the proxy inside, as DNS does outside.
                 aliases=public_names(stack.context) if "proxy" in spec.monitors else (),
@@ -109,6 +124,21 @@ class Platform(pulumi.ComponentResource):
             ),
             opts=self._child,
         )
+
+    def _colour_secrets(self, spec: ServiceSpec) -> dict[Colour, dict[str, pulumi.Output[str]]]:
+        """The secret values each colour of a blue-green `spec` holds: a secret the colour is
+        pinned at (`colours.<colour>.secrets`) its previous value, the others the current one."""
+        if spec.colours is None:
+            return {}
+        return {
+            colour: {
+                use.secret: self._previous[use.secret]
+                if use.secret in spec.colours.image(colour).secrets
+                else self.secrets[use.secret]
+                for use in spec.secrets
+            }
+            for colour in COLOURS
+        }
 
     def _sources(
         self, host: str, reader: ServiceSpec, specs: Mapping[str, ServiceSpec]

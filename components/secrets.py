@@ -3,7 +3,7 @@ written in a stack file in plain text; generated ones rotate by a config change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import pulumi
 import pulumi_random as random
@@ -60,16 +60,21 @@ class GeneratedSecret(pulumi.ComponentResource):
 
 
 def generated_secrets(
-    names: Iterable[str], rotation: dict[str, int], opts: pulumi.ResourceOptions
+    names: Iterable[str],
+    rotation: dict[str, int],
+    opts: pulumi.ResourceOptions,
+    keep_previous: Collection[str] = (),
 ) -> dict[str, pulumi.Output[str]]:
     """A `GeneratedSecret` for each of `names`, by its counter in `rotation`; a `<name>-previous`
-    among them is `<name>`'s previous value (see `PREVIOUS_SUFFIX`), not a secret of its own."""
+    among them is `<name>`'s previous value (see `PREVIOUS_SUFFIX`), not a secret of its own.
+    Those in `keep_previous` keep theirs too, under `<name>-previous` in the result (a colour
+    pinned at it during a rotation)."""
     names = list(names)
     values: dict[str, pulumi.Output[str]] = {}
     for name in names:
         if is_previous(name, names):
             continue
-        keep = previous_of(name) in names
+        keep = previous_of(name) in names or name in keep_previous
         secret = GeneratedSecret(name, rotation.get(name, 0), opts=opts, keep_previous=keep)
         values[name] = secret.value
         if keep:

@@ -7,7 +7,9 @@ which colour the proxy routes to, and which image each colour runs, are stack co
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictInt
 
 from components.model.image import Digest, Tag
 from components.model.strict import StrictModel
@@ -17,15 +19,24 @@ Colour = Literal["blue", "green"]
 COLOURS: tuple[Colour, ...] = ("blue", "green")
 """Both colours, in the order they are declared."""
 
+PinnedCounter = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+"""The rotation counter a colour holds a secret at (see `ColourImage.secrets`)."""
+
 
 class ColourImage(StrictModel):
-    """The image one colour runs; an unset key is the service's own (`tag`, `digest`)."""
+    """The image one colour runs, an unset key the service's own (`tag`, `digest`); and the
+    secrets it still holds at their previous value during a rotation."""
 
     tag: Tag | None = None
     """A fixed release tag; unset: the service's tag."""
     digest: Digest | None = None
     """The manifest digest that pins the pull; unset: the service's digest, but only while the
     colour runs the service's tag (another tag's image has another digest)."""
+    secrets: dict[str, PinnedCounter] = {}
+    """Secrets this colour holds at an earlier rotation: `{<secret>: <counter>}`, only ever the
+    counter just before the stack's (`secrets.rotation.<secret>` minus one), whose value the
+    program keeps. `napdms-ops secrets rotate` pins the live colour so that the new value reaches
+    the idle colour alone, switches to it, and removes the pin; unset: the current value."""
 
 
 class Colours(StrictModel):

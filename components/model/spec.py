@@ -527,4 +527,5 @@ INIT_WAIVERS: dict[str, str] = {
     "no-health-check": "one-shot: exits when done, up waits for its exit",
     "no-restart-policy": "one-shot: must not restart after it exits",
 }
-"""The exemptions of every service's one-shot init container (`<service>-init`)."""
+"""The exemptions of every service's one-shot init container (`<service>-init`, a coloured
+service's `<service>-<colour>-init`)."""

@@ -44,7 +44,7 @@ from components.model.addresses import (
 from components.model.alerting import AlertingSettings
 from components.model.backup import BackupSettings
 from components.model.operator_keys import BY_SECRET
-from components.model.release import Colours
+from components.model.release import COLOURS, Colours
 from components.model.spec import (
     SECRETS_DIR,
     SOURCE_ROOT,
@@ -332,6 +332,7 @@ class PlatformSettings(StrictModel):
         problems += self._replica_problems() if resolved else []
         problems += self._memory_problems() if placed else []
         problems += self._secret_problems() if resolved else []
+        problems += self._pin_problems() if resolved else []
         problems += self.backup.known_hosts_problems()
         problems += self._backup_target_problems()
         problems += self._agent_problems() if placed else []
@@ -505,6 +506,30 @@ class PlatformSettings(StrictModel):
             for name in self.secrets.max_age_days
             if name not in rotatable
         ]
+
+    def _pin_problems(self) -> list[str]:
+        """A colour's secret pins (`services.<svc>.colours.<colour>.secrets`): only a secret the
+        service reads, and only at the counter before the stack's, the one earlier value the
+        program keeps (an operator-set key has no counter, so no pin of it passes)."""
+        problems = []
+        for name, spec in self._services.items():
+            for colour in COLOURS if spec.colours else ():
+                for secret, counter in spec.colours.image(colour).secrets.items():
+                    key = f"services.{name}.colours.{colour}.secrets.{secret}"
+                    held = {use.secret for use in spec.secrets}
+                    current = self.secrets.rotation.get(secret, 0)
+                    if secret not in held:
+                        problems.append(
+                            f"{key}: {name} reads no secret of that name; remove the pin (use "
+                            f"one of: {', '.join(sorted(held)) or '(none)'})"
+                        )
+                    elif counter != current - 1:
+                        problems.append(
+                            f"{key}: {counter} is not the counter before secrets.rotation."
+                            f"{secret} ({current}), the only earlier value kept; "
+                            + (f"set it to {current - 1} or remove it" if current else "remove it")
+                        )
+        return problems
 
     def rotatable_secrets(self) -> list[str]:
         """The secrets the enabled services read that age and rotate, generated and operator-set,

@@ -80,12 +80,15 @@ class Stack:
         what `policies/config/<stack>.json` must hold."""
         table: dict[str, dict[str, str]] = {}
         for service, spec in self.services.items():
+            # A coloured replica `<service>-<colour>-<n>` shares its colour's grant.
+            bases = [f"{service}-{c}" for c in COLOURS] if spec.colours else [service]
             if waived := spec.waivers():
-                # A coloured replica `<service>-<colour>-<n>` shares its colour's grant.
-                bases = [f"{service}-{c}" for c in COLOURS] if spec.colours else [service]
                 table.update({f"{self.name_prefix}-{base}": dict(waived) for base in bases})
             if self.has_init(service):
-                table[f"{self.name_prefix}-{service}-init"] = dict(INIT_WAIVERS)
+                # A coloured service has an init container per colour (`<service>-<colour>-init`).
+                table.update(
+                    {f"{self.name_prefix}-{base}-init": dict(INIT_WAIVERS) for base in bases}
+                )
         return table
 
     def start_order(self) -> list[str]:

@@ -196,6 +196,49 @@ class Deployer:
                 )
             return self._replace(stack, service, "rollback", target, current, 0.0)
 
+    def switch_to_idle(
+        self, stack: Stack, service: str, reason: str, watch_s: float | None = None
+    ) -> str | None:
+        """Route `service` to its idle colour, which another flow has just changed (a rotated
+        secret's files), through the deploy's gates: once the idle colour is Docker-healthy and
+        ready from inside the proxy, switch the proxy to it, drain the live colour and watch the
+        idle one; trouble in the window switches back. The stack config is the caller's to
+        change (it records the new live colour with its own changes); the switches are
+        journalled with `reason`. Returns None when the idle colour serves now, else why not
+        (nothing switched, or switched back). The caller holds the stack's lock."""
+        spec = stack.services[service]
+        assert spec.colours is not None
+        live, idle = spec.colours.live, spec.colours.idle
+        versions = {
+            colour: Version.of_ref(spec.colour_image_ref(colour), spec.image)
+            for colour in (live, idle)
+        }
+        runtime = self._runtime(stack, service)
+        names = stack.context.colour_replica_names(service, idle)
+        containers = [self._docker(stack, name) for name in names]
+        urls = [probe_url(spec, name) for name in names]
+        proxy = self._proxy(stack) if spec.public is not None else None
+        problem = wait_ready(self._pace, runtime, proxy, containers, urls, health_timeout_s(spec))
+        if problem:
+            return f"{problem}; nothing switched, {live} keeps serving"
+        self._say(f"{service}: {idle} healthy and ready")
+        restarts = {c: runtime.state(c).restart_count for c in containers}
+        baseline = Counter[str]()
+        if proxy is not None:
+            baseline = proxy.responses()
+            self._switch(proxy, service, (live, idle), (versions[live], versions[idle]), reason)
+            self._drain(proxy, service, live)
+        window = self.windows.watch_s if watch_s is None else watch_s
+        problem = watch_window(
+            self._pace, runtime, proxy, containers, urls, restarts, baseline, window
+        )
+        if problem is None:
+            return None
+        self._say(f"{service}: {problem}; switching back to {live}")
+        if proxy is not None:
+            self._switch(proxy, service, (idle, live), (versions[idle], versions[live]), problem)
+        return f"{problem}; switched back to {live}"
+
     # Shared pieces -----------------------------------------------------------------------------
 
     def _silence(self, stack: Stack, service: str, colour: Colour | None) -> None:

@@ -7,7 +7,7 @@ Pulumi Automation API, so the next `pulumi preview` sees exactly what a deploy a
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +46,11 @@ class StackEngine(Protocol):
         """Set config paths (`services.<svc>.colours.live`, ...) to the given values."""
         ...
 
+    def remove_values(self, paths: Iterable[str]) -> None:
+        """Remove config paths (`services.<svc>.colours.blue.secrets`, ...), as `pulumi config
+        rm --path` does; a path that is not set is no error."""
+        ...
+
     def up(self, message: str) -> None:
         """Apply the whole stack; raises `ApplyError(reason)`."""
         ...
@@ -67,10 +72,26 @@ def with_changes(values: Mapping[str, Any], changes: Mapping[str, str]) -> dict[
     return result
 
 
+def without_paths(values: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """`values` without each dotted config path of `paths`, as `pulumi config rm --path` would
+    leave them (a path that is not there is skipped)."""
+    result = copy.deepcopy(dict(values))
+    for path in paths:
+        node: Any = result
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return result
+
+
 class StackHandle(Protocol):
     """The part of `pulumi.automation.Stack` the engine uses."""
 
     def set_all_config(self, config: Mapping[str, Any], path: bool = False) -> None: ...
+
+    def remove_all_config(self, keys: list[str], path: bool = False) -> None: ...
 
     def up(self, **kwargs: Any) -> Any: ...
 
@@ -140,6 +161,12 @@ class AutomationEngine:
             {f"{PROJECT}:{path}": ConfigValue(value=value) for path, value in changes.items()},
             path=True,
         )
+
+    def remove_values(self, paths: Iterable[str]) -> None:
+        """`pulumi config rm --path` for each path, in one call."""
+        keys = [f"{PROJECT}:{path}" for path in paths]
+        if keys:
+            self._stack().remove_all_config(keys, path=True)
 
     def up(self, message: str) -> None:
         """`pulumi up --yes` with `message`; the output goes to `on_output`, the last lines of

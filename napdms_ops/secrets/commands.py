@@ -69,6 +69,17 @@ def _runtime(endpoint: str | None) -> Any:
     return DockerRuntime(endpoint)
 
 
+def _deployer(engine: Any, say: Callable[[str], None]) -> Any:
+    """The release flows on `engine`'s stack, without a lock of their own (the rotation holds
+    the stack's), journalling its switches on the stack's audit trail."""
+    from napdms_ops.release.deploy import Deployer
+    from napdms_ops.release.journal import Journal
+    from napdms_ops.workstation.state import commit, operator, state_dir
+
+    journal = Journal(state_dir(), engine.stack, operator(), commit())
+    return Deployer(engine, _runtime, journal, say=say)
+
+
 def _lock(stack: str) -> Any:
     from napdms_ops.release.lock import StackLock
     from napdms_ops.workstation.state import operator, state_dir
@@ -195,9 +206,10 @@ def rotate_command(
     def not_recorded() -> str:
         return f"not in the audit trail ({unrecorded[0]}); record it by hand"
 
-    rotator = Rotator(
-        engine, _runtime, _lock(stack), record, say=lambda line: typer.echo(f"{stack}: {line}")
-    )
+    def say(line: str) -> None:
+        typer.echo(f"{stack}: {line}")
+
+    rotator = Rotator(engine, _runtime, _lock(stack), record, _deployer(engine, say), say=say)
     try:
         rotated = rotator.rotate(name, value=_read_value(name), resume=resume)
     except RotateError as error:

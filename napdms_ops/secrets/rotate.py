@@ -6,15 +6,27 @@ only password that still does):
 
 1. a generated secret's counter `secrets.rotation.<name>` is raised (`config set --path`), an
    operator-set key is set from the value the operator gives (`config set --secret`);
-2. `up` applies it: each holder's secret file is rewritten and its replicas replaced;
+2. `up` applies it: each holder's secret file is rewritten and its replicas replaced; a
+   blue-green holder's live colour is first pinned at the previous value
+   (`services.<svc>.colours.<live>.secrets.<name>`), so only its idle colour is replaced;
 3. what keeps its own copy is brought along (`holders.Orchestration`): the database role's
    password is changed in the database by psql (or mongosh) inside the database's container,
    reading the new value from the file `up` just wrote, so no value is ever on a host process's
    command line or environment; the restic repositories are confirmed open with the new password
    and no longer with the old (the backup agent rekeys them at its start; asked again if not);
    Grafana's admin login is reset from its file;
-4. each holder's replicas are waited for until running and healthy;
-5. the rotation is recorded in the audit trail, as is a refusal or failure.
+4. a blue-green holder then changes colour as a deploy does (`Deployer.switch_to_idle`: the
+   idle colour healthy and ready through the proxy, the proxy switched, the old colour drained,
+   the new one watched, switched back on trouble); the stack records the new live colour and
+   drops the pin, and `up` gives the old colour, idle now, the new value too;
+5. each holder's replicas are waited for until running and healthy;
+6. the rotation is recorded in the audit trail, as is a refusal or failure.
+
+An operator-set key has no previous value the program keeps, so both colours of a blue-green
+holder take it together. A secret a server checks as well (a database password, Redis') changes
+in that server at step 2 or 3 while the old colour still serves: from then until the switch
+(seconds) a new login of the old colour is refused (Redis, replaced, also drops its
+connections); a key only the service reads (NAP-DMS' app key) changes with no such gap.
 
 A database's clients that `up` replaces start before step 3 and may fail their first health
 checks: `up` is then run once more after the role changed, which replaces what failed.
@@ -32,8 +44,10 @@ from typing import Any, Protocol
 from components.model.operator_keys import BY_SECRET
 from components.settings import SettingsError
 from components.settings.stack import Stack, load_stack
+from napdms_ops.release.deploy import Deployer
 from napdms_ops.release.engine import ApplyError, StackEngine
 from napdms_ops.release.lock import LockHeld
+from napdms_ops.release.proxy import ProxyError
 from napdms_ops.release.runtime import DaemonError, Runtime
 from napdms_ops.secrets.holders import (
     DatabaseRole,
@@ -165,7 +179,9 @@ print(json.dumps(found))
 
 class Rotator:
     """Rotates secrets of the stack `engine` applies. `runtime(endpoint)` gives the containers
-    of a Docker endpoint; `lock` is the stack's deploy lock; `record` writes the audit trail."""
+    of a Docker endpoint; `lock` is the stack's deploy lock; `record` writes the audit trail;
+    `deployer` (on the same engine, without a lock of its own: the rotation holds it) switches
+    a blue-green holder's colours."""
 
     def __init__(
         self,
@@ -173,6 +189,7 @@ class Rotator:
         runtime: Callable[[str | None], Runtime],
         lock: AbstractContextManager,
         record: Recorder,
+        deployer: Deployer,
         say: Callable[[str], None] = lambda line: None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -184,6 +201,7 @@ class Rotator:
         self._runtimes: dict[str | None, Runtime] = {}
         self._lock = lock
         self._record = record
+        self._deployer = deployer
         self._say = say
         self._sleep = sleep
         self._clock = clock
@@ -290,18 +308,26 @@ class Rotator:
             before = stack.settings.secrets.rotation.get(name, 0)
             after = before if resume else before + 1
             changes.update({"from": before, "to": after})
-            if not resume:
-                self.engine.set_values({f"secrets.rotation.{name}": str(after)})
-                done(f"secrets.rotation.{name}: {before} -> {after}")
+        # Blue-green holders take a generated secret one colour at a time: the live colour is
+        # pinned at the previous value while the idle one gets the new value and takes over.
+        coloured = [h for h in holders if stack.services[h].colours]
+        pinned = _pinned(stack, name, coloured) if resume else {}
+        if key is None and not resume:
+            pinned = {holder: _pin(stack, holder, name) for holder in coloured}
+            self.engine.set_values({
+                f"secrets.rotation.{name}": str(after),
+                **{pin: str(before) for pin in pinned.values()},
+            })  # fmt: skip
+            done(f"secrets.rotation.{name}: {before} -> {after}")
+            done(*[f"{h}: live colour pinned at rotation {before}" for h in pinned])
         message = f"secrets rotate {name}"
         failed = self._up(name, message, tolerate=isinstance(plan, DatabaseRole))
         done("up" + (f" (first pass failed: {failed})" if failed else ""))
-        # One secrets volume and init container serve both colours, so `up` restarts them
-        # together: said, since a blue-green deploy would not.
+        # An operator-set key has no previous value kept to pin a colour at.
         done(*[
-            f"{holder}: both colours restarted together (not blue-green)"
-            for holder in holders
-            if stack.services[holder].colours
+            f"{holder}: both colours restarted together (an operator-set key)"
+            for holder in coloured
+            if holder not in pinned
         ])  # fmt: skip
         if isinstance(plan, DatabaseRole):
             self._set_role(stack, name, plan)
@@ -316,10 +342,39 @@ class Rotator:
         elif isinstance(plan, ResetCommand):
             self._reset(stack, name, plan)
             done(f"{plan.service}: login reset from the new file")
+        if pinned:
+            done(*self._switch_colours(name, pinned))
+            self._up(name, f"{message}: the old colours")
+            done("up: the old colours, idle now, take the new value")
         for holder in holders:
             self._wait_healthy(stack, name, holder)
         done(f"healthy: {', '.join(holders)}")
         return Rotated(name, kind, before, after, holders, steps)
+
+    def _switch_colours(self, name: str, pinned: Mapping[str, str]) -> list[str]:
+        """Switch each pinned holder to its idle colour (which has the new value) as a deploy
+        does, then record that colour as live and drop the pin; `pinned`: holder -> its pin's
+        config path. A holder that does not take over keeps its pin and fails the rotation."""
+        steps: list[str] = []
+        for holder, pin in pinned.items():
+            stack = self._stack()
+            colours = stack.services[holder].colours
+            assert colours is not None
+            live, idle = colours.live, colours.idle
+            try:
+                problem = self._deployer.switch_to_idle(stack, holder, f"secrets rotate {name}")
+            except (ProxyError, DaemonError) as error:
+                problem = f"switching the proxy failed ({error})"
+            if problem:
+                raise RotateError(
+                    f"{stack.name}: secrets rotate {name}: {holder}: {problem}; {live} still "
+                    f"holds the previous value ({pin}); " + self._resume_hint(name)
+                )
+            others = set(colours.image(live).secrets) - {name}
+            self.engine.set_values({f"services.{holder}.colours.live": idle})
+            self.engine.remove_values([pin if others else pin.rsplit(".", 1)[0]])
+            steps.append(f"{holder}: {idle} (new value) live, {live} unpinned")
+        return steps
 
     def _set_operator_key(self, stack: Stack, name: str, value: Callable[[], str] | None) -> None:
         key = BY_SECRET[name]
@@ -494,6 +549,24 @@ class Rotator:
                     f"rotation; read `docker logs {container}`, then " + self._resume_hint(name)
                 )
             self._sleep(POLL_S)
+
+
+def _pin(stack: Stack, holder: str, name: str) -> str:
+    """The config path that pins blue-green `holder`'s live colour at `name`'s previous value."""
+    colours = stack.services[holder].colours
+    assert colours is not None
+    return f"services.{holder}.colours.{colours.live}.secrets.{name}"
+
+
+def _pinned(stack: Stack, name: str, coloured: list[str]) -> dict[str, str]:
+    """The blue-green holders whose live colour is pinned at `name`'s previous value (left by a
+    rotation that failed before its switch), with the pin's config path."""
+    pinned = {}
+    for holder in coloured:
+        colours = stack.services[holder].colours
+        if colours is not None and name in colours.image(colours.live).secrets:
+            pinned[holder] = _pin(stack, holder, name)
+    return pinned
 
 
 def _service_of(plan: Orchestration, holders: tuple[str, ...]) -> str | None:

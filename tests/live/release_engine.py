@@ -42,7 +42,7 @@ from docker.errors import NotFound
 
 from components.catalog import CATALOG
 from napdms_ops.release.deploy import Deployer, Windows
-from napdms_ops.release.engine import ApplyError, with_changes
+from napdms_ops.release.engine import ApplyError, with_changes, without_paths
 from napdms_ops.release.journal import Journal
 from napdms_ops.release.lock import StackLock
 from napdms_ops.release.proxy import ProxyControl
@@ -130,7 +130,11 @@ class ReplayEngine:
 
     def set_values(self, changes: Mapping[str, str]) -> None:
         with self._config_lock:
-            self._values = with_changes(self._values, changes)
+            self._values = with_changes(self._values, _as_pulumi_stores(changes))
+
+    def remove_values(self, paths: Iterable[str]) -> None:
+        with self._config_lock:
+            self._values = without_paths(self._values, paths)
 
     def up(self, message: str) -> None:
         with self._up_lock:
@@ -309,6 +313,15 @@ class ReplayEngine:
         if labels_of(declared)["napdms.service"] in self.apps and not _is_init(declared):
             return app_image(tag_of(ref), self.client)
         return standin_image(upstream_repo_of(ref), self.client)
+
+
+def _as_pulumi_stores(changes: Mapping[str, str]) -> dict[str, Any]:
+    """What `pulumi config set --path` stores: a whole number as a number, but one with a
+    leading zero ("007") as text (a rotation counter, a colour's secret pin)."""
+    return {
+        path: int(value) if value.isdigit() and (value == "0" or value[0] != "0") else value
+        for path, value in changes.items()
+    }
 
 
 def _own_event_loop() -> None:

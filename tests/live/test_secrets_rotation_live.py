@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -28,11 +27,14 @@ from components.model.plan import PLAN_FILE
 from components.model.spec import SECRETS_DIR
 from components.settings import load_stack
 from napdms_ops import declared
+from napdms_ops.release.deploy import Deployer
+from napdms_ops.release.journal import Journal
 from napdms_ops.release.lock import StackLock
 from napdms_ops.release.runtime import DockerRuntime
 from napdms_ops.secrets.inventory import inventory
 from napdms_ops.secrets.rotate import Rotator
 from napdms_ops.trail import record, records
+from napdms_ops.trail.mirror import LocalMirror
 from tests.live.engine import engine_url, ensure_engine
 from tests.live.release_engine import ReplayEngine, stack_values
 from tests.live.standins import standin_image, upstream_repo_of
@@ -61,11 +63,7 @@ class _Mocks(declared._Mocks):
 
 
 class _Engine(ReplayEngine):
-    """`ReplayEngine` storing a whole number set by path as a number, as `pulumi config set
-    --path` does, and running the backup agent's stand-in for the image the program builds."""
-
-    def set_values(self, changes: Mapping[str, str]) -> None:
-        super().set_values({k: int(v) if v.isdigit() else v for k, v in changes.items()})
+    """`ReplayEngine` running the backup agent's stand-in for the image the program builds."""
 
     def _image(self, program, declared_container) -> str:
         """An image the program builds (the backup agent) runs its stand-in, as in `replay`."""
@@ -111,11 +109,17 @@ def stack(tmp_path_factory):
 
 
 def _rotator(engine: ReplayEngine, state_dir) -> Rotator:
+    def runtime(endpoint):
+        return DockerRuntime(engine_url(), client=engine.client)
+
+    # No service of this stack runs two colours: the release flows are never asked to switch.
+    journal = Journal(state_dir, STACK, OPERATOR, None, mirror=LocalMirror(state_dir / "m", STACK))
     return Rotator(
         engine,
-        lambda endpoint: DockerRuntime(engine_url(), client=engine.client),
+        runtime,
         StackLock(state_dir, STACK, OPERATOR, "napdms-ops secrets rotate"),
         functools.partial(record, environ={"NAPDMS_STATE_DIR": str(state_dir)}),
+        Deployer(engine, runtime, journal),
         health_timeout_s=90,
         restic_timeout_s=90,
     )

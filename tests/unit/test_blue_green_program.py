@@ -11,12 +11,15 @@ import pytest
 
 from components.catalog import generated_files
 from components.model.release import COLOURS
+from components.model.spec import SECRETS_DIR
 from components.settings import SettingsError, load_settings
 from components.settings.stack import load_stack, read_stack
+from napdms_ops.declared import mock_password
 from tests.conftest import program_of
 from tests.program import (
     OPERATOR_CONFIG,
     STACKS,
+    Declared,
     Program,
     labels_of,
     run_program,
@@ -24,6 +27,8 @@ from tests.program import (
 )
 
 BACKEND = "napdms-backend"
+APP_KEY = "napdms-app-key"
+"""A secret only NAP-DMS backend reads."""
 DIGEST = "sha256:" + "ab" * 32
 
 
@@ -55,6 +60,10 @@ def _changed(before: Program, after: Program) -> set[str]:
 
 def _host(stack: str, service: str) -> str:
     return read_stack(stack).placements[service][0]
+
+
+def _other(colour: str) -> str:
+    return "green" if colour == "blue" else "blue"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -154,19 +163,90 @@ def test_a_new_green_tag_changes_only_greens_image_and_containers(stack):
     assert changed == expected, f"{stack}: {sorted(changed)}"
 
 
+def _init_of(program: Program, service: str, colour: str) -> Declared:
+    """The init container that writes `colour`'s files of `service`."""
+    return next(
+        c
+        for c in program.containers()
+        if labels_of(c).get("napdms.role") == "init"
+        and labels_of(c)["napdms.service"] == service
+        and c.plain("name").endswith(f"-{service}-{colour}-init")
+    )
+
+
+def _secret_file(program: Program, service: str, colour: str, secret: str) -> str:
+    """What `colour`'s init container writes as `secret`'s file."""
+    uploads = {u["file"]: u["content"] for u in _init_of(program, service, colour).plain("uploads")}
+    return uploads[f"{SECRETS_DIR}/{secret}"]
+
+
 @pytest.mark.parametrize("stack", STACKS)
-def test_both_colours_share_the_volumes_and_the_init_container(stack):
-    resolved = read_stack(stack)
-    prefix, program = resolved.name_prefix, program_of(stack)
+def test_each_colour_has_its_own_init_container_writing_its_own_files_volumes(stack):
+    prefix, program = read_stack(stack).name_prefix, program_of(stack)
     inits = {c.plain("name") for c in program.containers()} - {
         c.plain("name") for c in program.services()
     }
-    assert f"{prefix}-{BACKEND}-init" in inits, f"{stack}: {BACKEND} has no shared init container"
+    assert f"{prefix}-{BACKEND}-init" not in inits, f"{stack}: a shared init container is left"
+    for colour in COLOURS:
+        init = _init_of(program, BACKEND, colour)
+        assert init.plain("name") == f"{prefix}-{BACKEND}-{colour}-init"
+        written = {v["volumeName"] for v in init.plain("volumes")}
+        assert f"{prefix}-{BACKEND}-{colour}-run-secrets" in written, f"{stack}: {colour} files"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_colours_replicas_mount_their_colours_files_and_the_shared_data(stack):
+    prefix, program = read_stack(stack).name_prefix, program_of(stack)
     for container in program.services():
-        if labels_of(container)["napdms.service"] != BACKEND:
+        labels = labels_of(container)
+        if labels["napdms.service"] != BACKEND:
             continue
+        colour, other = labels["napdms.colour"], _other(labels["napdms.colour"])
         mounted = {v.get("volumeName") for v in container.plain("volumes")}
-        assert f"{prefix}-{BACKEND}-documents" in mounted, f"{container.name} volumes"
+        assert f"{prefix}-{BACKEND}-documents" in mounted, f"{container.name} data volume"
+        assert f"{prefix}-{BACKEND}-{colour}-run-secrets" in mounted, f"{container.name} files"
+        assert f"{prefix}-{BACKEND}-{other}-run-secrets" not in mounted, f"{container.name}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_colours_replicas_are_labelled_with_their_colours_init_container(stack):
+    host, program = _host(stack, BACKEND), program_of(stack)
+    for container in program.services():
+        labels = labels_of(container)
+        if labels["napdms.service"] != BACKEND:
+            continue
+        init = f"{host}-{BACKEND}-{labels['napdms.colour']}-init"
+        assert labels["napdms.init-container"] == f"{init}-id", f"{container.name}"
+        (run,) = [r for r in program.resources if r.name == f"{init}-run"]
+        assert run.urn in container.dependencies, f"{container.name} starts before its files"
+
+
+def test_a_colour_pinned_at_the_previous_counter_gets_the_previous_value():
+    values = _values("prod", {BACKEND: {"blue": {"secrets": {APP_KEY: 0}}}})
+    values["secrets"] = {"rotation": {APP_KEY: 1}}
+    program = run_program("prod", values, tuple(OPERATOR_CONFIG))
+    # Counter 0 sits in the even slot, counter 1 in the odd one (`GeneratedSecret`).
+    assert _secret_file(program, BACKEND, "blue", APP_KEY) == mock_password(f"{APP_KEY}-value")
+    assert _secret_file(program, BACKEND, "green", APP_KEY) == mock_password(f"{APP_KEY}-value-odd")
+
+
+def test_without_a_pin_both_colours_get_the_current_value():
+    values = _values("prod", {})
+    values["secrets"] = {"rotation": {APP_KEY: 1}}
+    program = run_program("prod", values, tuple(OPERATOR_CONFIG))
+    current = mock_password(f"{APP_KEY}-value-odd")
+    assert {_secret_file(program, BACKEND, c, APP_KEY) for c in COLOURS} == {current}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_rotation_with_the_live_colour_pinned_rewrites_only_the_idle_colours_files(stack):
+    host = _host(stack, BACKEND)
+    pinned = _values(stack, {BACKEND: {"blue": {"secrets": {APP_KEY: 0}}}})
+    pinned["secrets"] = {"rotation": {APP_KEY: 1}}
+    changed = _changed(program_of(stack), run_program(stack, pinned, tuple(OPERATOR_CONFIG)))
+    # The new value (its slot) and the files of green; under the engine green's init container
+    # gets a new id, which its replicas carry, so they are replaced and blue's are not.
+    assert changed == {f"{APP_KEY}-value-odd", f"{host}-{BACKEND}-green-init"}, sorted(changed)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -238,6 +318,48 @@ def test_the_host_memory_rule_counts_both_colours(stack):
 def test_a_wrong_colours_setting_ends_in_one_line_with_stack_key_and_fix(service, colours, line):
     values = copy.deepcopy(stack_config("dev"))
     values["services"].setdefault(service, {})["colours"] = colours
+    with pytest.raises(SettingsError) as raised:
+        load_settings("dev", values, set())
+    assert raised.value.lines == [line]
+
+
+@pytest.mark.parametrize(
+    "pin,counter,line",
+    [
+        (
+            {"gitea-db-password": 0},
+            None,
+            f"dev: services.{BACKEND}.colours.blue.secrets.gitea-db-password: {BACKEND} reads no "
+            "secret of that name; remove the pin (use one of: napdms-app-key, napdms-db-password, "
+            "redis-password)",
+        ),
+        (
+            {APP_KEY: 0},
+            None,
+            f"dev: services.{BACKEND}.colours.blue.secrets.{APP_KEY}: 0 is not the counter before "
+            f"secrets.rotation.{APP_KEY} (0), the only earlier value kept; remove it",
+        ),
+        (
+            {APP_KEY: 0},
+            2,
+            f"dev: services.{BACKEND}.colours.blue.secrets.{APP_KEY}: 0 is not the counter before "
+            f"secrets.rotation.{APP_KEY} (2), the only earlier value kept; set it to 1 or remove "
+            "it",
+        ),
+        (
+            {APP_KEY: "0"},
+            1,
+            f'dev: services.{BACKEND}.colours.blue.secrets.{APP_KEY}: "0" is not a whole number; '
+            "use e.g. 2",
+        ),
+    ],
+    ids=["secret-not-held", "nothing-rotated-yet", "not-the-previous-counter", "not-a-number"],
+)
+def test_a_wrong_secret_pin_ends_in_one_line_with_stack_key_and_fix(pin, counter, line):
+    values = copy.deepcopy(stack_config("dev"))
+    values["services"].setdefault(BACKEND, {})["colours"] = {"blue": {"secrets": pin}}
+    if counter is not None:
+        values["secrets"] = {"rotation": {APP_KEY: counter}}
     with pytest.raises(SettingsError) as raised:
         load_settings("dev", values, set())
     assert raised.value.lines == [line]

@@ -8,8 +8,10 @@ import os
 import pytest
 
 from components.hardened_service import INIT_PIDS_LIMIT, pids_limit_command
+from components.model.release import COLOURS
 from components.settings import load_stack
 from policies.rules import from_pulumi
+from policies.rules.names import COLOUR_LABEL
 from tests.conftest import program_of
 from tests.program import STACKS, Declared, Program, is_secret, labels_of, stack_config
 
@@ -125,11 +127,14 @@ def test_init_runs_only_after_its_limit_is_set_and_services_wait_for_the_run(sta
         assert commands[f"{init.name}-pids"].urn in run.dependencies
         assert run.plain("triggers") == [f"{init.name}-id"]
         assert run.plain("environment") == commands[f"{init.name}-pids"].plain("environment")
+        # A blue-green service has an init container per colour, which that colour waits for.
+        colour = next((c for c in COLOURS if init.name.endswith(f"-{c}-init")), None)
         services = [
             c
             for c in program.services()
             if labels_of(c)["napdms.service"] == labels_of(init)["napdms.service"]
             and labels_of(c)["napdms.host"] == labels_of(init)["napdms.host"]
+            and labels_of(c).get(COLOUR_LABEL) == colour
         ]
         assert services and all(run.urn in s.dependencies for s in services), (
             f"a replica may start before {init.name} has run"

@@ -5,7 +5,7 @@ from pulumi.automation import CommandError
 
 from components.settings import load_stack, read_stack_file
 from napdms_ops.deploy import deploy_environment
-from napdms_ops.release.engine import ApplyError, AutomationEngine, with_changes
+from napdms_ops.release.engine import ApplyError, AutomationEngine, with_changes, without_paths
 from tests.program import ROOT
 
 
@@ -18,6 +18,9 @@ class Handle:
 
     def set_all_config(self, config, path=False):
         self.calls.append(("set_all_config", {k: v.value for k, v in config.items()}, path))
+
+    def remove_all_config(self, keys, *, path=False):
+        self.calls.append(("remove_all_config", keys, path))
 
     def up(self, **kwargs):
         self.calls.append(("up", kwargs["message"]))
@@ -41,6 +44,25 @@ def test_set_values_sets_namespaced_config_paths_in_one_call():
     assert handle.calls == [
         ("set_all_config", {"nap-dms-platform:services.napdms-backend.colours.live": "green"}, True)
     ]
+
+
+def test_remove_values_removes_namespaced_config_paths_in_one_call():
+    handle = Handle()
+    _engine(handle).remove_values(["services.napdms-backend.colours.blue.secrets"])
+    assert handle.calls == [
+        (
+            "remove_all_config",
+            ["nap-dms-platform:services.napdms-backend.colours.blue.secrets"],
+            True,
+        )
+    ]
+
+
+def test_without_paths_removes_a_nested_key_and_skips_one_that_is_not_there():
+    values = {"services": {"web": {"colours": {"blue": {"secrets": {"k": 1}, "tag": "1.0"}}}}}
+    assert without_paths(values, ["services.web.colours.blue.secrets", "services.x.tag"]) == {
+        "services": {"web": {"colours": {"blue": {"tag": "1.0"}}}}
+    }
 
 
 def test_the_stack_is_selected_in_the_project_dir_with_the_local_backend():

@@ -85,9 +85,12 @@ def test_raising_a_rotation_counter_changes_only_that_secrets_keepers():
         p.name: p.plain("keepers")
         for p in rotated.of_type("random:index/randomPassword:RandomPassword")
     }
-    assert keepers["redis-password-value"] == {"rotation": "1"}
-    assert {name: k for name, k in keepers.items() if name != "redis-password-value"} == {
-        name: {"rotation": "0"} for name in keepers if name != "redis-password-value"
+    # NAP-DMS backend (blue-green) reads it, so it keeps its previous value in the even slot
+    # and an odd counter replaces the odd one (`GeneratedSecret`).
+    new = "redis-password-value-odd"
+    assert keepers[new] == {"rotation": "1"}
+    assert {name: k for name, k in keepers.items() if name != new} == {
+        name: {"rotation": "0"} for name in keepers if name != new
     }
 
 

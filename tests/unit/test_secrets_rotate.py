@@ -1,12 +1,15 @@
 """`secrets rotate` on a small fake world: an engine whose `up` rewrites each holder's secret
-file from the stack's counters and replaces the holders, a PostgreSQL that keeps the role
-passwords it was given (as a real one does across restarts), a backup agent whose repositories
-open with the keys it holds, and a clock that moves only when the rotation waits."""
+file from the stack's counters (a pinned colour's from the counter before) and replaces the
+replicas whose file changed, a proxy that routes NAP-DMS backend to one colour, a PostgreSQL
+that keeps the role passwords it was given (as a real one does across restarts), a backup agent
+whose repositories open with the keys it holds, and a clock that moves only when the rotation
+waits. Blue-green holders switch through the real release flows (`Deployer`)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
@@ -14,18 +17,22 @@ from typer.testing import CliRunner
 
 from components.model.spec import SECRETS_DIR
 from components.settings import load_stack, read_stack_file
-from napdms_ops.release.engine import ApplyError, with_changes
+from napdms_ops.release.deploy import Deployer, Windows
+from napdms_ops.release.engine import ApplyError, with_changes, without_paths
+from napdms_ops.release.journal import Journal
 from napdms_ops.release.lock import StackLock
 from napdms_ops.release.runtime import MISSING, ContainerState
 from napdms_ops.secrets import commands
 from napdms_ops.secrets.holders import replica_names
 from napdms_ops.secrets.inventory import holders_of
 from napdms_ops.secrets.rotate import REKEY_AFTER_S, RESTIC_CHECK, RotateError, Rotator
+from napdms_ops.trail.mirror import LocalMirror
 
 
 def _pulumi_path_value(value: str):
-    """What `pulumi config set --path` stores: a whole number as a number."""
-    return int(value) if value.isdigit() and not value.startswith("0") else value
+    """What `pulumi config set --path` stores: a whole number as a number (but one with a
+    leading zero, such as "007", as text)."""
+    return int(value) if value.isdigit() and (value == "0" or value[0] != "0") else value
 
 
 @dataclass
@@ -51,6 +58,12 @@ class World:
     execs: list[tuple[str, list[str], bytes | None]] = field(default_factory=list)
     events: list[tuple] = field(default_factory=list)
     containers: dict[str, ContainerState] = field(default_factory=dict)
+    held: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(container, secret) -> the value in that container's file (a colour may be pinned)."""
+    live: str = "blue"
+    """The colour the proxy routes NAP-DMS backend to."""
+    not_ready_after_switch: bool = False
+    """The colour switched to stops answering its probe through the proxy (a failed watch)."""
 
     def value(self, name: str, counter: int) -> str:
         return f"{name}-value-{counter}"
@@ -79,6 +92,10 @@ class FakeEngine:
         parsed = {path: _pulumi_path_value(value) for path, value in changes.items()}
         self._values = with_changes(self._values, parsed)
 
+    def remove_values(self, paths):
+        self.world.events.append(("remove", list(paths)))
+        self._values = without_paths(self._values, paths)
+
     def set_secret(self, key, value):
         self.world.events.append(("set-secret", key))
         self.secrets_set[key] = value
@@ -95,20 +112,27 @@ class FakeEngine:
 
         for name, holders in holders_of(stack).items():
             key = BY_SECRET.get(name)
+            counter = counters.get(name, 0)
             new = (
                 self._values.get(key.config_key, f"{name}-operator")
                 if key
-                else world.value(name, counters.get(name, 0))
+                else world.value(name, counter)
             )
-            if world.files.get(name) == new:
-                continue
             old, world.files[name] = world.files.get(name), new
-            if name == "restic-password":
+            if name == "restic-password" and old != new:
                 world.restic_previous = old
                 if world.agent_rekeys_at_start:
                     world.restic_keys = {new}
             for holder in holders:
+                colours = stack.services[holder].colours
                 for container in replica_names(stack, holder):
+                    colour = container.rsplit("-", 2)[1] if colours else None
+                    pinned = colour is not None and name in colours.image(colour).secrets
+                    value = world.value(name, counter - 1) if pinned else new
+                    if world.held.get((container, name)) == value:
+                        continue
+                    world.held[(container, name)] = value
+                    world.events.append(("replaced", container))
                     world.containers[container] = ContainerState(
                         exists=True, running=True, health="healthy"
                     )
@@ -178,6 +202,27 @@ class FakeRuntime:
         raise AssertionError(f"unexpected exec {argv}")
 
 
+class FakeProxy:
+    """The proxy: a switch is a Caddyfile routing NAP-DMS backend to one colour; every replica
+    answers its probe unless the world says the colour switched to does not."""
+
+    def __init__(self, world: World):
+        self.world = world
+
+    def load(self, caddyfile):
+        self.world.live = "green" if "napdms-backend-green-1" in caddyfile else "blue"
+        self.world.events.append(("switch", self.world.live))
+
+    def ready(self, url):
+        return not (self.world.not_ready_after_switch and f"-{self.world.live}-" in url)
+
+    def upstreams(self):
+        return {}
+
+    def responses(self):
+        return Counter()
+
+
 class Recorder:
     def __init__(self):
         self.records: list[dict] = []
@@ -214,15 +259,40 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+def _journal(tmp_path) -> Journal:
+    return Journal(
+        tmp_path, "dev", "ops@example.org", None, mirror=LocalMirror(tmp_path / "m", "dev")
+    )
+
+
+def _deployer(world, engine, tmp_path) -> Deployer:
+    """The release flows on the fake world, with its proxy and clock."""
+
+    def sleep(seconds):
+        world.clock += seconds
+
+    return Deployer(
+        engine,
+        lambda endpoint: FakeRuntime(world),
+        _journal(tmp_path),
+        proxy=lambda runtime, container: FakeProxy(world),
+        windows=Windows(drain_s=1.0, watch_s=3.0, check_s=1.0, poll_s=0.25),
+        clock=lambda: world.clock,
+        sleep=sleep,
+    )
+
+
 def _rotator(world, recorder, tmp_path, engine=None) -> Rotator:
     def sleep(seconds):
         world.clock += seconds
 
+    engine = engine or FakeEngine(world)
     return Rotator(
-        engine or FakeEngine(world),
+        engine,
         lambda endpoint: FakeRuntime(world),
         StackLock(tmp_path, world.stack, "ops@example.org", "napdms-ops secrets rotate"),
         recorder,
+        _deployer(world, engine, tmp_path),
         sleep=sleep,
         clock=lambda: world.clock,
     )
@@ -236,7 +306,13 @@ def test_rotating_a_generated_secret_raises_its_counter_by_one_and_applies_it(
 ):
     rotated = _rotator(world, recorder, tmp_path).rotate("redis-password")
     assert world.events[:2] == [
-        ("set", {"secrets.rotation.redis-password": "1"}),
+        (
+            "set",
+            {
+                "secrets.rotation.redis-password": "1",
+                "services.napdms-backend.colours.blue.secrets.redis-password": "0",
+            },
+        ),
         ("up", "secrets rotate redis-password"),
     ]
     assert world.files["redis-password"] == world.value("redis-password", 1)
@@ -244,19 +320,130 @@ def test_rotating_a_generated_secret_raises_its_counter_by_one_and_applies_it(
 
 
 def test_a_rotation_waits_for_every_holder_of_the_secret_to_be_healthy(world, recorder, tmp_path):
-    world.unhealthy = {"napdms-dev-napdms-backend-green-1"}
+    world.unhealthy = {"napdms-dev-redis-1"}
     with pytest.raises(RotateError) as refused:
         _rotator(world, recorder, tmp_path).rotate("redis-password")
-    assert "napdms-dev-napdms-backend-green-1 is unhealthy" in str(refused.value)
+    assert "napdms-dev-redis-1 is unhealthy" in str(refused.value)
     assert refused.value.result == "failed"
     assert world.clock >= 180, "gave up before its health timeout"
 
 
-def test_a_rotation_says_when_a_blue_green_holder_restarted_both_colours_together(
+# -- blue-green holders --------------------------------------------------------------------------
+
+BLUE = [f"napdms-dev-napdms-backend-blue-{n}" for n in (1,)]
+GREEN = [f"napdms-dev-napdms-backend-green-{n}" for n in (1,)]
+PIN = "services.napdms-backend.colours.blue.secrets.napdms-app-key"
+
+
+def _steps(world: World) -> list[tuple]:
+    """The rotation's config changes, `up`s, switches and NAP-DMS backend replacements."""
+    return [
+        e
+        for e in world.events
+        if e[0] in ("set", "remove", "up", "switch")
+        or (e[0] == "replaced" and "napdms-backend" in e[1])
+    ]
+
+
+def test_a_blue_green_holder_takes_a_new_value_one_colour_at_a_time_around_a_switch(
     world, recorder, tmp_path
 ):
-    rotated = _rotator(world, recorder, tmp_path).rotate("napdms-app-key")
-    assert "napdms-backend: both colours restarted together (not blue-green)" in rotated.steps
+    _rotator(world, recorder, tmp_path).rotate("napdms-app-key")
+    assert _steps(world) == [
+        ("set", {"secrets.rotation.napdms-app-key": "1", PIN: "0"}),
+        ("up", "secrets rotate napdms-app-key"),
+        *[("replaced", c) for c in GREEN],
+        ("switch", "green"),
+        ("set", {"services.napdms-backend.colours.live": "green"}),
+        ("remove", [PIN.rsplit(".", 1)[0]]),
+        ("up", "secrets rotate napdms-app-key: the old colours"),
+        *[("replaced", c) for c in BLUE],
+    ]
+
+
+def test_after_a_blue_green_rotation_both_colours_hold_the_new_value_and_no_pin_is_left(
+    world, recorder, tmp_path
+):
+    engine = FakeEngine(world)
+    _rotator(world, recorder, tmp_path, engine).rotate("napdms-app-key")
+    new = world.value("napdms-app-key", 1)
+    assert {world.held[(c, "napdms-app-key")] for c in BLUE + GREEN} == {new}
+    colours = engine.values()["services"]["napdms-backend"]["colours"]
+    assert colours == {"live": "green", "blue": {}}, colours
+
+
+def test_the_live_colour_is_not_replaced_before_the_proxy_switched_away_from_it(
+    world, recorder, tmp_path
+):
+    _rotator(world, recorder, tmp_path).rotate("redis-password")
+    steps = _steps(world)
+    switch = steps.index(("switch", "green"))
+    assert all(steps.index(("replaced", c)) > switch for c in BLUE), steps
+    assert all(steps.index(("replaced", c)) < switch for c in GREEN), steps
+
+
+def test_a_database_password_changes_the_role_before_the_switch_to_the_new_colour(
+    world, recorder, tmp_path
+):
+    _rotator(world, recorder, tmp_path).rotate("napdms-db-password")
+    psql = world.events.index(("exec", "napdms-dev-postgres-1", "psql"))
+    assert psql < world.events.index(("switch", "green")), world.events
+    assert world.roles["napdms"] == world.value("napdms-db-password", 1)
+
+
+def test_a_failed_watch_switches_back_and_keeps_the_live_colour_pinned(world, recorder, tmp_path):
+    world.not_ready_after_switch = True
+    engine = FakeEngine(world)
+    with pytest.raises(RotateError) as failed:
+        _rotator(world, recorder, tmp_path, engine).rotate("napdms-app-key")
+    assert [e for e in world.events if e[0] == "switch"] == [
+        ("switch", "green"),
+        ("switch", "blue"),
+    ]
+    assert "switched back to blue" in str(failed.value)
+    assert "--resume" in str(failed.value)
+    colours = engine.values()["services"]["napdms-backend"]["colours"]
+    assert colours["blue"]["secrets"] == {"napdms-app-key": 0}
+    assert colours.get("live", "blue") == "blue"
+    assert world.held[(BLUE[0], "napdms-app-key")] == world.value("napdms-app-key", 0)
+    assert recorder.records[-1]["result"] == "failed"
+
+
+def test_an_idle_colour_that_does_not_turn_healthy_is_never_switched_to(world, recorder, tmp_path):
+    world.unhealthy = set(GREEN)
+    with pytest.raises(RotateError) as failed:
+        _rotator(world, recorder, tmp_path).rotate("napdms-app-key")
+    assert [e for e in world.events if e[0] == "switch"] == []
+    assert "nothing switched, blue keeps serving" in str(failed.value)
+    assert world.held[(BLUE[0], "napdms-app-key")] == world.value("napdms-app-key", 0)
+
+
+def test_resume_after_a_failed_watch_switches_and_drops_the_pin(world, recorder, tmp_path):
+    world.not_ready_after_switch = True
+    engine = FakeEngine(world)
+    with pytest.raises(RotateError):
+        _rotator(world, recorder, tmp_path, engine).rotate("napdms-app-key")
+    world.not_ready_after_switch = False
+    world.events.clear()
+    _rotator(world, recorder, tmp_path, engine).rotate("napdms-app-key", resume=True)
+    assert [e for e in world.events if e[0] == "switch"] == [("switch", "green")]
+    assert engine.values()["services"]["napdms-backend"]["colours"] == {
+        "live": "green",
+        "blue": {},
+    }
+    assert engine.values()["secrets"]["rotation"]["napdms-app-key"] == 1
+
+
+def test_the_switch_of_a_rotation_is_journalled_like_a_deploys(world, recorder, tmp_path):
+    _rotator(world, recorder, tmp_path).rotate("napdms-app-key")
+    (switch,) = _journal(tmp_path).records()
+    assert (switch.action, switch.from_colour, switch.to_colour, switch.result) == (
+        "switch",
+        "blue",
+        "green",
+        "ok",
+    )
+    assert switch.reason == "secrets rotate napdms-app-key"
 
 
 def test_a_successful_rotation_is_recorded_with_its_counters_and_holders(world, recorder, tmp_path):
@@ -288,7 +475,9 @@ def test_resume_applies_the_counter_already_raised_without_raising_it_again(
     assert "--resume" in str(failed.value)
     world.events.clear()
     rotated = _rotator(world, recorder, tmp_path, engine).rotate("redis-password", resume=True)
-    assert [e for e in world.events if e[0] == "set"] == []
+    assert [
+        e for e in world.events if e[0] == "set" and "secrets.rotation.redis-password" in e[1]
+    ] == []
     assert (rotated.counter_from, rotated.counter_to) == (1, 1)
     assert world.files["redis-password"] == world.value("redis-password", 1)
     assert [r["result"] for r in recorder.records] == ["failed", "ok"]
@@ -327,7 +516,7 @@ def test_clients_locked_out_before_the_role_changed_are_applied_again_after_it(
 ):
     world.holders_fail_when_locked_out = True
     _rotator(world, recorder, tmp_path).rotate("napdms-db-password")
-    kinds = [e[0] for e in world.events]
+    kinds = [e[0] for e in world.events if e[0] != "replaced"]
     assert kinds[:4] == ["set", "up", "exec", "up"], world.events
     assert world.roles["napdms"] == world.files["napdms-db-password"]
 
@@ -477,6 +666,9 @@ def test_the_rotate_command_exits_2_on_a_refusal_and_prints_one_line(
     monkeypatch.setattr(commands, "_runtime", lambda endpoint: FakeRuntime(world))
     monkeypatch.setattr(commands, "_record", recorder)
     monkeypatch.setattr(commands, "_lock", lambda stack: StackLock(tmp_path, stack, "a", "b"))
+    monkeypatch.setattr(
+        commands, "_deployer", lambda engine, say: _deployer(world, engine, tmp_path)
+    )
     result = CliRunner().invoke(commands.secrets_app, ["rotate", "n8n-encryption-key", "-s", "dev"])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
@@ -487,6 +679,9 @@ def test_the_rotate_command_reports_the_counter_and_holders(world, recorder, tmp
     monkeypatch.setattr(commands, "_runtime", lambda endpoint: FakeRuntime(world))
     monkeypatch.setattr(commands, "_record", recorder)
     monkeypatch.setattr(commands, "_lock", lambda stack: StackLock(tmp_path, stack, "a", "b"))
+    monkeypatch.setattr(
+        commands, "_deployer", lambda engine, say: _deployer(world, engine, tmp_path)
+    )
     result = CliRunner().invoke(
         commands.secrets_app, ["rotate", "grafana-admin-password", "-s", "dev"]
     )
@@ -509,6 +704,9 @@ def test_a_rotation_the_trail_does_not_take_says_both_and_exits_1(world, tmp_pat
     monkeypatch.setattr(commands, "_runtime", lambda endpoint: FakeRuntime(world))
     monkeypatch.setattr(commands, "_record", refusing)
     monkeypatch.setattr(commands, "_lock", lambda stack: StackLock(tmp_path, stack, "a", "b"))
+    monkeypatch.setattr(
+        commands, "_deployer", lambda engine, say: _deployer(world, engine, tmp_path)
+    )
     result = CliRunner().invoke(commands.secrets_app, ["rotate", "redis-password", "-s", "dev"])
     assert result.exit_code == 1
     assert (
