@@ -10,26 +10,7 @@ import pytest
 from napdms_ops.trail.mirror import REMOTE_DIR, SshMirror
 from napdms_ops.trail.store import Trail
 from napdms_ops.trail.verify import verify
-
-
-def _body(command: str, stack: str) -> dict:
-    return {
-        "time": "2026-12-06T09:00:00.000Z",
-        "operator": "ops",
-        "commit": "abc",
-        "dirty": False,
-        "stack": stack,
-        "command": command,
-        "service": None,
-        "changes": {},
-        "result": "ok",
-        "reason": None,
-    }
-
-
-class Warnings(list):
-    def __call__(self, message: str) -> None:
-        self.append(message)
+from tests.trail_records import Warnings, record_body
 
 
 @pytest.fixture
@@ -53,7 +34,7 @@ def mirrored(asustor, tmp_path):
 def test_records_reach_the_asustor_and_verify_against_it(mirrored):
     stack, trail, mirror, warnings = mirrored
     for command in ("up", "deploy", "restore"):
-        trail.append(_body(command, stack))
+        trail.append(record_body(command=command, stack=stack))
     assert warnings == []
     assert mirror.read() == trail.path.read_bytes()
     verdict = verify(stack, trail.lines(), mirror.read().splitlines(), mirror.where)
@@ -62,22 +43,22 @@ def test_records_reach_the_asustor_and_verify_against_it(mirrored):
 
 def test_a_cut_link_keeps_the_local_record_and_the_next_one_catches_up(mirrored, asustor):
     stack, trail, mirror, warnings = mirrored
-    trail.append(_body("up", stack))
+    trail.append(record_body(command="up", stack=stack))
     asustor.cut()
     try:
-        trail.append(_body("deploy", stack))
+        trail.append(record_body(command="deploy", stack=stack))
     finally:
         asustor.restore()
     assert len(trail.records()) == 2 and len(warnings) == 1
     assert len(mirror.read().splitlines()) == 1
-    trail.append(_body("rollback", stack))
+    trail.append(record_body(command="rollback", stack=stack))
     assert mirror.read() == trail.path.read_bytes()
 
 
 def test_a_truncated_local_tail_is_found_against_the_asustor(mirrored):
     stack, trail, mirror, _ = mirrored
     for command in ("up", "deploy", "rollback"):
-        trail.append(_body(command, stack))
+        trail.append(record_body(command=command, stack=stack))
     kept = trail.lines()[:1]
     verdict = verify(stack, kept, mirror.read().splitlines(), mirror.where)
     assert [(p.kind, p.seq) for p in verdict.problems] == [("truncated", 2)]

@@ -14,6 +14,7 @@ from napdms_ops.trail.chain import GENESIS
 from napdms_ops.trail.store import Trail, trail_path
 from napdms_ops.trail.verify import walk
 from napdms_ops.workstation.state import commit as release_commit
+from tests.trail_records import record_body
 
 WRITERS = 4
 EACH = 15
@@ -29,32 +30,18 @@ def environ(tmp_path):
     }
 
 
-def _body(**fields):
-    return {
-        "time": "2026-12-01T09:30:00.000Z",
-        "operator": "ops",
-        "commit": None,
-        "dirty": False,
-        "stack": "dev",
-        "command": "up",
-        "service": None,
-        "changes": {},
-        "result": "ok",
-        "reason": None,
-        **fields,
-    }
-
-
 def test_the_first_record_links_to_genesis_and_each_next_to_the_one_before(tmp_path):
     trail = Trail(tmp_path / "dev.jsonl", None)
-    made = [trail.append(_body(command=name)) for name in ("up", "deploy", "drill")]
+    made = [
+        trail.append(record_body(commit=None, command=name)) for name in ("up", "deploy", "drill")
+    ]
     assert [r.seq for r in made] == [1, 2, 3]
     assert [r.prev for r in made] == [GENESIS, made[0].hash, made[1].hash]
 
 
 def test_the_hash_is_the_sha256_of_the_sorted_compact_json_without_the_hash(tmp_path):
     trail = Trail(tmp_path / "dev.jsonl", None)
-    trail.append(_body(changes={"b": 1, "a": [1, 2]}))
+    trail.append(record_body(commit=None, changes={"b": 1, "a": [1, 2]}))
     stored = json.loads(trail.lines()[0])
     rest = {key: value for key, value in stored.items() if key != "hash"}
     text = json.dumps(rest, sort_keys=True, separators=(",", ":"))
@@ -63,8 +50,8 @@ def test_the_hash_is_the_sha256_of_the_sorted_compact_json_without_the_hash(tmp_
 
 def test_each_record_is_one_line_of_canonical_json(tmp_path):
     trail = Trail(tmp_path / "dev.jsonl", None)
-    trail.append(_body())
-    trail.append(_body(command="deploy"))
+    trail.append(record_body(commit=None))
+    trail.append(record_body(commit=None, command="deploy"))
     text = (tmp_path / "dev.jsonl").read_bytes()
     lines = text.splitlines()
     assert text.endswith(b"\n") and len(lines) == 2
@@ -128,25 +115,25 @@ def test_an_unwritable_trail_is_one_trail_error_naming_the_fix(tmp_path):
     (tmp_path / "audit").write_text("a file where the directory should be")
     trail = Trail(tmp_path / "audit" / "dev.jsonl", None)
     with pytest.raises(TrailError, match=r"dev: .* is not recorded; set NAPDMS_STATE_DIR"):
-        trail.append(_body())
+        trail.append(record_body(commit=None))
 
 
 def test_a_broken_last_line_is_chained_over_and_named_by_verify(tmp_path):
     trail = Trail(tmp_path / "dev.jsonl", None)
-    trail.append(_body())
+    trail.append(record_body(commit=None))
     with open(tmp_path / "dev.jsonl", "ab") as file:
         file.write(b"garbage\n")
-    made = trail.append(_body(command="deploy"))
+    made = trail.append(record_body(commit=None, command="deploy"))
     assert made.seq == 3 and made.prev == hashlib.sha256(b"garbage").hexdigest()
     assert [(p.kind, p.line) for p in walk(trail.lines())] == [("unreadable", 2)]
 
 
 def test_a_line_cut_short_stays_a_line_of_its_own(tmp_path):
     trail = Trail(tmp_path / "dev.jsonl", None)
-    trail.append(_body())
+    trail.append(record_body(commit=None))
     with open(tmp_path / "dev.jsonl", "ab") as file:
         file.write(b'{"seq":2,"ti')
-    made = trail.append(_body(command="deploy"))
+    made = trail.append(record_body(commit=None, command="deploy"))
     assert [r.seq for r in trail.records()] == [1, made.seq]
     assert [(p.kind, p.line) for p in walk(trail.lines())] == [("unreadable", 2)]
 

@@ -15,32 +15,13 @@ from napdms_ops.trail.mirror import (
     named_mirror,
 )
 from napdms_ops.trail.store import Trail
-
-
-def _body(command="deploy"):
-    return {
-        "time": "2026-12-01T09:30:00.000Z",
-        "operator": "ops",
-        "commit": "abc",
-        "dirty": False,
-        "stack": "prod",
-        "command": command,
-        "service": None,
-        "changes": {},
-        "result": "ok",
-        "reason": None,
-    }
-
-
-class Warnings(list):
-    def __call__(self, message: str) -> None:
-        self.append(message)
+from tests.trail_records import Warnings, record_body
 
 
 def test_each_record_reaches_the_local_mirror_byte_for_byte(tmp_path):
     trail = Trail(tmp_path / "prod.jsonl", LocalMirror(tmp_path / "mirror", "prod"))
     for command in ("up", "deploy", "restore"):
-        trail.append(_body(command))
+        trail.append(record_body(stack="prod", command=command))
     assert (tmp_path / "mirror" / "prod.jsonl").read_bytes() == (
         tmp_path / "prod.jsonl"
     ).read_bytes()
@@ -50,7 +31,7 @@ def test_a_mirror_that_cannot_be_written_keeps_the_local_record_and_says_so(tmp_
     (tmp_path / "mirror").write_text("a file where the directory should be")
     warnings = Warnings()
     trail = Trail(tmp_path / "prod.jsonl", LocalMirror(tmp_path / "mirror", "prod"), warnings)
-    made = trail.append(_body())
+    made = trail.append(record_body(stack="prod", command="deploy"))
     assert [r.hash for r in trail.records()] == [made.hash]
     assert len(warnings) == 1 and str(tmp_path / "mirror") in warnings[0]
 
@@ -59,10 +40,10 @@ def test_the_next_record_catches_the_mirror_up(tmp_path):
     (tmp_path / "mirror").write_text("unwritable for now")
     warnings = Warnings()
     trail = Trail(tmp_path / "prod.jsonl", LocalMirror(tmp_path / "mirror", "prod"), warnings)
-    trail.append(_body("up"))
-    trail.append(_body("deploy"))
+    trail.append(record_body(stack="prod", command="up"))
+    trail.append(record_body(stack="prod", command="deploy"))
     (tmp_path / "mirror").unlink()
-    trail.append(_body("rollback"))
+    trail.append(record_body(stack="prod", command="rollback"))
     assert len(warnings) == 2
     assert (tmp_path / "mirror" / "prod.jsonl").read_bytes() == (
         tmp_path / "prod.jsonl"
@@ -72,9 +53,9 @@ def test_the_next_record_catches_the_mirror_up(tmp_path):
 def test_a_mirror_behind_receives_only_what_it_lacks(tmp_path):
     mirror = LocalMirror(tmp_path / "mirror", "prod")
     trail = Trail(tmp_path / "prod.jsonl", mirror)
-    trail.append(_body("up"))
-    Trail(tmp_path / "prod.jsonl", None).append(_body("deploy"))
-    trail.append(_body("rollback"))
+    trail.append(record_body(stack="prod", command="up"))
+    Trail(tmp_path / "prod.jsonl", None).append(record_body(stack="prod", command="deploy"))
+    trail.append(record_body(stack="prod", command="rollback"))
     assert mirror.read() == (tmp_path / "prod.jsonl").read_bytes()
 
 
@@ -83,7 +64,8 @@ def test_a_diverged_mirror_is_left_alone_and_said(tmp_path):
     mirror.append(b'{"seq":1,"hash":"' + b"f" * 64 + b'","prev":"' + b"0" * 64 + b'"}\n')
     before = mirror.read()
     warnings = Warnings()
-    Trail(tmp_path / "prod.jsonl", mirror, warnings).append(_body())
+    trail = Trail(tmp_path / "prod.jsonl", mirror, warnings)
+    trail.append(record_body(stack="prod", command="deploy"))
     assert mirror.read() == before
     assert len(warnings) == 1 and "diverged" in warnings[0]
 
@@ -105,8 +87,8 @@ def test_the_ssh_mirror_appends_with_cat_only_and_never_edits(tmp_path):
     run, calls = _remote_shell(tmp_path / "home")
     mirror = SshMirror("deploy@asustor", "prod", ["-o", "ServerAliveInterval=15"], run=run)
     trail = Trail(tmp_path / "prod.jsonl", mirror)
-    trail.append(_body("up"))
-    trail.append(_body("deploy"))
+    trail.append(record_body(stack="prod", command="up"))
+    trail.append(record_body(stack="prod", command="deploy"))
     ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
     ssh += ["-o", "ServerAliveInterval=15", "deploy@asustor"]
     file = "~/napdms-audit/prod.jsonl"
@@ -128,7 +110,7 @@ def test_an_unreachable_ssh_mirror_keeps_the_local_record_and_says_so(tmp_path):
 
     warnings = Warnings()
     trail = Trail(tmp_path / "prod.jsonl", SshMirror("asustor", "prod", run=unreachable), warnings)
-    trail.append(_body())
+    trail.append(record_body(stack="prod", command="deploy"))
     assert len(trail.records()) == 1
     assert len(warnings) == 1 and "No route" in warnings[0]
 
