@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,33 +106,20 @@ PATH)."""
 def cli_root(stack: str, environ: Mapping[str, str] = os.environ) -> Path | None:
     """None when `pulumi` is on PATH; else the pinned CLI's root if `napdms-ops up` installed
     it; raises `PulumiUnavailable` when there is neither."""
-    from napdms_ops.workstation.pulumi_cli import PULUMI_CLI_VERSION, pinned_cli_root
+    from napdms_ops.workstation.pulumi_cli import NoPulumiCli
+    from napdms_ops.workstation.pulumi_cli import cli_root as installed_root
 
-    if shutil.which("pulumi", path=environ.get("PATH", os.defpath)) is not None:
-        return None
-    root = pinned_cli_root()
-    if os.access(root / "bin" / "pulumi", os.X_OK):
-        return root
-    raise PulumiUnavailable(
-        f"no Pulumi CLI on PATH nor in {root} (Pulumi {PULUMI_CLI_VERSION}); "
-        f"`napdms-ops up --stack {stack}` installs it"
-    )
+    try:
+        return installed_root(stack, environ)
+    except NoPulumiCli as missing:
+        raise PulumiUnavailable(str(missing)) from None
 
 
 def _select(stack: str, env: dict[str, str], root: Path | None) -> PreviewStack:
-    from pulumi import automation
-
     from components.settings.loader import PROJECT_DIR
+    from napdms_ops.workstation.pulumi_cli import select_stack
 
-    command = automation.PulumiCommand(root=str(root)) if root else None
-    if root:
-        # The CLI finds its language host and plugins beside it on PATH (as `up` runs it).
-        env = {**env, "PATH": os.pathsep.join([str(root / "bin"), env.get("PATH", os.defpath)])}
-    return automation.select_stack(
-        stack_name=stack,
-        work_dir=str(PROJECT_DIR),
-        opts=automation.LocalWorkspaceOptions(env_vars=env, pulumi_command=command),
-    )
+    return select_stack(stack, env, root, PROJECT_DIR)
 
 
 def pulumi_findings(

@@ -97,13 +97,14 @@ class StackHandle(Protocol):
 
 
 def _select(stack: str, project_dir: Path, env: dict[str, str]) -> StackHandle:
-    from pulumi import automation
+    from napdms_ops.workstation.pulumi_cli import NoPulumiCli, cli_root, select_stack
 
-    return automation.select_stack(
-        stack_name=stack,
-        work_dir=str(project_dir),
-        opts=automation.LocalWorkspaceOptions(env_vars=env),
-    )
+    # The CLI on PATH, else the one `napdms-ops up` installed (as the drift view finds it).
+    try:
+        root = cli_root(stack, env)
+    except NoPulumiCli:
+        root = None  # selecting fails then, and `_stack` says how to get a CLI
+    return select_stack(stack, env, root, project_dir)
 
 
 class AutomationEngine:

@@ -108,3 +108,19 @@ def test_a_whole_number_tag_stored_as_a_number_by_config_set_path_reads_as_its_t
     values["services"]["redis"]["tag"] = 7  # what `pulumi config set --path` writes
     stack = load_stack("dev", values, set())
     assert stack.services["redis"].image_ref.endswith("redis:7")
+
+
+def test_without_pulumi_on_path_the_engine_runs_the_cli_that_up_installed(tmp_path, monkeypatch):
+    from napdms_ops.workstation import pulumi_cli
+
+    monkeypatch.setattr("pathlib.Path.home", lambda: tmp_path)
+    root = pulumi_cli.pinned_cli_root()
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "pulumi").write_text("#!/bin/sh\n")
+    (root / "bin" / "pulumi").chmod(0o755)
+    selected = []
+    monkeypatch.setattr(
+        pulumi_cli, "select_stack", lambda stack, env, root, work_dir: selected.append(root)
+    )
+    AutomationEngine("dev", deploy_environment("dev", {"PATH": ""})).select()
+    assert selected == [root]
